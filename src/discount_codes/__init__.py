@@ -1,0 +1,3 @@
+"""discount-codes: discount codes for a brand marketplace."""
+
+__version__ = "0.1.0"

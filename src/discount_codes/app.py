@@ -1,0 +1,128 @@
+"""Builds the FastAPI app: routers, middleware, problem handlers, lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+
+import structlog
+from fastapi import FastAPI, Request, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from swagger_ui_bundle import swagger_ui_path
+
+from discount_codes import __version__, problems
+from discount_codes.auth import TokenVerifier
+from discount_codes.campaign.endpoints import router as campaign_router
+from discount_codes.claim.endpoints import router as claim_router
+from discount_codes.codes.endpoints import router as codes_router
+from discount_codes.config import Settings, get_settings
+from discount_codes.db import Database, ping
+from discount_codes.logs import configure_logging
+from discount_codes.middleware import RequestContextMiddleware
+from discount_codes.migrate import schema_problem, upgrade_to_head_async
+from discount_codes.outbox.endpoints import router as events_router
+from discount_codes.webhook.endpoints import router as webhook_router
+from discount_codes.worker import WorkerContext, run_worker
+
+log = structlog.get_logger(__name__)
+
+DESCRIPTION = """
+Discount codes for a brand marketplace. Brands have codes generated for their campaigns;
+a logged-in shopper gets one code per campaign in exchange for sharing contact details;
+the brand is notified of every code handed out.
+
+Every `/v1` call needs `Authorization: Bearer <JWT>` from the marketplace's identity
+service. Errors are RFC 9457 `application/problem+json`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(settings)
+        app.state.db = db
+        app.state.settings = settings
+        app.state.verifier = TokenVerifier(settings)
+        if settings.is_sqlite:
+            await upgrade_to_head_async(settings.database_url)
+        worker_task: asyncio.Task[None] | None = None
+        ctx: WorkerContext | None = None
+        if settings.run_worker:
+            ctx = WorkerContext(settings=settings, db=db)
+            worker_task = asyncio.create_task(run_worker(ctx))
+        log.info("service_started", database=db.dialect, worker=settings.run_worker)
+        try:
+            yield
+        finally:
+            if ctx is not None and worker_task is not None:
+                ctx.stop.set()
+                with suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(worker_task, timeout=15)
+            await db.dispose()
+            log.info("service_stopped")
+
+    app = FastAPI(
+        title="discount-codes",
+        version=__version__,
+        description=DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    app.add_middleware(RequestContextMiddleware)
+    app.mount("/docs/static", StaticFiles(directory=swagger_ui_path), name="swagger-static")
+
+    for router in (campaign_router, codes_router, claim_router, webhook_router, events_router):
+        app.include_router(router, prefix="/v1")
+
+    _operations(app)
+    return app
+
+
+def _operations(app: FastAPI) -> None:
+    @app.get("/healthz", tags=["operations"], summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        summary="The database is reachable and its schema is current",
+        responses={503: {"description": "Not ready; `detail` says why"}},
+    )
+    async def readyz(request: Request) -> JSONResponse:
+        db: Database = request.app.state.db
+        try:
+            async with asyncio.timeout(3):
+                async with db.connect() as conn:
+                    await ping(conn)
+                why = await schema_problem(db.engine)
+        except Exception as exc:
+            why = f"database unreachable ({type(exc).__name__})"
+        if why:
+            return problems.problem_response(
+                503, "not-ready", "Not ready", why, headers={"Retry-After": "5"}
+            )
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="discount-codes API",
+            swagger_js_url="/docs/static/swagger-ui-bundle.js",
+            swagger_css_url="/docs/static/swagger-ui.css",
+            swagger_favicon_url="/docs/static/favicon-32x32.png",
+        )

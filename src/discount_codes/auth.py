@@ -1,0 +1,256 @@
+"""Bearer-token verification: the marketplace's identity service signs, we verify.
+
+Every token is checked fully: signature with an allowed asymmetric algorithm,
+``exp``, ``nbf``, ``iss``, ``aud``, and the claims we use. There is no path that
+accepts ``alg: none`` or an HMAC signature made with our public key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from discount_codes.config import DEFAULT_AUDIENCE, DEV_ISSUER, Settings
+from discount_codes.problems import Forbidden, Unauthenticated
+
+LEEWAY_S = 30
+JWKS_TTL_S = 600
+JWKS_MIN_REFRESH_S = 30
+_SUB = re.compile(r"^[A-Za-z0-9._:@|+-]{1,255}$")
+_BRAND = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+# Which public-key type each accepted algorithm needs: a token cannot pick a verification
+# routine that does not fit the key (the classic RS/HS confusion).
+_KEY_TYPES: dict[str, tuple[type, ...]] = {
+    "RS256": (rsa.RSAPublicKey,),
+    "ES256": (ec.EllipticCurvePublicKey,),
+    "EdDSA": (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey),
+}
+
+
+def _fits(key: Any, alg: str) -> bool:
+    return isinstance(key, _KEY_TYPES[alg])
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: str
+    email: str | None
+    name: str | None
+    brand_ids: frozenset[str]
+
+    def administers(self, brand_id: str) -> bool:
+        return brand_id in self.brand_ids
+
+
+class InvalidToken(Exception):
+    pass
+
+
+class _JwksCache:
+    """Keys by ``kid`` from a JWKS URL: cached for a while, refetched on an unknown ``kid``
+    (at most every ``JWKS_MIN_REFRESH_S``, so garbage kids cannot hammer the issuer)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.keys: dict[str, jwt.PyJWK] = {}
+        self.fetched_at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def _refresh(self) -> None:
+        async with httpx.AsyncClient(timeout=5) as client:
+            response = await client.get(self.url)
+            response.raise_for_status()
+            keyset = jwt.PyJWKSet.from_dict(response.json())
+        self.keys = {k.key_id: k for k in keyset.keys if k.key_id}
+        self.fetched_at = time.monotonic()
+
+    async def get(self, kid: str | None) -> jwt.PyJWK:
+        if kid is None:
+            raise InvalidToken("token header has no kid")
+        now = time.monotonic()
+        stale = now - self.fetched_at > JWKS_TTL_S
+        if kid not in self.keys or stale:
+            async with self._lock:
+                if (kid not in self.keys or stale) and (
+                    time.monotonic() - self.fetched_at > JWKS_MIN_REFRESH_S or stale
+                ):
+                    try:
+                        await self._refresh()
+                    except (httpx.HTTPError, ValueError, jwt.PyJWKError) as exc:
+                        if kid not in self.keys:
+                            raise InvalidToken("signing keys are unavailable") from exc
+        if kid not in self.keys:
+            raise InvalidToken("unknown signing key")
+        return self.keys[kid]
+
+
+class TokenVerifier:
+    def __init__(self, settings: Settings) -> None:
+        self.algorithms = list(settings.auth_algorithms)
+        self.issuer = settings.auth_issuer or DEV_ISSUER
+        self.audience = settings.auth_audience
+        self._static_key: Any = None
+        self._jwks: _JwksCache | None = None
+        if settings.dev:
+            self._static_key = ensure_dev_key(settings.dev_key_path).public_key()
+        elif settings.auth_public_key_file:
+            self._static_key = serialization.load_pem_public_key(
+                settings.auth_public_key_file.read_bytes()
+            )
+        elif settings.auth_jwks_url:
+            self._jwks = _JwksCache(settings.auth_jwks_url)
+
+    async def verify(self, token: str) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise InvalidToken("malformed token") from exc
+        alg = header.get("alg")
+        if alg not in self.algorithms:
+            raise InvalidToken(f"algorithm {alg!r} is not accepted")
+        key: Any
+        if self._jwks is not None:
+            jwk = await self._jwks.get(header.get("kid"))
+            if jwk.algorithm_name != alg:
+                raise InvalidToken("key and algorithm do not match")
+            key = jwk.key
+        else:
+            key = self._static_key
+        if not _fits(key, alg):
+            raise InvalidToken(f"algorithm {alg} does not match the verification key")
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[alg],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=LEEWAY_S,
+                options={"require": ["exp", "sub", "iss", "aud"]},
+            )
+        except (jwt.PyJWTError, TypeError, ValueError) as exc:
+            raise InvalidToken(str(exc)) from exc
+        return _principal(claims)
+
+
+def _principal(claims: dict[str, Any]) -> Principal:
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not _SUB.match(sub):
+        raise InvalidToken("sub must be a user id of 1 to 255 safe characters")
+    email = claims.get("email")
+    name = claims.get("name")
+    if email is not None and (not isinstance(email, str) or len(email) > 320):
+        raise InvalidToken("email claim is not a string")
+    if name is not None and (not isinstance(name, str) or len(name) > 200):
+        raise InvalidToken("name claim is not a string")
+    brands = claims.get("brands", [])
+    if not isinstance(brands, list) or not all(
+        isinstance(b, str) and _BRAND.match(b) for b in brands
+    ):
+        raise InvalidToken("brands claim must be a list of brand ids")
+    return Principal(user_id=sub, email=email, name=name, brand_ids=frozenset(brands))
+
+
+# --- dev mode -------------------------------------------------------------------------
+
+
+def ensure_dev_key(path: Path) -> ed25519.Ed25519PrivateKey:
+    """The local signing key of dev mode: made once under the data folder, readable by us only."""
+    if path.exists():
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(key, ed25519.Ed25519PrivateKey):
+            raise ValueError(f"{path} is not an Ed25519 private key")
+        return key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = ed25519.Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(pem)
+    try:
+        os.link(tmp, path)  # atomic, and loses to a concurrent creator instead of replacing it
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    return ensure_dev_key(path)
+
+
+def mint_dev_token(
+    settings: Settings,
+    sub: str,
+    *,
+    email: str | None = None,
+    name: str | None = None,
+    brands: list[str] | None = None,
+    ttl: int = 3600,
+) -> str:
+    key = ensure_dev_key(settings.dev_key_path)
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "iss": settings.auth_issuer or DEV_ISSUER,
+        "aud": settings.auth_audience or DEFAULT_AUDIENCE,
+        "sub": sub,
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl,
+    }
+    if email is not None:
+        claims["email"] = email
+    if name is not None:
+        claims["name"] = name
+    if brands:
+        claims["brands"] = brands
+    return jwt.encode(claims, key, algorithm="EdDSA")
+
+
+# --- FastAPI dependencies ----------------------------------------------------------------
+
+_bearer = HTTPBearer(auto_error=False, description="JWT from the marketplace's identity service")
+
+
+async def authenticate(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None:
+        raise Unauthenticated("Send `Authorization: Bearer <token>`.")
+    verifier: TokenVerifier = request.app.state.verifier
+    try:
+        return await verifier.verify(credentials.credentials)
+    except InvalidToken as exc:
+        raise Unauthenticated(f"The bearer token is not valid: {exc}.", token_given=True) from None
+
+
+CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
+
+
+def require_brand(principal: Principal, brand_id: str) -> None:
+    """Brand routes: the token must list the brand in its ``brands`` claim."""
+    if not principal.administers(brand_id):
+        raise Forbidden("Your token does not administer this brand.")
+
+
+def describe_claims(token: str) -> str:
+    """For the CLI: the token's claims, pretty-printed (no verification)."""
+    return json.dumps(jwt.decode(token, options={"verify_signature": False}), indent=2)

@@ -1,0 +1,138 @@
+"""One Settings object, read once from the environment (prefix ``DISCOUNT_CODES_``).
+
+It refuses unsafe or contradictory combinations at start-up, with one clear line,
+rather than letting the service run half-configured.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEV_ISSUER = "urn:discount-codes:dev"
+DEFAULT_AUDIENCE = "discount-codes"
+ALLOWED_ALGORITHMS = frozenset({"RS256", "ES256", "EdDSA"})
+
+
+class SettingsError(ValueError):
+    """A setting is unsafe or contradictory; the message is one line for the operator."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DISCOUNT_CODES_", extra="ignore")
+
+    data_dir: Path = Path("var")
+    database_url: str = ""
+    broker_url: str | None = None
+
+    dev: bool = False
+    auth_public_key_file: Path | None = None
+    auth_jwks_url: str | None = None
+    auth_issuer: str | None = None
+    auth_audience: str = DEFAULT_AUDIENCE
+    auth_algorithms: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["RS256", "ES256", "EdDSA"]
+    )
+
+    inline_batch_limit: int = Field(default=10_000, ge=0, le=1_000_000)
+    max_batch_count: int = Field(default=1_000_000, ge=1, le=1_000_000)
+    webhook_allow_private_urls: bool = False
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+
+    run_worker: bool = True
+    db_pool_size: int = Field(default=20, ge=1, le=500)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("auth_algorithms", mode="before")
+    @classmethod
+    def _split_algorithms(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite+aiosqlite:///{(self.data_dir / 'discount-codes.db')}"
+        scheme = self.database_url.split("://", 1)[0]
+        if scheme not in {"sqlite+aiosqlite", "postgresql+asyncpg"}:
+            raise SettingsError(
+                "DISCOUNT_CODES_DATABASE_URL must start with sqlite+aiosqlite:// or "
+                f"postgresql+asyncpg:// (got {scheme!r})"
+            )
+        bad = [a for a in self.auth_algorithms if a not in ALLOWED_ALGORITHMS]
+        if bad or not self.auth_algorithms:
+            raise SettingsError(
+                "DISCOUNT_CODES_AUTH_ALGORITHMS may list only RS256, ES256, EdDSA "
+                f"(got {','.join(self.auth_algorithms) or 'nothing'})"
+            )
+        if self.auth_public_key_file and self.auth_jwks_url:
+            raise SettingsError(
+                "set DISCOUNT_CODES_AUTH_PUBLIC_KEY_FILE or DISCOUNT_CODES_AUTH_JWKS_URL, not both"
+            )
+        if self.auth_jwks_url:
+            parts = urlsplit(self.auth_jwks_url)
+            if parts.scheme not in {"https", "http"} or not parts.hostname:
+                raise SettingsError("DISCOUNT_CODES_AUTH_JWKS_URL must be an http(s) URL")
+        if self.broker_url:
+            parts = urlsplit(self.broker_url)
+            if parts.scheme not in {"amqp", "amqps"} or not parts.hostname:
+                raise SettingsError("DISCOUNT_CODES_BROKER_URL must be an amqp:// or amqps:// URL")
+        if self.dev and (self.auth_public_key_file or self.auth_jwks_url):
+            raise SettingsError(
+                "dev mode trusts only its own local key: unset the AUTH_PUBLIC_KEY_FILE / "
+                "AUTH_JWKS_URL settings or drop --dev"
+            )
+        if not self.dev and not (self.auth_public_key_file or self.auth_jwks_url):
+            raise SettingsError(
+                "no token verification key: set DISCOUNT_CODES_AUTH_PUBLIC_KEY_FILE or "
+                "DISCOUNT_CODES_AUTH_JWKS_URL, or run with --dev for local development"
+            )
+        if self.auth_public_key_file and not self.auth_public_key_file.is_file():
+            raise SettingsError(
+                f"DISCOUNT_CODES_AUTH_PUBLIC_KEY_FILE {self.auth_public_key_file} is not a file"
+            )
+        if not self.dev and self.auth_issuer is None:
+            raise SettingsError("DISCOUNT_CODES_AUTH_ISSUER is required outside dev mode")
+        if self.dev and self.auth_issuer is None:
+            self.auth_issuer = DEV_ISSUER
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def dev_key_path(self) -> Path:
+        return self.data_dir / "dev-signing-key.pem"
+
+
+def load_settings() -> Settings:
+    """Read the environment; turn pydantic's report into one line per problem."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            msg = str(err.get("ctx", {}).get("error", err["msg"]))
+            lines.append(f"DISCOUNT_CODES_{loc.upper()}: {msg}" if loc else msg)
+        raise SettingsError("; ".join(lines)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

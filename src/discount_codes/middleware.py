@@ -1,0 +1,142 @@
+"""Pure ASGI middleware: request ids, one access log line, metrics, body size limits.
+
+Pure ASGI (not ``BaseHTTPMiddleware``) so streamed responses stay streamed.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+import structlog
+from prometheus_client import Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from discount_codes.problems import PROBLEM_MEDIA_TYPE, PayloadTooLarge, problem_body
+
+log = structlog.get_logger("discount_codes.access")
+
+REQUESTS = Counter("http_requests_total", "HTTP requests answered", ["method", "route", "status"])
+LATENCY = Histogram(
+    "http_request_duration_seconds",
+    "Time to answer an HTTP request",
+    ["method", "route"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+JSON_BODY_LIMIT = 1024 * 1024
+IMPORT_BODY_LIMIT = 50 * 1024 * 1024
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def body_limit_for(path: str) -> int:
+    return IMPORT_BODY_LIMIT if path.endswith("/code-imports") else JSON_BODY_LIMIT
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        start = time.perf_counter()
+        status = 500
+        method = scope["method"]
+        path = scope["path"]
+
+        limit = body_limit_for(path)
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._too_large(send, request_id, limit)
+            self._observe(scope, method, 413, start, path)
+            return
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _TooLarge
+            return message
+
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [
+                    *message["headers"],
+                    (b"x-request-id", request_id.encode()),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_with_id)
+        except _TooLarge:
+            status = 413
+            if not response_started:
+                await self._too_large(send, request_id, limit)
+        finally:
+            self._observe(scope, method, status, start, path)
+
+    @staticmethod
+    async def _too_large(send: Send, request_id: str, limit: int) -> None:
+        import json
+
+        body = json.dumps(
+            problem_body(
+                413,
+                PayloadTooLarge.slug,
+                PayloadTooLarge.title,
+                f"The body is larger than {limit} bytes, the limit for this route.",
+            )
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"x-request-id", request_id.encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    @staticmethod
+    def _observe(scope: Scope, method: str, status: int, start: float, path: str) -> None:
+        elapsed = time.perf_counter() - start
+        route: Any = scope.get("route")
+        # The route template, never the raw path (ids would explode the label set); a
+        # matched route outside the routers (mounts, the OpenAPI document) keeps its path.
+        template = getattr(route, "path", None) or (path if status < 400 else "<unmatched>")
+        REQUESTS.labels(method, template, str(status)).inc()
+        LATENCY.labels(method, template).observe(elapsed)
+        log.info(
+            "request",
+            method=method,
+            route=template,
+            status=status,
+            duration_ms=round(elapsed * 1000, 2),
+        )

@@ -1,0 +1,55 @@
+"""Recording events: a row in the outbox, in the caller's transaction.
+
+Nothing is sent here. The dispatcher and the broker relay read committed rows, so an
+event exists exactly when the change it reports exists.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from discount_codes.ids import new_id
+from discount_codes.models import Event, utcnow
+
+EVENT_TYPES = (
+    "discount_code.claimed",
+    "code_batch.completed",
+    "campaign.codes_low",
+    "campaign.codes_exhausted",
+    "contact_consent.withdrawn",
+)
+#: PostgreSQL channel the dispatcher LISTENs on; NOTIFY is delivered only at commit.
+NOTIFY_CHANNEL = "discount_codes_events"
+
+
+async def record_event(
+    conn: AsyncSession | AsyncConnection,
+    type_: str,
+    *,
+    brand_id: str,
+    campaign_id: str | None,
+    data: dict[str, Any],
+    at: datetime | None = None,
+) -> str:
+    """Write one event row in the current transaction and return its id."""
+    if type_ not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {type_!r}")
+    event_id = new_id()
+    await conn.execute(
+        insert(Event).values(
+            id=event_id,
+            type=type_,
+            brand_id=brand_id,
+            campaign_id=campaign_id,
+            data=data,
+            created_at=at or utcnow(),
+        )
+    )
+    dialect = (conn.get_bind() if isinstance(conn, AsyncSession) else conn.engine).dialect
+    if dialect.name == "postgresql":
+        await conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+    return event_id

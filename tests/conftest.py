@@ -1,0 +1,350 @@
+"""Shared fixtures: real stores (SQLite and PostgreSQL, chosen by the ``backend``
+parameter), the app in-process over ASGI, and real ``uvicorn`` processes.
+
+``.ci/run`` sets ``DISCOUNT_CODES_REQUIRE_SERVICES=1``: a missing PostgreSQL or RabbitMQ
+then fails the run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from discount_codes.app import create_app
+from discount_codes.auth import mint_dev_token
+from discount_codes.config import Settings
+from discount_codes.db import Database
+from discount_codes.migrate import upgrade_to_head
+from discount_codes.worker import WorkerContext, run_worker
+
+REQUIRE_SERVICES = os.environ.get("DISCOUNT_CODES_REQUIRE_SERVICES") == "1"
+PG_ADMIN_DSN = os.environ.get(
+    "DISCOUNT_CODES_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+AMQP_URL = os.environ.get("DISCOUNT_CODES_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from sync code, on its own loop in a thread."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def service_missing(what: str, exc: BaseException) -> None:
+    message = f"{what} is not reachable ({type(exc).__name__}: {exc})"
+    if REQUIRE_SERVICES:
+        pytest.fail(message + "; DISCOUNT_CODES_REQUIRE_SERVICES=1 makes this a failure")
+    pytest.skip(message)
+
+
+# --- stores --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One data folder per run: holds the dev signing key that all servers share."""
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sqlite') / 'test.db'}"
+    upgrade_to_head(url)
+    return url
+
+
+def _pg_url(database: str) -> str:
+    rest = PG_ADMIN_DSN.split("://", 1)[1].rsplit("/", 1)[0]
+    return f"postgresql+asyncpg://{rest}/{database}"
+
+
+def create_pg_database(prefix: str = "dc_test") -> tuple[str, Callable[[], None]]:
+    """A fresh PostgreSQL database at schema head, and a function that drops it."""
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    try:
+        run_sync(create())
+    except (OSError, asyncpg.PostgresError) as exc:
+        service_missing("PostgreSQL", exc)
+    url = _pg_url(name)
+    upgrade_to_head(url)
+    return url, lambda: run_sync(drop())
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    url, drop = create_pg_database()
+    yield url
+    drop()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def db_url(backend: str, request: pytest.FixtureRequest) -> str:
+    return str(request.getfixturevalue("pg_url" if backend == "postgresql" else "sqlite_url"))
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    async def probe() -> None:
+        import aio_pika
+
+        conn = await aio_pika.connect_robust(AMQP_URL, timeout=5)
+        await conn.close()
+
+    try:
+        run_sync(probe())
+    except Exception as exc:
+        service_missing("RabbitMQ", exc)
+    return AMQP_URL
+
+
+# --- the app in-process ---------------------------------------------------------------------
+
+
+def make_settings(db_url: str, data_dir: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "dev": True,
+        "data_dir": data_dir,
+        "database_url": db_url,
+        "run_worker": False,
+        "webhook_allow_private_urls": True,
+        "log_format": "console",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture(scope="session")
+def settings(db_url: str, data_dir: Path) -> Settings:
+    return make_settings(db_url, data_dir)
+
+
+@asynccontextmanager
+async def running_app(settings: Settings) -> AsyncIterator[FastAPI]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    async with running_app(settings) as app:
+        yield app
+
+
+@pytest.fixture(scope="session")
+def db(app: FastAPI) -> Database:
+    database: Database = app.state.db
+    return database
+
+
+def asgi_client(app: FastAPI) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with asgi_client(app) as c:
+        yield c
+
+
+@asynccontextmanager
+async def worker_running(settings: Settings, db: Database) -> AsyncIterator[WorkerContext]:
+    """The worker's loops, in this process, for as long as the block runs."""
+    ctx = WorkerContext(settings=settings, db=db)
+    task = asyncio.create_task(run_worker(ctx))
+    try:
+        yield ctx
+    finally:
+        ctx.stop.set()
+        await asyncio.wait_for(task, timeout=30)
+
+
+# --- identities -----------------------------------------------------------------------------
+
+
+@dataclass
+class Tokens:
+    settings: Settings
+
+    def token(
+        self,
+        sub: str | None = None,
+        *,
+        brands: list[str] | None = None,
+        email: str | None = None,
+        name: str | None = None,
+        ttl: int = 3600,
+    ) -> str:
+        return mint_dev_token(
+            self.settings,
+            sub or f"user-{uuid.uuid4().hex[:12]}",
+            email=email,
+            name=name,
+            brands=brands,
+            ttl=ttl,
+        )
+
+    def headers(self, sub: str | None = None, **kwargs: Any) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(sub, **kwargs)}"}
+
+    def brand(self, brand_id: str) -> dict[str, str]:
+        return self.headers(f"staff-of-{brand_id}", brands=[brand_id])
+
+    def shopper(self, user_id: str | None = None) -> dict[str, str]:
+        uid = user_id or f"shopper-{uuid.uuid4().hex[:12]}"
+        return self.headers(uid, email=f"{uid}@example.com", name=f"Shopper {uid}")
+
+
+@pytest.fixture(scope="session")
+def tokens(data_dir: Path) -> Tokens:
+    return Tokens(make_settings("sqlite+aiosqlite:///unused.db", data_dir))
+
+
+@pytest.fixture
+def brand_id() -> str:
+    """A fresh brand per test, so tests share a database without seeing each other's rows."""
+    return f"brand-{uuid.uuid4().hex[:12]}"
+
+
+# --- real servers -------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LiveServer:
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            with suppress(ProcessLookupError):
+                self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        return int(self.process.returncode)
+
+
+def service_env(db_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DISCOUNT_CODES_")}
+    env.update(
+        DISCOUNT_CODES_DATABASE_URL=db_url,
+        DISCOUNT_CODES_DATA_DIR=str(data_dir),
+        DISCOUNT_CODES_DEV="true",
+        DISCOUNT_CODES_WEBHOOK_ALLOW_PRIVATE_URLS="true",
+        DISCOUNT_CODES_LOG_FORMAT="json",
+    )
+    env.update(extra)
+    return env
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "discount_codes.cli", *args]
+
+
+def wait_ready(
+    url: str, process: subprocess.Popen[bytes], log_path: Path, timeout: float = 60
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{log_path.read_text()}")
+        with suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"server not ready in {timeout}s:\n{log_path.read_text()}")
+
+
+ServerFactory = Callable[..., LiveServer]
+
+
+@pytest.fixture
+def live_server(db_url: str, data_dir: Path, tmp_path: Path) -> Iterator[ServerFactory]:
+    """Starts ``discount-codes serve`` processes on this test's database; stops them after."""
+    started: list[LiveServer] = []
+
+    def start(*args: str, **env: str) -> LiveServer:
+        port = free_port()
+        log_path = tmp_path / f"server-{port}.log"
+        full_env = service_env(db_url, data_dir, **env)
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                cli("serve", "--port", str(port), *args),
+                env=full_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url, process, log_path)
+        server = LiveServer(url, process, log_path, full_env)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+async def gather_limited(n: int, coros: list[Awaitable[T]]) -> list[T]:
+    sem = asyncio.Semaphore(n)
+
+    async def one(c: Awaitable[T]) -> T:
+        async with sem:
+            return await c
+
+    return await asyncio.gather(*(one(c) for c in coros))
