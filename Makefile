@@ -15,7 +15,7 @@ $(STAMP): requirements.lock pyproject.toml
 
 ## run: the service on the embedded default (SQLite under ./var, worker in-process, dev tokens)
 run: $(STAMP)
-	$(BIN)/discount-codes serve --dev
+	$(BIN)/discount-codes serve --dev $(RUN_ARGS)
 
 ## test: the whole suite, SQLite and PostgreSQL
 test: $(STAMP)

@@ -29,6 +29,7 @@ from discount_codes.webhook.endpoints import router as webhook_router
 from discount_codes.worker import WorkerContext, run_worker
 
 log = structlog.get_logger(__name__)
+API_PREFIX = "/v1"
 
 DESCRIPTION = """
 Discount codes for a brand marketplace. Brands have codes generated for their campaigns;
@@ -77,11 +78,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     problems.install(app)
-    app.add_middleware(RequestContextMiddleware)
     app.mount("/docs/static", StaticFiles(directory=swagger_ui_path), name="swagger-static")
 
-    for router in (campaign_router, codes_router, claim_router, webhook_router, events_router):
-        app.include_router(router, prefix="/v1")
+    routers = (campaign_router, codes_router, claim_router, webhook_router, events_router)
+    for router in routers:
+        app.include_router(router, prefix=API_PREFIX)
+    prefixes = {id(route): API_PREFIX for router in routers for route in router.routes}
+    app.add_middleware(RequestContextMiddleware, route_prefixes=prefixes)
 
     _operations(app)
     return app

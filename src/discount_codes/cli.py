@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 from typing import Annotated
 
@@ -74,6 +75,9 @@ def serve(
         if why:
             typer.secho(f"discount-codes: refusing to start: {why}", err=True, fg="red")
             raise typer.Exit(2)
+    # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal to the handler
+    # that was there before it; make that one a clean exit so orchestrators see status 0.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(
         "discount_codes.app:create_app",
         factory=True,
@@ -86,6 +90,10 @@ def serve(
         log_config=None,
         timeout_graceful_shutdown=20,
     )
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _print_dev_banner(settings: Settings, host: str, port: int) -> None:

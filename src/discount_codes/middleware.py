@@ -5,6 +5,7 @@ Pure ASGI (not ``BaseHTTPMiddleware``) so streamed responses stay streamed.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
@@ -12,6 +13,7 @@ from typing import Any
 
 import structlog
 from prometheus_client import Counter, Histogram
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from discount_codes.problems import PROBLEM_MEDIA_TYPE, PayloadTooLarge, problem_body
@@ -35,13 +37,12 @@ def body_limit_for(path: str) -> int:
     return IMPORT_BODY_LIMIT if path.endswith("/code-imports") else JSON_BODY_LIMIT
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, route_prefixes: dict[int, str] | None = None) -> None:
         self.app = app
+        # Routes of included routers carry their path without the include prefix; this maps
+        # id(route) -> prefix so metrics and logs name the full template.
+        self.route_prefixes = route_prefixes or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -72,7 +73,11 @@ class RequestContextMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise _TooLarge
+                    # An HTTPException passes through FastAPI's body parsing untouched and
+                    # reaches the problem handler as 413 payload-too-large.
+                    raise HTTPException(
+                        413, f"The body is larger than {limit} bytes, the limit for this route."
+                    )
             return message
 
         response_started = False
@@ -91,29 +96,46 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, limited_receive, send_with_id)
-        except _TooLarge:
-            status = 413
+        except Exception as exc:
+            # Anything no handler claimed: logged with the request id, answered without
+            # internals (and not re-raised, so the server does not print it a second time).
+            status = 500
+            log.error("unhandled_exception", exc_info=exc)
             if not response_started:
-                await self._too_large(send, request_id, limit)
+                await self._send_problem(
+                    send,
+                    request_id,
+                    problem_body(
+                        500,
+                        "internal-error",
+                        "Internal server error",
+                        "Something went wrong on our side. Quote the X-Request-ID header "
+                        "when reporting it.",
+                    ),
+                )
         finally:
             self._observe(scope, method, status, start, path)
 
-    @staticmethod
-    async def _too_large(send: Send, request_id: str, limit: int) -> None:
-        import json
-
-        body = json.dumps(
+    @classmethod
+    async def _too_large(cls, send: Send, request_id: str, limit: int) -> None:
+        await cls._send_problem(
+            send,
+            request_id,
             problem_body(
                 413,
                 PayloadTooLarge.slug,
                 PayloadTooLarge.title,
                 f"The body is larger than {limit} bytes, the limit for this route.",
-            )
-        ).encode()
+            ),
+        )
+
+    @staticmethod
+    async def _send_problem(send: Send, request_id: str, problem: dict[str, Any]) -> None:
+        body = json.dumps(problem).encode()
         await send(
             {
                 "type": "http.response.start",
-                "status": 413,
+                "status": problem["status"],
                 "headers": [
                     (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
                     (b"content-length", str(len(body)).encode()),
@@ -124,13 +146,16 @@ class RequestContextMiddleware:
         )
         await send({"type": "http.response.body", "body": body})
 
-    @staticmethod
-    def _observe(scope: Scope, method: str, status: int, start: float, path: str) -> None:
+    def _observe(self, scope: Scope, method: str, status: int, start: float, path: str) -> None:
         elapsed = time.perf_counter() - start
         route: Any = scope.get("route")
         # The route template, never the raw path (ids would explode the label set); a
         # matched route outside the routers (mounts, the OpenAPI document) keeps its path.
-        template = getattr(route, "path", None) or (path if status < 400 else "<unmatched>")
+        template = getattr(route, "path", None)
+        if template is not None:
+            template = self.route_prefixes.get(id(route), "") + template
+        else:
+            template = path if status < 400 else "<unmatched>"
         REQUESTS.labels(method, template, str(status)).inc()
         LATENCY.labels(method, template).observe(elapsed)
         log.info(

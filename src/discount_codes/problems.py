@@ -13,6 +13,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -93,6 +94,14 @@ class IdempotencyKeyReused(ProblemError):
 
 class Conflict(ProblemError):
     status, slug, title = 409, "conflict", "The request conflicts with the resource's state"
+
+
+class CodeSpaceTooDense(ProblemError):
+    status, slug, title = (
+        422,
+        "code-space-too-dense",
+        "Too many codes for this length and prefix to stay unguessable",
+    )
 
 
 class WebhookUrlRefused(ProblemError):
@@ -202,16 +211,6 @@ async def _on_database(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.error("unhandled_exception", exc_info=exc)
-    return problem_response(
-        500,
-        "internal-error",
-        "Internal server error",
-        "Something went wrong on our side. Quote the X-Request-ID header when reporting it.",
-    )
-
-
 def install(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _on_problem)
     app.add_exception_handler(RequestValidationError, _on_validation)
@@ -219,11 +218,53 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(OperationalError, _on_database)
     app.add_exception_handler(PoolTimeoutError, _on_database)
     app.add_exception_handler(DBAPIError, _on_dbapi)
-    app.add_exception_handler(Exception, _on_unexpected)
+    # Any other exception is answered by RequestContextMiddleware (500, with the request id).
 
 
 async def _on_dbapi(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)
     if exc.connection_invalidated:
         return await _on_database(request, exc)
-    return await _on_unexpected(request, exc)
+    raise exc
+
+
+# --- OpenAPI -------------------------------------------------------------------------------
+
+
+class ProblemDetail(BaseModel):
+    """RFC 9457 problem details."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(examples=["/problems/not-found"])
+    title: str = Field(examples=["Not found"])
+    status: int = Field(examples=[404])
+    detail: str = Field(examples=["No campaign with this id."])
+    errors: list[dict[str, Any]] | None = Field(
+        default=None, description="Validation errors: `[{loc, msg}]`."
+    )
+
+
+_DESCRIPTIONS = {
+    400: "Bad request",
+    401: "Missing or invalid bearer token (`unauthenticated`); see `WWW-Authenticate`",
+    403: "The token does not administer this brand (`forbidden`)",
+    404: "No such resource, or not visible to this token (`not-found`)",
+    409: "Conflict with the resource's state",
+    410: "The campaign has ended (`campaign-ended`)",
+    413: "The body is too large (`payload-too-large`)",
+    415: "Unsupported media type",
+    422: "The request is not valid (`validation-failed` and feature-specific slugs)",
+    503: "The database is unreachable; nothing was stored (`service-unavailable`)",
+}
+
+
+def problem_responses(*statuses: int, **overrides: str) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route: each status documented as problem+json."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for code in statuses:
+        out[code] = {
+            "description": overrides.get(f"s{code}", _DESCRIPTIONS.get(code, "Problem")),
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": ProblemDetail.model_json_schema()}},
+        }
+    return out

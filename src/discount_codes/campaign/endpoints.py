@@ -1,7 +1,125 @@
-"""HTTP routes of this feature: parse and authorise, then call one service function."""
+"""Campaign routes (brand staff manage; shoppers may read an active campaign)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-router = APIRouter()
+from fastapi import APIRouter, Path, Response, status
+
+from discount_codes.auth import CurrentPrincipal
+from discount_codes.campaign import service
+from discount_codes.campaign.schemas import (
+    CampaignCreate,
+    CampaignOut,
+    CampaignPublic,
+    CampaignUpdate,
+)
+from discount_codes.db import SessionDep
+from discount_codes.models import Campaign
+from discount_codes.pagination import CursorQuery, LimitQuery, Page, decode_cursor, encode_cursor
+from discount_codes.problems import problem_responses
+
+router = APIRouter(tags=["campaigns"])
+BrandId = Annotated[
+    str, Path(max_length=128, description="The brand's id (issued by the marketplace).")
+]
+
+
+def to_out(campaign: Campaign, counts: service.Counts) -> CampaignOut:
+    return CampaignOut(
+        **_public(campaign).model_dump(),
+        codes_total=counts.total,
+        codes_available=counts.available,
+        codes_claimed=counts.claimed,
+        low_stock_threshold=campaign.low_stock_threshold,
+    )
+
+
+def _public(campaign: Campaign) -> CampaignPublic:
+    return CampaignPublic(
+        id=campaign.id,
+        brand_id=campaign.brand_id,
+        name=campaign.name,
+        description=campaign.description,
+        terms=campaign.terms,
+        status=service.effective_status(campaign),
+        starts_at=campaign.starts_at,
+        ends_at=campaign.ends_at,
+        created_at=campaign.created_at,
+    )
+
+
+@router.post(
+    "/brands/{brand_id}/campaigns",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create a campaign",
+    description="Creates a campaign for the brand (default `active`; `paused` to load codes "
+    "before shoppers can claim). Answers `201` with a `Location` header.",
+    responses=problem_responses(401, 403, 422),
+)
+async def create_campaign(
+    brand_id: BrandId,
+    body: CampaignCreate,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    response: Response,
+) -> CampaignOut:
+    campaign = await service.create_campaign(session, principal, brand_id, body)
+    response.headers["Location"] = f"/v1/campaigns/{campaign.id}"
+    return to_out(campaign, service.Counts(total=0, claimed=0))
+
+
+@router.get(
+    "/brands/{brand_id}/campaigns",
+    summary="List the brand's campaigns",
+    description="Newest first, cursor-paginated.",
+    responses=problem_responses(401, 403, 422),
+)
+async def list_campaigns(
+    brand_id: BrandId,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
+) -> Page[CampaignOut]:
+    campaigns = await service.list_campaigns(
+        session, principal, brand_id, before_id=decode_cursor(cursor), limit=limit + 1
+    )
+    page = campaigns[:limit]
+    counts = await service.counts(session, page)
+    return Page[CampaignOut](
+        items=[to_out(c, counts[c.id]) for c in page],
+        next_cursor=encode_cursor(page[-1].id) if len(campaigns) > limit else None,
+    )
+
+
+@router.get(
+    "/campaigns/{campaign_id}",
+    summary="Read a campaign",
+    description="Brand staff see everything including the counts; shoppers may read an "
+    "active campaign, without its counts.",
+    responses=problem_responses(401, 404),
+)
+async def get_campaign(
+    campaign_id: str, principal: CurrentPrincipal, session: SessionDep
+) -> CampaignOut | CampaignPublic:
+    campaign, is_staff = await service.get_visible(session, principal, campaign_id)
+    if not is_staff:
+        return _public(campaign)
+    counts = await service.counts(session, [campaign])
+    return to_out(campaign, counts[campaign.id])
+
+
+@router.patch(
+    "/campaigns/{campaign_id}",
+    summary="Update a campaign",
+    description="Change texts, `ends_at` or `status` (`active` <-> `paused`, either -> `ended`, "
+    "which is final).",
+    responses=problem_responses(401, 403, 404, 409, 410, 422),
+)
+async def update_campaign(
+    campaign_id: str, body: CampaignUpdate, principal: CurrentPrincipal, session: SessionDep
+) -> CampaignOut:
+    campaign = await service.update_campaign(session, principal, campaign_id, body)
+    counts = await service.counts(session, [campaign])
+    return to_out(campaign, counts[campaign.id])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 
 from alembic import context
 from sqlalchemy import pool
@@ -48,4 +49,10 @@ def run_migrations_offline() -> None:
 if context.is_offline_mode():
     run_migrations_offline()
 else:
-    asyncio.run(_run_async())
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(_run_async())
+    else:  # called from async code: drive our own loop in a helper thread
+        with concurrent.futures.ThreadPoolExecutor(1) as executor:
+            executor.submit(asyncio.run, _run_async()).result()

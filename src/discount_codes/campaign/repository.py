@@ -1,0 +1,39 @@
+"""SQL for campaigns and their counts."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from discount_codes.models import Campaign, ClaimCounter
+
+
+async def get(
+    session: AsyncSession, campaign_id: str, *, for_update: bool = False
+) -> Campaign | None:
+    stmt = select(Campaign).where(Campaign.id == campaign_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def list_for_brand(
+    session: AsyncSession, brand_id: str, *, before_id: str | None, limit: int
+) -> list[Campaign]:
+    stmt = select(Campaign).where(Campaign.brand_id == brand_id)
+    if before_id is not None:
+        stmt = stmt.where(Campaign.id < before_id)
+    stmt = stmt.order_by(Campaign.id.desc()).limit(limit)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def claimed_counts(session: AsyncSession, campaign_ids: list[str]) -> dict[str, int]:
+    """Claimed codes per campaign: a sum over a handful of counter shards, O(1) per campaign."""
+    if not campaign_ids:
+        return {}
+    rows = await session.execute(
+        select(ClaimCounter.campaign_id, func.sum(ClaimCounter.claimed))
+        .where(ClaimCounter.campaign_id.in_(campaign_ids))
+        .group_by(ClaimCounter.campaign_id)
+    )
+    return {cid: int(total or 0) for cid, total in rows.all()}

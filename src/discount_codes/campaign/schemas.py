@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+CampaignStatus = Literal["active", "paused", "ended"]
+
+
+class CampaignCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "Spring sale",
+                    "description": "20% off everything in the spring collection",
+                    "terms": "One code per customer. Valid until 30 April.",
+                    "ends_at": "2027-04-30T23:59:59Z",
+                    "low_stock_threshold": 100,
+                }
+            ]
+        },
+    )
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=5000)
+    terms: str | None = Field(default=None, max_length=20000)
+    starts_at: AwareDatetime | None = None
+    ends_at: AwareDatetime | None = None
+    low_stock_threshold: int | None = Field(default=None, ge=0, le=1_000_000_000)
+    status: Literal["active", "paused"] = Field(
+        default="active",
+        description="`paused` lets the brand load codes into its shop before shoppers can claim.",
+    )
+
+    @model_validator(mode="after")
+    def _window(self) -> CampaignCreate:
+        if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        return self
+
+
+class CampaignUpdate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"status": "paused"}]}
+    )
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=5000)
+    terms: str | None = Field(default=None, max_length=20000)
+    ends_at: AwareDatetime | None = None
+    status: CampaignStatus | None = Field(
+        default=None, description="`active` <-> `paused`; either -> `ended` (final)."
+    )
+
+
+class CampaignPublic(BaseModel):
+    """What a shopper sees of an active campaign."""
+
+    id: str
+    brand_id: str
+    name: str
+    description: str | None
+    terms: str | None
+    status: CampaignStatus
+    starts_at: datetime | None
+    ends_at: datetime | None
+    created_at: datetime
+
+
+class CampaignOut(CampaignPublic):
+    """What the brand's staff see."""
+
+    codes_total: int
+    codes_available: int
+    codes_claimed: int
+    low_stock_threshold: int | None

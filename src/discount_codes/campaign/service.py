@@ -1,0 +1,149 @@
+"""Campaign rules: who may see and change a campaign, and what state it is really in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from discount_codes.auth import Principal, require_brand
+from discount_codes.campaign import repository
+from discount_codes.campaign.schemas import CampaignCreate, CampaignUpdate
+from discount_codes.ids import is_id, new_id
+from discount_codes.models import Campaign, utcnow
+from discount_codes.problems import CampaignEnded, CampaignNotActive, Conflict, NotFound
+
+ALLOWED_TRANSITIONS = {
+    ("active", "paused"),
+    ("paused", "active"),
+    ("active", "ended"),
+    ("paused", "ended"),
+}
+
+
+def effective_status(campaign: Campaign, now: datetime | None = None) -> str:
+    """A campaign whose ``ends_at`` has passed reads as ended, whatever its stored status."""
+    ended_by_time = campaign.ends_at is not None and campaign.ends_at <= (now or utcnow())
+    return "ended" if ended_by_time else campaign.status
+
+
+def ensure_claimable(campaign: Campaign, now: datetime | None = None) -> None:
+    """Raise the problem a shopper should see when this campaign cannot hand out a code."""
+    now = now or utcnow()
+    status = effective_status(campaign, now)
+    if status == "ended":
+        raise CampaignEnded("This campaign has ended.")
+    if status == "paused":
+        raise CampaignNotActive("This campaign is paused.")
+    if campaign.starts_at is not None and campaign.starts_at > now:
+        raise CampaignNotActive(f"This campaign starts at {campaign.starts_at.isoformat()}.")
+
+
+@dataclass(frozen=True)
+class Counts:
+    total: int
+    claimed: int
+
+    @property
+    def available(self) -> int:
+        return max(self.total - self.claimed, 0)
+
+
+async def get_campaign(
+    session: AsyncSession, campaign_id: str, *, for_update: bool = False
+) -> Campaign:
+    campaign = (
+        await repository.get(session, campaign_id, for_update=for_update)
+        if is_id(campaign_id)
+        else None
+    )
+    if campaign is None:
+        raise NotFound("No campaign with this id.")
+    return campaign
+
+
+async def get_for_staff(
+    session: AsyncSession, principal: Principal, campaign_id: str, *, for_update: bool = False
+) -> Campaign:
+    """The campaign, when the caller administers its brand (404 if unknown, 403 if not theirs)."""
+    campaign = await get_campaign(session, campaign_id, for_update=for_update)
+    require_brand(principal, campaign.brand_id)
+    return campaign
+
+
+async def get_visible(
+    session: AsyncSession, principal: Principal, campaign_id: str
+) -> tuple[Campaign, bool]:
+    """The campaign and whether the caller is its staff. Shoppers see active campaigns only."""
+    campaign = await get_campaign(session, campaign_id)
+    if principal.administers(campaign.brand_id):
+        return campaign, True
+    if effective_status(campaign) != "active":
+        raise NotFound("No campaign with this id.")
+    return campaign, False
+
+
+async def counts(session: AsyncSession, campaigns: list[Campaign]) -> dict[str, Counts]:
+    claimed = await repository.claimed_counts(session, [c.id for c in campaigns])
+    return {c.id: Counts(total=c.codes_total, claimed=claimed.get(c.id, 0)) for c in campaigns}
+
+
+async def create_campaign(
+    session: AsyncSession, principal: Principal, brand_id: str, data: CampaignCreate
+) -> Campaign:
+    require_brand(principal, brand_id)
+    now = utcnow()
+    campaign = Campaign(
+        id=new_id(),
+        brand_id=brand_id,
+        name=data.name,
+        description=data.description,
+        terms=data.terms,
+        status=data.status,
+        starts_at=data.starts_at,
+        ends_at=data.ends_at,
+        low_stock_threshold=data.low_stock_threshold,
+        low_stock_notified=False,
+        exhausted_notified=False,
+        codes_total=0,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(campaign)
+    await session.flush()
+    return campaign
+
+
+async def list_campaigns(
+    session: AsyncSession, principal: Principal, brand_id: str, *, before_id: str | None, limit: int
+) -> list[Campaign]:
+    require_brand(principal, brand_id)
+    return await repository.list_for_brand(session, brand_id, before_id=before_id, limit=limit)
+
+
+async def update_campaign(
+    session: AsyncSession, principal: Principal, campaign_id: str, data: CampaignUpdate
+) -> Campaign:
+    campaign = await get_for_staff(session, principal, campaign_id, for_update=True)
+    current = effective_status(campaign)
+    if current == "ended":
+        raise CampaignEnded("This campaign has ended; an ended campaign cannot change.")
+    fields = data.model_fields_set
+    if "status" in fields and data.status is not None and data.status != current:
+        if (current, data.status) not in ALLOWED_TRANSITIONS:
+            raise Conflict(f"A campaign cannot go from {current} to {data.status}.")
+        campaign.status = data.status
+    if "name" in fields and data.name is not None:
+        campaign.name = data.name
+    if "description" in fields:
+        campaign.description = data.description
+    if "terms" in fields:
+        campaign.terms = data.terms
+    if "ends_at" in fields:
+        if data.ends_at is not None and campaign.starts_at and data.ends_at <= campaign.starts_at:
+            raise Conflict("ends_at must be after starts_at.")
+        campaign.ends_at = data.ends_at
+    campaign.updated_at = utcnow()
+    await session.flush()
+    return campaign

@@ -1,0 +1,63 @@
+"""The README's first command, from a fresh clone: `make run` builds .venv from the lock
+file, serves on SQLite, and the curl line it prints works with the token it printed."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ..conftest import ROOT, free_port
+
+
+@pytest.mark.slow
+def test_make_run_from_a_fresh_clone(tmp_path: Path) -> None:
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True, timeout=120)
+    port = free_port()
+    log_path = tmp_path / "make-run.log"
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DISCOUNT_CODES_", "VIRTUAL_ENV"))
+    }
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            ["make", "run", f"RUN_ARGS=--port {port}"],
+            cwd=clone,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 600  # includes building .venv from the lock file
+        ready = False
+        while time.monotonic() < deadline and not ready:
+            assert process.poll() is None, log_path.read_text()
+            try:
+                ready = httpx.get(f"{base}/readyz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        assert ready, log_path.read_text()
+        assert (clone / "var" / "discount-codes.db").exists()
+        output = log_path.read_text()
+        brand_token = re.search(r"export BRAND_TOKEN=(\S+)", output)
+        curl = next(line.strip() for line in output.splitlines() if "curl -s -X POST" in line)
+        assert brand_token, output
+        result = subprocess.run(
+            ["bash", "-c", f"export BRAND_TOKEN={brand_token.group(1)}; {curl}"],
+            capture_output=True,
+            timeout=30,
+            check=True,
+        )
+        created = httpx.Response(200, content=result.stdout).json()
+        assert created["name"] == "Spring sale" and created["brand_id"] == "demo-brand"
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(60)

@@ -1,0 +1,84 @@
+"""Real processes: `serve --workers 2` answers, SIGTERM lets an in-flight request finish
+and exits 0, and no token or secret reaches the logs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from collections.abc import AsyncIterator
+
+import httpx
+
+from ..conftest import ServerFactory, Tokens
+
+
+async def test_sigterm_finishes_in_flight_requests_then_exits_0(
+    live_server: ServerFactory, tokens: Tokens, brand_id: str
+) -> None:
+    server = live_server("--workers", "1")
+    body = json.dumps({"name": "Graceful shutdown"}).encode()
+    half = len(body) // 2
+    sent_first_half = asyncio.Event()
+
+    async def slow_body() -> AsyncIterator[bytes]:
+        yield body[:half]
+        sent_first_half.set()
+        await asyncio.sleep(1.0)  # the server gets SIGTERM while this request is in flight
+        yield body[half:]
+
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as c:
+        request = asyncio.create_task(
+            c.post(
+                f"/v1/brands/{brand_id}/campaigns",
+                content=slow_body(),
+                headers={
+                    **tokens.brand(brand_id),
+                    "Content-Type": "application/json",
+                    "Content-Length": str(len(body)),
+                },
+            )
+        )
+        await sent_first_half.wait()
+        await asyncio.sleep(0.2)
+        server.process.send_signal(signal.SIGTERM)
+        response = await request
+    assert response.status_code == 201, response.text
+    assert response.json()["name"] == "Graceful shutdown"
+    code = await asyncio.to_thread(server.process.wait, 30)
+    assert code == 0, server.logs()
+
+
+async def test_two_api_processes_serve_and_logs_hold_no_secrets(
+    live_server: ServerFactory, tokens: Tokens, brand_id: str
+) -> None:
+    server = live_server("--workers", "2")
+    brand_token = tokens.token(f"staff-{brand_id}", brands=[brand_id])
+    shopper_email = "very.private.person@example.com"
+    shopper_token = tokens.token("shopper-secret-1", email=shopper_email, name="Private Person")
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as c:
+        statuses = []
+        for _ in range(20):
+            r = await c.post(
+                f"/v1/brands/{brand_id}/campaigns",
+                json={"name": "Logs"},
+                headers={"Authorization": f"Bearer {brand_token}"},
+            )
+            statuses.append(r.status_code)
+        bad = await c.get(
+            f"/v1/brands/{brand_id}/campaigns",
+            headers={"Authorization": f"Bearer {brand_token}x"},
+        )
+        shopper = await c.get(
+            f"/v1/brands/{brand_id}/campaigns",
+            headers={"Authorization": f"Bearer {shopper_token}"},
+        )
+    assert statuses == [201] * 20
+    assert bad.status_code == 401 and shopper.status_code == 403
+    server.stop()
+    logs = server.logs()
+    assert '"event": "request"' in logs  # the access log is there...
+    for secret in (brand_token, shopper_token, brand_token.split(".")[2], shopper_email):
+        assert secret not in logs  # ...but no token, signature or e-mail address
+    pids = {json.loads(line).get("pid") for line in logs.splitlines() if line.startswith("{")}
+    assert pids  # lines are JSON
