@@ -68,7 +68,8 @@ class _JwksCache:
     def __init__(self, url: str) -> None:
         self.url = url
         self.keys: dict[str, jwt.PyJWK] = {}
-        self.fetched_at = 0.0
+        self.fetched_at = -float("inf")
+        self.miss_refreshed_at = -float("inf")
         self._lock = asyncio.Lock()
 
     async def _refresh(self) -> None:
@@ -82,18 +83,20 @@ class _JwksCache:
     async def get(self, kid: str | None) -> jwt.PyJWK:
         if kid is None:
             raise InvalidToken("token header has no kid")
-        now = time.monotonic()
-        stale = now - self.fetched_at > JWKS_TTL_S
-        if kid not in self.keys or stale:
-            async with self._lock:
-                if (kid not in self.keys or stale) and (
-                    time.monotonic() - self.fetched_at > JWKS_MIN_REFRESH_S or stale
-                ):
-                    try:
-                        await self._refresh()
-                    except (httpx.HTTPError, ValueError, jwt.PyJWKError) as exc:
-                        if kid not in self.keys:
-                            raise InvalidToken("signing keys are unavailable") from exc
+        async with self._lock:
+            now = time.monotonic()
+            stale = now - self.fetched_at > JWKS_TTL_S
+            # An unknown kid (key rotation) refetches at once, but at most once per
+            # JWKS_MIN_REFRESH_S, so a stream of made-up kids cannot hammer the issuer.
+            miss = kid not in self.keys and now - self.miss_refreshed_at > JWKS_MIN_REFRESH_S
+            if stale or miss:
+                if miss and not stale:
+                    self.miss_refreshed_at = now
+                try:
+                    await self._refresh()
+                except (httpx.HTTPError, ValueError, jwt.PyJWKError) as exc:
+                    if kid not in self.keys:
+                        raise InvalidToken("signing keys are unavailable") from exc
         if kid not in self.keys:
             raise InvalidToken("unknown signing key")
         return self.keys[kid]
