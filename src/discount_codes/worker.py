@@ -55,7 +55,9 @@ Loop = Callable[[WorkerContext], Awaitable[None]]
 
 def loops() -> list[Loop]:
     """Every job the worker runs; each returns once ``ctx.stop`` is set."""
-    return []
+    from discount_codes.codes.jobs import run_batch_jobs
+
+    return [run_batch_jobs]
 
 
 async def _guarded(loop: Loop, ctx: WorkerContext) -> None:

@@ -1,7 +1,167 @@
-"""HTTP routes of this feature: parse and authorise, then call one service function."""
+"""Code routes (brand staff): batches, listing, CSV export and import."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any
 
-router = APIRouter()
+from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi.responses import StreamingResponse
+
+from discount_codes.auth import CurrentPrincipal
+from discount_codes.codes import service
+from discount_codes.codes.schemas import BatchCreate, BatchOut, CodeOut, CodeStatus, ImportResult
+from discount_codes.db import DatabaseDep, SessionDep
+from discount_codes.pagination import CursorQuery, LimitQuery, Page
+from discount_codes.problems import problem_responses
+
+router = APIRouter(tags=["codes"])
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="Same key and body within 24 h: the same batch. Same key, other body: 409.",
+    ),
+]
+
+
+@router.post(
+    "/campaigns/{campaign_id}/code-batches",
+    status_code=status.HTTP_201_CREATED,
+    summary="Generate codes for a campaign",
+    description=(
+        "Makes `count` new codes, unique across all the brand's codes. Up to "
+        "`INLINE_BATCH_LIMIT` codes are made within the request: `201` with the completed "
+        "batch. Larger batches answer `202` with `Location: /v1/code-batches/{id}`; the "
+        "worker makes them and `generated` grows as it goes. A replay with the same "
+        "`Idempotency-Key` answers the same batch (`200`, or `202` while it runs). Refused "
+        "(`422 code-space-too-dense`) if the brand's codes of this length and prefix would "
+        "fill more than one in a million possible ones."
+    ),
+    responses={
+        200: {"model": BatchOut, "description": "Replay of an earlier request (same key)"},
+        202: {"model": BatchOut, "description": "Queued for the worker; see `Location`"},
+        **problem_responses(401, 403, 404, 409, 410, 422),
+    },
+)
+async def create_code_batch(
+    campaign_id: str,
+    body: BatchCreate,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    request: Request,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> BatchOut:
+    answer = await service.create_batch(
+        session,
+        principal,
+        campaign_id,
+        body,
+        idempotency_key=idempotency_key,
+        settings=request.app.state.settings,
+    )
+    batch = answer.batch
+    response.headers["Location"] = f"/v1/code-batches/{batch.id}"
+    if batch.status in ("pending", "running"):
+        response.status_code = status.HTTP_202_ACCEPTED
+    elif not answer.created:
+        response.status_code = status.HTTP_200_OK
+    return batch
+
+
+@router.get(
+    "/code-batches/{batch_id}",
+    summary="Read a code batch",
+    description="Progress of a batch: `generated` grows while it runs; `completed_at` is set "
+    "when all `requested` codes exist.",
+    responses=problem_responses(401, 403, 404),
+)
+async def get_code_batch(
+    batch_id: str, principal: CurrentPrincipal, session: SessionDep
+) -> BatchOut:
+    return await service.get_batch(session, principal, batch_id)
+
+
+@router.get(
+    "/campaigns/{campaign_id}/codes",
+    summary="List a campaign's codes",
+    description="Oldest first, cursor-paginated; `status` filters available or claimed codes.",
+    responses=problem_responses(401, 403, 404, 422),
+)
+async def list_codes(
+    campaign_id: str,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    status: Annotated[CodeStatus | None, Query(description="Only these codes.")] = None,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
+) -> Page[CodeOut]:
+    items, next_cursor = await service.list_codes(
+        session, principal, campaign_id, status=status, cursor=cursor, limit=limit
+    )
+    return Page[CodeOut](items=items, next_cursor=next_cursor)
+
+
+@router.get(
+    "/campaigns/{campaign_id}/codes.csv",
+    summary="Export a campaign's codes as CSV",
+    description="Streamed `code,status,claimed_at,batch_id`, oldest first; constant memory "
+    "however many codes the campaign has.",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"text/csv": {"example": "code,status,claimed_at,batch_id\r\n"}},
+            "description": "The codes, one per row",
+        },
+        **problem_responses(401, 403, 404),
+    },
+)
+async def export_codes(
+    campaign_id: str, principal: CurrentPrincipal, session: SessionDep, db: DatabaseDep
+) -> StreamingResponse:
+    campaign = await service.authorise_export(session, principal, campaign_id)
+    return StreamingResponse(
+        service.export_csv(db, campaign.id),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="codes-{campaign.id}.csv"'},
+    )
+
+
+_IMPORT_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "text/plain": {
+            "schema": {"type": "string"},
+            "example": "SUMMER-2024-0001\nSUMMER-2024-0002\n",
+        },
+        "text/csv": {"schema": {"type": "string"}, "example": "code\nSUMMER-2024-0001\n"},
+    },
+}
+
+
+@router.post(
+    "/campaigns/{campaign_id}/code-imports",
+    status_code=status.HTTP_201_CREATED,
+    summary="Import the brand's own codes",
+    description=(
+        "Body `text/csv` or `text/plain`, one code per line (4..64 of `A-Z0-9-`, up to "
+        "50 MiB). Codes are stored normalised (upper case, no hyphens, O->0, I/L->1). "
+        "Codes the brand already has are counted as `duplicates`; invalid lines are "
+        "listed in `rejected`. All or nothing: a storage error imports nothing."
+    ),
+    openapi_extra={"requestBody": _IMPORT_BODY},
+    responses=problem_responses(401, 403, 404, 410, 413, 415, 422),
+)
+async def import_codes(
+    campaign_id: str, principal: CurrentPrincipal, session: SessionDep, request: Request
+) -> ImportResult:
+    return await service.import_codes(
+        session,
+        principal,
+        campaign_id,
+        content_type=request.headers.get("content-type"),
+        chunks=request.stream(),
+    )

@@ -1,0 +1,273 @@
+"""SQL for codes and batches. Everything here is Core on an ``AsyncConnection``: the bulk
+paths run at driver speed (asyncpg COPY, sqlite3 executemany), not through the ORM."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from discount_codes.models import Campaign, ClaimCounter, Code, CodeBatch
+
+CODE_COLUMNS = ("brand_id", "campaign_id", "batch_id", "code")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where new codes go."""
+
+    brand_id: str
+    campaign_id: str
+    batch_id: str | None
+
+
+def is_postgres(conn: AsyncConnection) -> bool:
+    return conn.dialect.name == "postgresql"
+
+
+async def _asyncpg(conn: AsyncConnection) -> Any:
+    raw = await conn.get_raw_connection()
+    return raw.driver_connection
+
+
+# --- writing codes ------------------------------------------------------------------------
+
+
+async def copy_codes(conn: AsyncConnection, target: Target, codes: Sequence[str]) -> None:
+    """PostgreSQL COPY straight into ``codes``: twice the staging path's speed. Raises
+    ``asyncpg.UniqueViolationError`` (transaction aborted) if one code already exists."""
+    driver = await _asyncpg(conn)
+    b, c, k = target.brand_id, target.campaign_id, target.batch_id
+    await driver.copy_records_to_table(
+        "codes", records=[(b, c, k, code) for code in codes], columns=CODE_COLUMNS
+    )
+
+
+async def insert_codes_ignoring(conn: AsyncConnection, target: Target, codes: Sequence[str]) -> int:
+    """Insert the codes the brand does not have yet; returns how many were new."""
+    if not codes:
+        return 0
+    if is_postgres(conn):
+        # COPY into a per-transaction staging table, then one conflict-tolerant INSERT.
+        driver = await _asyncpg(conn)
+        await driver.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS codes_staging (code varchar(64)) ON COMMIT DROP"
+        )
+        await driver.execute("TRUNCATE codes_staging")
+        await driver.copy_records_to_table(
+            "codes_staging", records=[(code,) for code in codes], columns=("code",)
+        )
+        status: str = await driver.execute(
+            "INSERT INTO codes (brand_id, campaign_id, batch_id, code) "
+            "SELECT $1::varchar, $2::varchar, $3::varchar, code FROM codes_staging "
+            "ON CONFLICT (brand_id, code) DO NOTHING",
+            target.brand_id,
+            target.campaign_id,
+            target.batch_id,
+        )
+        return int(status.rsplit(" ", 1)[1])
+    b, c, k = target.brand_id, target.campaign_id, target.batch_id
+    result = await conn.exec_driver_sql(
+        "INSERT OR IGNORE INTO codes (brand_id, campaign_id, batch_id, code) VALUES (?, ?, ?, ?)",
+        [(b, c, k, code) for code in codes],
+    )
+    return int(result.rowcount)
+
+
+async def count_codes_like(
+    conn: AsyncConnection, brand_id: str, prefix: str, total_length: int
+) -> int:
+    """The brand's codes with this (normalised) prefix and total length."""
+    stmt = select(func.count()).where(
+        Code.brand_id == brand_id, func.length(Code.code) == total_length
+    )
+    if prefix:
+        stmt = stmt.where(Code.code.startswith(prefix, autoescape=True))
+    return int((await conn.execute(stmt)).scalar_one())
+
+
+async def brand_codes_total(conn: AsyncConnection, brand_id: str) -> int:
+    """Upper bound of the brand's codes, from the campaign counters (no scan of ``codes``)."""
+    stmt = select(func.coalesce(func.sum(Campaign.codes_total), 0)).where(
+        Campaign.brand_id == brand_id
+    )
+    return int((await conn.execute(stmt)).scalar_one())
+
+
+async def add_to_campaign(conn: AsyncConnection, campaign_id: str, added: int) -> None:
+    """Raise ``codes_total``; once stock is back above the low-stock threshold, re-arm the
+    low-stock and exhausted notifications so they fire again on the next crossing."""
+    claimed = (
+        select(func.coalesce(func.sum(ClaimCounter.claimed), 0))
+        .where(ClaimCounter.campaign_id == campaign_id)
+        .scalar_subquery()
+    )
+    available = Campaign.codes_total + added - claimed
+    above = available > func.coalesce(Campaign.low_stock_threshold, 0)
+    await conn.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign_id)
+        .values(
+            codes_total=Campaign.codes_total + added,
+            low_stock_notified=and_(Campaign.low_stock_notified, ~above),
+            exhausted_notified=and_(Campaign.exhausted_notified, ~above),
+        )
+    )
+
+
+# --- batches --------------------------------------------------------------------------------
+
+
+async def insert_batch(conn: AsyncConnection, values: dict[str, Any]) -> bool:
+    """Insert a batch; False when another batch already holds its idempotency key (on
+    PostgreSQL this waits for a concurrent holder to commit or roll back)."""
+    ins = pg_insert(CodeBatch) if is_postgres(conn) else sqlite_insert(CodeBatch)
+    stmt = ins.values(**values).on_conflict_do_nothing(
+        index_elements=["campaign_id", "idempotency_key"]
+    )
+    result = await conn.execute(stmt)
+    return int(result.rowcount) == 1
+
+
+async def get_batch(conn: AsyncConnection, batch_id: str) -> Any:
+    return (await conn.execute(select(CodeBatch).where(CodeBatch.id == batch_id))).first()
+
+
+async def get_batch_by_key(conn: AsyncConnection, campaign_id: str, key: str) -> Any:
+    stmt = select(CodeBatch).where(
+        CodeBatch.campaign_id == campaign_id, CodeBatch.idempotency_key == key
+    )
+    return (await conn.execute(stmt)).first()
+
+
+async def forget_key(conn: AsyncConnection, batch_id: str) -> None:
+    """An expired idempotency key is free again: the old batch stays, without the key."""
+    await conn.execute(
+        update(CodeBatch).where(CodeBatch.id == batch_id).values(idempotency_key=None)
+    )
+
+
+async def take_next_batch(
+    conn: AsyncConnection, owner: str, now: datetime, lease: timedelta
+) -> str | None:
+    """Lease the oldest pending batch, or a running one whose worker stopped renewing."""
+    candidate = (
+        select(CodeBatch.id)
+        .where(
+            or_(
+                CodeBatch.status == "pending",
+                and_(CodeBatch.status == "running", CodeBatch.lease_expires_at < now),
+            )
+        )
+        .order_by(CodeBatch.created_at)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    batch_id = (await conn.execute(candidate)).scalar_one_or_none()
+    if batch_id is None:
+        return None
+    await conn.execute(
+        update(CodeBatch)
+        .where(CodeBatch.id == batch_id)
+        .values(
+            status="running",
+            lease_owner=owner,
+            lease_expires_at=now + lease,
+            started_at=func.coalesce(CodeBatch.started_at, now),
+        )
+    )
+    return str(batch_id)
+
+
+async def renew_lease(
+    conn: AsyncConnection, batch_id: str, owner: str, now: datetime, lease: timedelta
+) -> tuple[int, int] | None:
+    """Extend our lease and lock the batch row for this chunk's transaction; returns
+    (requested, generated), or None when the lease was lost to another worker."""
+    stmt = (
+        update(CodeBatch)
+        .where(
+            CodeBatch.id == batch_id,
+            CodeBatch.lease_owner == owner,
+            CodeBatch.status == "running",
+        )
+        .values(lease_expires_at=now + lease)
+        .returning(CodeBatch.requested, CodeBatch.generated)
+    )
+    row = (await conn.execute(stmt)).first()
+    return None if row is None else (int(row[0]), int(row[1]))
+
+
+async def advance_batch(
+    conn: AsyncConnection, batch_id: str, added: int, *, completed_at: datetime | None
+) -> None:
+    values: dict[str, Any] = {"generated": CodeBatch.generated + added}
+    if completed_at is not None:
+        values.update(
+            status="completed", completed_at=completed_at, lease_owner=None, lease_expires_at=None
+        )
+    await conn.execute(update(CodeBatch).where(CodeBatch.id == batch_id).values(**values))
+
+
+async def release_lease(conn: AsyncConnection, batch_id: str, owner: str, now: datetime) -> None:
+    """Let another worker take the batch right away (this one is stopping)."""
+    await conn.execute(
+        update(CodeBatch)
+        .where(CodeBatch.id == batch_id, CodeBatch.lease_owner == owner)
+        .values(lease_expires_at=now)
+    )
+
+
+async def fail_batch(
+    conn: AsyncConnection, batch_id: str, owner: str, error: str, now: datetime
+) -> None:
+    await conn.execute(
+        update(CodeBatch)
+        .where(CodeBatch.id == batch_id, CodeBatch.lease_owner == owner)
+        .values(status="failed", error=error, completed_at=now, lease_owner=None)
+    )
+
+
+# --- reading codes ----------------------------------------------------------------------------
+
+
+async def batch_shapes(conn: AsyncConnection, campaign_id: str) -> dict[str, tuple[int, str]]:
+    """(length, prefix) of each batch of the campaign, to show its codes grouped."""
+    rows = await conn.execute(
+        select(CodeBatch.id, CodeBatch.length, CodeBatch.prefix).where(
+            CodeBatch.campaign_id == campaign_id
+        )
+    )
+    return {r.id: (int(r.length), r.prefix or "") for r in rows}
+
+
+async def list_codes(
+    conn: AsyncConnection,
+    campaign_id: str,
+    *,
+    status: str | None,
+    after_id: int | None,
+    limit: int,
+) -> Sequence[Any]:
+    stmt = select(Code.id, Code.code, Code.claimed_at, Code.batch_id).where(
+        Code.campaign_id == campaign_id
+    )
+    if status == "available":
+        stmt = stmt.where(Code.claimed_at.is_(None))
+    elif status == "claimed":
+        stmt = stmt.where(Code.claimed_at.is_not(None))
+    if after_id is not None:
+        stmt = stmt.where(Code.id > after_id)
+    stmt = stmt.order_by(Code.id).limit(limit)
+    return (await conn.execute(stmt)).all()
+
+
+async def count_batch_codes(conn: AsyncConnection, batch_id: str) -> int:
+    stmt = select(func.count()).select_from(Code).where(Code.batch_id == batch_id)
+    return int((await conn.execute(stmt)).scalar_one())
