@@ -1,7 +1,201 @@
-"""HTTP routes of this feature: parse and authorise, then call one service function."""
+"""Webhook-endpoint routes (brand staff): parse and authorise, then call one service function."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-router = APIRouter()
+from fastapi import APIRouter, Depends, Path, Request, Response, status
+
+from discount_codes.auth import CurrentPrincipal
+from discount_codes.config import Settings
+from discount_codes.db import SessionDep
+from discount_codes.models import DeliveryAttempt, WebhookEndpoint
+from discount_codes.pagination import (
+    CursorQuery,
+    LimitQuery,
+    Page,
+    decode_cursor,
+    decode_int_cursor,
+    encode_cursor,
+)
+from discount_codes.problems import problem_responses
+from discount_codes.webhook import service
+from discount_codes.webhook.schemas import (
+    AttemptOut,
+    EndpointCreate,
+    EndpointOut,
+    EndpointUpdate,
+    EndpointWithSecret,
+    ReplayRequest,
+    ReplayResult,
+)
+
+router = APIRouter(tags=["webhooks"])
+BrandId = Annotated[
+    str, Path(max_length=128, description="The brand's id (issued by the marketplace).")
+]
+EndpointId = Annotated[str, Path(max_length=64, description="The webhook endpoint's id.")]
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+_REFUSED = "The URL is not https, carries credentials, or its host is not public " + (
+    "(`webhook-url-refused`), or the body is not valid (`validation-failed`)"
+)
+
+
+def _out(endpoint: WebhookEndpoint) -> EndpointOut:
+    return EndpointOut.model_validate(endpoint)
+
+
+def _with_secret(endpoint: WebhookEndpoint) -> EndpointWithSecret:
+    return EndpointWithSecret(**_out(endpoint).model_dump(), secret=endpoint.secret)
+
+
+@router.post(
+    "/brands/{brand_id}/webhook-endpoints",
+    status_code=status.HTTP_201_CREATED,
+    summary="Register a webhook endpoint",
+    description="The answer holds the signing `secret`; it is shown only here and on rotation. "
+    "Events are signed per Standard Webhooks and delivered at least once.",
+    responses=problem_responses(401, 403, 422, s422=_REFUSED),
+)
+async def create_endpoint(
+    brand_id: BrandId,
+    body: EndpointCreate,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    settings: SettingsDep,
+    response: Response,
+) -> EndpointWithSecret:
+    endpoint = await service.create_endpoint(session, settings, principal, brand_id, body)
+    response.headers["Location"] = f"/v1/webhook-endpoints/{endpoint.id}"
+    return _with_secret(endpoint)
+
+
+@router.get(
+    "/brands/{brand_id}/webhook-endpoints",
+    summary="List the brand's webhook endpoints",
+    description="Newest first, cursor-paginated. Secrets are not shown.",
+    responses=problem_responses(401, 403, 422),
+)
+async def list_endpoints(
+    brand_id: BrandId,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
+) -> Page[EndpointOut]:
+    rows = await service.list_endpoints(
+        session, principal, brand_id, cursor=decode_cursor(cursor), limit=limit
+    )
+    next_cursor = encode_cursor(rows[-1].id) if len(rows) == limit else None
+    return Page[EndpointOut](items=[_out(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.get(
+    "/webhook-endpoints/{endpoint_id}",
+    summary="Read a webhook endpoint",
+    responses=problem_responses(401, 403, 404),
+)
+async def get_endpoint(
+    endpoint_id: EndpointId, principal: CurrentPrincipal, session: SessionDep
+) -> EndpointOut:
+    return _out(await service.get_endpoint(session, principal, endpoint_id))
+
+
+@router.patch(
+    "/webhook-endpoints/{endpoint_id}",
+    summary="Change a webhook endpoint",
+    description="Any of `url`, `event_types`, `description`, `enabled`. Enabling a disabled "
+    "endpoint resumes its pending deliveries.",
+    responses=problem_responses(401, 403, 404, 422, s422=_REFUSED),
+)
+async def update_endpoint(
+    endpoint_id: EndpointId,
+    body: EndpointUpdate,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> EndpointOut:
+    return _out(await service.update_endpoint(session, settings, principal, endpoint_id, body))
+
+
+@router.delete(
+    "/webhook-endpoints/{endpoint_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a webhook endpoint",
+    description="Its pending deliveries and delivery history go with it.",
+    responses=problem_responses(401, 403, 404),
+)
+async def delete_endpoint(
+    endpoint_id: EndpointId, principal: CurrentPrincipal, session: SessionDep
+) -> Response:
+    await service.delete_endpoint(session, principal, endpoint_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/webhook-endpoints/{endpoint_id}/rotate-secret",
+    summary="Rotate the signing secret",
+    description="Answers the new `secret`. The old one keeps signing beside it for 24 hours "
+    "(two `v1,` signatures in `webhook-signature`), so the receiver can switch without a gap.",
+    responses=problem_responses(401, 403, 404),
+)
+async def rotate_secret(
+    endpoint_id: EndpointId, principal: CurrentPrincipal, session: SessionDep
+) -> EndpointWithSecret:
+    return _with_secret(await service.rotate_secret(session, principal, endpoint_id))
+
+
+def _attempt(a: DeliveryAttempt) -> AttemptOut:
+    return AttemptOut(
+        event_id=a.event_id,
+        attempt=a.attempt,
+        status_code=a.status_code,
+        error=a.error,
+        duration_ms=a.duration_ms,
+        at=a.at,
+        next_attempt_at=a.next_attempt_at,
+    )
+
+
+@router.get(
+    "/webhook-endpoints/{endpoint_id}/deliveries",
+    summary="Delivery attempts to this endpoint",
+    description="Every attempt, newest first, cursor-paginated: status code or error, "
+    "duration, and when the next attempt is due (null once delivered or given up).",
+    responses=problem_responses(401, 403, 404, 422),
+)
+async def list_deliveries(
+    endpoint_id: EndpointId,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
+) -> Page[AttemptOut]:
+    rows = await service.list_attempts(
+        session, principal, endpoint_id, cursor=decode_int_cursor(cursor), limit=limit
+    )
+    next_cursor = encode_cursor(rows[-1].id) if len(rows) == limit else None
+    return Page[AttemptOut](items=[_attempt(a) for a in rows], next_cursor=next_cursor)
+
+
+@router.post(
+    "/webhook-endpoints/{endpoint_id}/replay",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Resend the brand's events since a time",
+    description="Queues every event of the brand recorded at or after `since` (and matching the "
+    "endpoint's `event_types`) for delivery to this endpoint again, with the same `webhook-id`s. "
+    "Events older than the outbox retention (7 days) are gone.",
+    responses=problem_responses(401, 403, 404, 422),
+)
+async def replay(
+    endpoint_id: EndpointId, body: ReplayRequest, principal: CurrentPrincipal, session: SessionDep
+) -> ReplayResult:
+    count = await service.replay(session, principal, endpoint_id, body.since)
+    return ReplayResult(replayed=count)

@@ -1,0 +1,73 @@
+"""Wake-ups on PostgreSQL ``LISTEN``: a committed event NOTIFYs, a waiting loop starts at once.
+
+A dedicated raw asyncpg connection (not one from the SQLAlchemy pool: a pooled connection
+would be handed to other work and lose its LISTEN). Losing the connection costs only
+latency, because every loop also polls; it is re-opened with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from contextlib import suppress
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+import structlog
+from sqlalchemy.engine import make_url
+
+from discount_codes.outbox.service import NOTIFY_CHANNEL
+
+log = structlog.get_logger(__name__)
+
+
+def raw_dsn(database_url: str) -> str:
+    """``postgresql+asyncpg://...`` as a DSN asyncpg understands."""
+    url = make_url(database_url).set(drivername="postgresql")
+    return url.render_as_string(hide_password=False)
+
+
+async def listen(database_url: str, wake: asyncio.Event, stop: asyncio.Event) -> None:
+    """Set ``wake`` on every notification until ``stop`` is set."""
+    dsn = raw_dsn(database_url)
+    backoff = 0.5
+
+    def on_notify(*_: Any) -> None:
+        wake.set()
+
+    while not stop.is_set():
+        lost = asyncio.Event()
+        try:
+            conn = await asyncpg.connect(dsn, timeout=10)
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            log.warning("event_listener_connect_failed", error_class=type(exc).__name__)
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), backoff * random.uniform(0.5, 1.5))
+            backoff = min(backoff * 2, 30)
+            continue
+        try:
+            conn.add_termination_listener(lambda *_, lost=lost: lost.set())
+            await conn.add_listener(NOTIFY_CHANNEL, on_notify)
+            backoff = 0.5
+            wake.set()  # events committed while we were not listening
+            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(lost.wait())]
+            try:
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waiters:
+                    w.cancel()
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("event_listener_lost", error_class=type(exc).__name__)
+        finally:
+            with suppress(Exception):
+                await asyncio.wait_for(conn.close(), timeout=2)
+
+
+def start_listener(
+    database_url: str, stop: asyncio.Event
+) -> tuple[asyncio.Event, asyncio.Task[None] | None]:
+    """A wake event and, on PostgreSQL, the task that sets it (None on SQLite: poll only)."""
+    wake = asyncio.Event()
+    if not database_url.startswith("postgresql"):
+        return wake, None
+    return wake, asyncio.create_task(listen(database_url, wake, stop))

@@ -1,0 +1,149 @@
+"""Request and response bodies of the webhook-endpoint routes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+EventType = Literal[
+    "discount_code.claimed",
+    "code_batch.completed",
+    "campaign.codes_low",
+    "campaign.codes_exhausted",
+    "contact_consent.withdrawn",
+]
+
+_URL_EXAMPLE = "https://shop.example.com/hooks/discount-codes"
+
+
+class EndpointCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "url": _URL_EXAMPLE,
+                    "event_types": ["discount_code.claimed"],
+                    "description": "Loyalty programme",
+                }
+            ]
+        },
+    )
+
+    url: str = Field(min_length=1, max_length=2048)
+    event_types: list[EventType] | None = Field(
+        default=None, min_length=1, description="Event types to receive; omit for every type."
+    )
+    description: str | None = Field(default=None, max_length=500)
+
+
+class EndpointUpdate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"enabled": False}, {"url": _URL_EXAMPLE}]},
+    )
+
+    url: str | None = Field(default=None, min_length=1, max_length=2048)
+    event_types: list[EventType] | None = Field(default=None, min_length=1)
+    description: str | None = Field(default=None, max_length=500)
+    enabled: bool | None = None
+
+
+class EndpointOut(BaseModel):
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "0192f0c1-7a3e-7c41-9a55-2b1f0e6c9d10",
+                    "brand_id": "acme",
+                    "url": _URL_EXAMPLE,
+                    "description": "Loyalty programme",
+                    "event_types": ["discount_code.claimed"],
+                    "enabled": True,
+                    "disabled_reason": None,
+                    "created_at": "2026-11-26T11:00:00Z",
+                    "updated_at": "2026-11-26T11:00:00Z",
+                }
+            ]
+        },
+    )
+
+    id: str
+    brand_id: str
+    url: str
+    description: str | None
+    event_types: list[str] | None
+    enabled: bool
+    disabled_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class EndpointWithSecret(EndpointOut):
+    """Answered on creation and rotation only: the secret is never shown again."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "0192f0c1-7a3e-7c41-9a55-2b1f0e6c9d10",
+                    "brand_id": "acme",
+                    "url": _URL_EXAMPLE,
+                    "description": None,
+                    "event_types": None,
+                    "enabled": True,
+                    "disabled_reason": None,
+                    "created_at": "2026-11-26T11:00:00Z",
+                    "updated_at": "2026-11-26T11:00:00Z",
+                    "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                }
+            ]
+        }
+    )
+
+    secret: str
+
+
+class AttemptOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "event_id": "0192f0c1-7a3e-7c41-9a55-2b1f0e6c9d11",
+                    "attempt": 2,
+                    "status_code": 503,
+                    "error": "HTTP 503",
+                    "duration_ms": 41,
+                    "at": "2026-11-26T11:00:05Z",
+                    "next_attempt_at": "2026-11-26T11:05:05Z",
+                }
+            ]
+        }
+    )
+
+    event_id: str
+    attempt: int
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+    at: datetime
+    next_attempt_at: datetime | None
+
+
+class ReplayRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"since": "2026-11-26T00:00:00Z"}]}
+    )
+
+    since: AwareDatetime = Field(
+        description="Resend the brand's events recorded at or after this time."
+    )
+
+
+class ReplayResult(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"replayed": 42}]})
+
+    replayed: int = Field(description="Events queued for delivery to this endpoint again.")

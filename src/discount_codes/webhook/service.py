@@ -1,0 +1,143 @@
+"""Webhook endpoints of a brand: registration, secrets, replay. Knows nothing of HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from discount_codes.auth import Principal, require_brand
+from discount_codes.config import Settings
+from discount_codes.ids import is_id, new_id
+from discount_codes.models import DeliveryAttempt, WebhookEndpoint, utcnow
+from discount_codes.problems import NotFound
+from discount_codes.webhook import repository
+from discount_codes.webhook.schemas import EndpointCreate, EndpointUpdate
+from discount_codes.webhook.signing import new_secret
+from discount_codes.webhook.urls import check_url
+
+log = structlog.get_logger(__name__)
+
+#: How long the replaced secret keeps signing beside the new one after a rotation.
+ROTATION_OVERLAP = timedelta(hours=24)
+
+
+async def create_endpoint(
+    session: AsyncSession,
+    settings: Settings,
+    principal: Principal,
+    brand_id: str,
+    body: EndpointCreate,
+) -> WebhookEndpoint:
+    require_brand(principal, brand_id)
+    await check_url(body.url, allow_private=settings.webhook_allow_private_urls)
+    now = utcnow()
+    endpoint = WebhookEndpoint(
+        id=new_id(),
+        brand_id=brand_id,
+        url=body.url,
+        description=body.description,
+        event_types=_types(body.event_types),
+        enabled=True,
+        secret=new_secret(),
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(endpoint)
+    await session.flush()
+    log.info("webhook_endpoint_created", endpoint_id=endpoint.id, brand_id=brand_id)
+    return endpoint
+
+
+def _types(event_types: Sequence[str] | None) -> list[str] | None:
+    return None if event_types is None else sorted(set(event_types))
+
+
+async def get_endpoint(
+    session: AsyncSession, principal: Principal, endpoint_id: str
+) -> WebhookEndpoint:
+    """The endpoint, if the caller administers its brand (else 403); an unknown or malformed
+    id is a 404."""
+    endpoint = await repository.get_endpoint(session, endpoint_id) if is_id(endpoint_id) else None
+    if endpoint is None:
+        raise NotFound("No webhook endpoint with this id.")
+    require_brand(principal, endpoint.brand_id)
+    return endpoint
+
+
+async def list_endpoints(
+    session: AsyncSession, principal: Principal, brand_id: str, *, cursor: str | None, limit: int
+) -> list[WebhookEndpoint]:
+    require_brand(principal, brand_id)
+    return await repository.list_endpoints(session, brand_id, before_id=cursor, limit=limit)
+
+
+async def update_endpoint(
+    session: AsyncSession,
+    settings: Settings,
+    principal: Principal,
+    endpoint_id: str,
+    body: EndpointUpdate,
+) -> WebhookEndpoint:
+    endpoint = await get_endpoint(session, principal, endpoint_id)
+    changes = body.model_dump(exclude_unset=True)
+    if changes.get("url") is not None:
+        await check_url(changes["url"], allow_private=settings.webhook_allow_private_urls)
+        endpoint.url = changes["url"]
+    if "event_types" in changes:
+        endpoint.event_types = _types(changes["event_types"])
+    if "description" in changes:
+        endpoint.description = changes["description"]
+    if changes.get("enabled") is not None:
+        if changes["enabled"] and not endpoint.enabled:
+            # A fresh start: the 5-day failure clock restarts; pending deliveries resume.
+            endpoint.disabled_reason = None
+            endpoint.failing_since = None
+        elif not changes["enabled"] and endpoint.enabled:
+            endpoint.disabled_reason = "disabled by the brand"
+        endpoint.enabled = changes["enabled"]
+    endpoint.updated_at = utcnow()
+    await session.flush()
+    return endpoint
+
+
+async def delete_endpoint(session: AsyncSession, principal: Principal, endpoint_id: str) -> None:
+    endpoint = await get_endpoint(session, principal, endpoint_id)
+    await repository.delete_endpoint(session, endpoint.id)
+    session.expunge(endpoint)
+    log.info("webhook_endpoint_deleted", endpoint_id=endpoint.id, brand_id=endpoint.brand_id)
+
+
+async def rotate_secret(
+    session: AsyncSession, principal: Principal, endpoint_id: str, *, now: datetime | None = None
+) -> WebhookEndpoint:
+    """A new secret; the one it replaces keeps signing beside it for ``ROTATION_OVERLAP`` so
+    the brand can switch its receiver without dropping a message. A second rotation inside
+    the overlap drops the oldest secret."""
+    endpoint = await get_endpoint(session, principal, endpoint_id)
+    now = now or utcnow()
+    endpoint.previous_secret = endpoint.secret
+    endpoint.previous_secret_expires_at = now + ROTATION_OVERLAP
+    endpoint.secret = new_secret()
+    endpoint.updated_at = now
+    await session.flush()
+    log.info("webhook_secret_rotated", endpoint_id=endpoint.id, brand_id=endpoint.brand_id)
+    return endpoint
+
+
+async def list_attempts(
+    session: AsyncSession, principal: Principal, endpoint_id: str, *, cursor: int | None, limit: int
+) -> list[DeliveryAttempt]:
+    endpoint = await get_endpoint(session, principal, endpoint_id)
+    return await repository.list_attempts(session, endpoint.id, before_id=cursor, limit=limit)
+
+
+async def replay(
+    session: AsyncSession, principal: Principal, endpoint_id: str, since: datetime
+) -> int:
+    endpoint = await get_endpoint(session, principal, endpoint_id)
+    count = await repository.requeue_since(session, endpoint, since, utcnow())
+    log.info("webhook_replay_queued", endpoint_id=endpoint.id, events=count)
+    return count

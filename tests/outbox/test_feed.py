@@ -1,0 +1,87 @@
+"""The pull feed of a brand's events, and pruning of delivered outbox rows."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx
+from sqlalchemy import func, select
+
+from discount_codes.db import Database
+from discount_codes.models import Event, utcnow
+from discount_codes.outbox.pruning import prune
+from discount_codes.outbox.service import record_event
+
+from ..conftest import Tokens
+
+
+async def test_feed_pages_through_the_brands_events_in_order(
+    client: httpx.AsyncClient, tokens: Tokens, brand_id: str, db: Database
+) -> None:
+    ids = []
+    for i in range(5):
+        async with db.begin() as conn:
+            ids.append(
+                await record_event(
+                    conn,
+                    "campaign.codes_low",
+                    brand_id=brand_id,
+                    campaign_id=None,
+                    data={"n": i},
+                )
+            )
+            # Another brand's events never show.
+            await record_event(
+                conn, "campaign.codes_low", brand_id="other", campaign_id=None, data={}
+            )
+    h = tokens.brand(brand_id)
+    r = await client.get(f"/v1/brands/{brand_id}/events", params={"limit": 2}, headers=h)
+    assert r.status_code == 200, r.text
+    page = r.json()
+    assert [e["id"] for e in page["items"]] == ids[:2]
+    assert page["items"][0]["type"] == "campaign.codes_low"
+    assert page["items"][0]["data"] == {"n": 0}
+    seen = [e["id"] for e in page["items"]]
+    while page["next_cursor"]:
+        r = await client.get(
+            f"/v1/brands/{brand_id}/events",
+            params={"limit": 2, "after": page["next_cursor"]},
+            headers=h,
+        )
+        page = r.json()
+        seen += [e["id"] for e in page["items"]]
+    assert seen == ids
+    r = await client.get(f"/v1/brands/{brand_id}/events", params={"after": ids[-1]}, headers=h)
+    assert r.json() == {"items": [], "next_cursor": None}
+    r = await client.get(f"/v1/brands/{brand_id}/events", params={"after": "x"}, headers=h)
+    assert r.status_code == 422
+    r = await client.get(f"/v1/brands/{brand_id}/events", headers=tokens.brand("other"))
+    assert r.status_code == 403
+
+
+async def test_pruning_keeps_undelivered_and_recent_events(
+    client: httpx.AsyncClient, tokens: Tokens, brand_id: str, db: Database
+) -> None:
+    old_at = utcnow() - timedelta(days=8)
+    async with db.begin() as conn:
+        old_done = await record_event(
+            conn, "campaign.codes_low", brand_id=brand_id, campaign_id=None, data={}, at=old_at
+        )
+        old_pending = await record_event(
+            conn, "campaign.codes_low", brand_id=brand_id, campaign_id=None, data={}, at=old_at
+        )
+        recent = await record_event(
+            conn, "campaign.codes_low", brand_id=brand_id, campaign_id=None, data={}
+        )
+        await conn.execute(
+            Event.__table__.update()
+            .where(Event.id.in_([old_done, recent]))
+            .values(fanned_out_at=utcnow())
+        )
+    await prune(db, now=utcnow(), require_published=False)
+    async with db.connect() as conn:
+        left = set(
+            (await conn.execute(select(Event.id).where(Event.brand_id == brand_id))).scalars()
+        )
+        assert left == {old_pending, recent}
+        assert (await conn.execute(select(func.count()).select_from(Event))).scalar_one() > 0

@@ -1,0 +1,200 @@
+"""Real worker processes against PostgreSQL: SIGKILL at the worst moments loses nothing,
+and two workers never send the same delivery at the same time."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import delete, select
+
+from discount_codes.db import Database
+from discount_codes.models import DeliveryAttempt, WebhookDelivery, WebhookEndpoint
+from discount_codes.outbox.service import record_event
+
+from ..conftest import ROOT, Tokens, asgi_client, cli, make_settings, running_app, service_env
+from .receiver import Behaviour, Received, Receiver, Reply
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+async def pg_app(pg_url: str, data_dir: Path) -> AsyncIterator[FastAPI]:
+    async with running_app(make_settings(pg_url, data_dir)) as app:
+        yield app
+
+
+class Workers:
+    def __init__(self, pg_url: str, data_dir: Path, tmp_path: Path) -> None:
+        self.env = service_env(pg_url, data_dir)
+        self.tmp_path = tmp_path
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> subprocess.Popen[bytes]:
+        with (self.tmp_path / f"worker-{len(self.procs)}.log").open("wb") as log:
+            proc = subprocess.Popen(
+                cli("worker"), env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+            )
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+
+
+@pytest.fixture
+def workers(pg_url: str, data_dir: Path, tmp_path: Path) -> Iterator[Workers]:
+    w = Workers(pg_url, data_dir, tmp_path)
+    yield w
+    w.stop_all()
+
+
+async def setup_endpoint(
+    app: FastAPI, tokens: Tokens, brand_id: str, receiver: Receiver
+) -> dict[str, Any]:
+    async with asgi_client(app) as c:
+        r = await c.post(
+            f"/v1/brands/{brand_id}/webhook-endpoints",
+            json={"url": receiver.url},
+            headers=tokens.brand(brand_id),
+        )
+    assert r.status_code == 201, r.text
+    receiver.secret = r.json()["secret"]
+    body: dict[str, Any] = r.json()
+    return body
+
+
+async def record_many(db: Database, brand_id: str, n: int) -> list[str]:
+    async with db.begin() as conn:
+        return [
+            await record_event(
+                conn,
+                "discount_code.claimed",
+                brand_id=brand_id,
+                campaign_id="0192f0c1-7a3e-7c41-9a55-2b1f0e6c9d12",
+                data={"brand_id": brand_id, "n": i},
+            )
+            for i in range(n)
+        ]
+
+
+async def drop_endpoints(db: Database, brand_id: str) -> None:
+    async with db.begin() as conn:
+        await conn.execute(delete(WebhookEndpoint).where(WebhookEndpoint.brand_id == brand_id))
+
+
+async def test_sigkill_before_sending_and_before_recording_loses_nothing(
+    pg_app: FastAPI, tokens: Tokens, brand_id: str, workers: Workers
+) -> None:
+    """The receiver takes the first event and stalls: the worker is killed (b) after the
+    receiver got it and before the result was recorded, and (a) holding the leases of the
+    following events, taken but not sent. A new worker delivers everything."""
+    db: Database = pg_app.state.db
+    stall = asyncio.Event()
+    receiver = await Receiver().start()
+
+    async def first_stalls(got: Received) -> Reply:
+        if len(receiver.received) == 1:
+            await stall.wait()
+        return 200, {}
+
+    receiver.behaviour = first_stalls
+    try:
+        endpoint = await setup_endpoint(pg_app, tokens, brand_id, receiver)
+        ids = await record_many(db, brand_id, 5)
+        first = workers.start()
+        await receiver.wait_for(1, timeout=20)
+        assert receiver.ids() == ids[:1]
+        async with db.connect() as conn:
+            leased = (
+                await conn.execute(
+                    select(WebhookDelivery.event_id).where(
+                        WebhookDelivery.endpoint_id == endpoint["id"],
+                        WebhookDelivery.lease_owner.is_not(None),
+                    )
+                )
+            ).scalars()
+            assert set(leased) == set(ids)  # all taken, only the first one sent
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        stall.set()
+        workers.start()
+        await receiver.wait_ids(set(ids), timeout=40)
+        await asyncio.sleep(0.5)
+        assert set(receiver.ids()) == set(ids)
+        assert receiver.ids().count(ids[0]) == 2  # sent again, with the same webhook-id
+        assert all(got.verified for got in receiver.received)
+        async with db.connect() as conn:
+            statuses = (
+                await conn.execute(
+                    select(WebhookDelivery.status).where(
+                        WebhookDelivery.endpoint_id == endpoint["id"]
+                    )
+                )
+            ).scalars()
+            assert set(statuses) == {"succeeded"}
+    finally:
+        stall.set()
+        await receiver.stop()
+        await drop_endpoints(db, brand_id)
+
+
+async def test_two_workers_never_send_the_same_delivery_at_once(
+    pg_app: FastAPI, tokens: Tokens, brand_id: str, workers: Workers
+) -> None:
+    db: Database = pg_app.state.db
+    in_flight: set[tuple[int, str]] = set()
+    overlaps: list[tuple[int, str]] = []
+    receivers = [await Receiver().start() for _ in range(4)]
+
+    def slow(port: int) -> Behaviour:
+        async def reply(got: Received) -> Reply:
+            key = (port, got.id)  # one endpoint, one event
+            if key in in_flight:
+                overlaps.append(key)
+            in_flight.add(key)
+            await asyncio.sleep(0.01)
+            in_flight.discard(key)
+            return 200, {}
+
+        return reply
+
+    try:
+        for r in receivers:
+            r.behaviour = slow(r.port)
+            await setup_endpoint(pg_app, tokens, brand_id, r)
+        workers.start()
+        workers.start()
+        await asyncio.sleep(1.0)
+        ids = await record_many(db, brand_id, 100)
+        for r in receivers:
+            await r.wait_ids(set(ids), timeout=40)
+        assert overlaps == []
+        for r in receivers:
+            assert sorted(r.ids()) == sorted(ids)  # each exactly once
+            assert all(got.verified for got in r.received)
+        async with db.connect() as conn:
+            owners = (
+                await conn.execute(
+                    select(DeliveryAttempt.attempt).where(DeliveryAttempt.event_id.in_(ids))
+                )
+            ).scalars()
+            assert set(owners) == {1}
+    finally:
+        for r in receivers:
+            await r.stop()
+        await drop_endpoints(db, brand_id)
