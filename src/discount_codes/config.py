@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = "json"
 
     run_worker: bool = True
-    db_pool_size: int = Field(default=20, ge=1, le=500)
+    db_pool_size: int = Field(default=10, ge=1, le=500)
 
     @field_validator("log_level", mode="before")
     @classmethod
