@@ -38,5 +38,9 @@ migrate: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
+## demo: end to end on SQLite: 100,000 codes, 1,000 shoppers, verified webhooks (DEMO_ARGS=--quick)
+demo: $(STAMP)
+	$(BIN)/python -m discount_codes.demo $(DEMO_ARGS)
+
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager, suppress
 import structlog
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from swagger_ui_bundle import swagger_ui_path
@@ -20,6 +20,7 @@ from discount_codes.campaign.endpoints import router as campaign_router
 from discount_codes.claim.endpoints import router as claim_router
 from discount_codes.codes.endpoints import router as codes_router
 from discount_codes.config import Settings, get_settings
+from discount_codes.console.endpoints import install as install_console
 from discount_codes.db import Database, ping
 from discount_codes.logs import configure_logging
 from discount_codes.middleware import RequestContextMiddleware
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware, route_prefixes=prefixes)
 
     _operations(app)
+    install_console(app, settings)
     return app
 
 
@@ -116,7 +118,12 @@ def _operations(app: FastAPI) -> None:
             )
         return JSONResponse({"status": "ready"})
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics",
+        response_class=PlainTextResponse,
+    )
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 

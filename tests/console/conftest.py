@@ -1,0 +1,109 @@
+"""Browser fixtures: Debian's headless Chromium driven by Playwright (never a downloaded
+browser), a real ``discount-codes serve --dev`` process, and a brand's real webhook
+receiver (the demo's, which verifies every signature)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+
+from discount_codes.demo import Receiver
+
+from ..conftest import REQUIRE_SERVICES, LiveServer, ServerFactory, Tokens
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+]
+#: Batches above this many codes go to the worker, so the progress bar has a way to go.
+INLINE_LIMIT = "1000"
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        if REQUIRE_SERVICES:
+            pytest.fail("Debian's chromium is not installed (.ci/run installs it)")
+        pytest.skip("chromium not installed")
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield b
+        finally:
+            await b.close()
+
+
+async def new_context(browser: Browser, **options: Any) -> BrowserContext:
+    values: dict[str, Any] = {
+        "viewport": {"width": 1280, "height": 900},
+        "locale": "en-US",
+        "timezone_id": "UTC",
+    }
+    values.update(options)
+    return await browser.new_context(**values)
+
+
+@pytest.fixture
+def server(live_server: ServerFactory) -> LiveServer:
+    """The service with its worker, as ``make run`` starts it."""
+    return live_server(DISCOUNT_CODES_INLINE_BATCH_LIMIT=INLINE_LIMIT)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    r = await Receiver().start()
+    yield r
+    await r.stop()
+
+
+@pytest.fixture
+async def api(server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
+    """The same API the console calls, for setting the scene and checking what it did."""
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        yield client
+
+
+async def sign_in(page: Page, server: LiveServer, brand_id: str) -> None:
+    """As a brand's staff in dev mode: the console mints the token."""
+    await page.goto(f"{server.url}/console/")
+    await page.get_by_label("Brand id").fill(brand_id)
+    await page.get_by_role("button", name="Mint a dev token").click()
+    await expect(page.locator("#current-brand")).to_have_text(brand_id)
+
+
+async def create_campaign(
+    api: httpx.AsyncClient, tokens: Tokens, brand_id: str, **fields: Any
+) -> dict[str, Any]:
+    r = await api.post(
+        f"/v1/brands/{brand_id}/campaigns",
+        json={"name": "Spring sale", **fields},
+        headers=tokens.brand(brand_id),
+    )
+    assert r.status_code == 201, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+async def add_codes(
+    api: httpx.AsyncClient, tokens: Tokens, campaign: dict[str, Any], n: int
+) -> None:
+    """Codes made within the request (``n`` is at most the inline limit)."""
+    r = await api.post(
+        f"/v1/campaigns/{campaign['id']}/code-batches",
+        json={"count": n},
+        headers=tokens.brand(campaign["brand_id"]),
+    )
+    assert r.status_code == 201, r.text
