@@ -7,6 +7,7 @@ response is sent (``scope="function"``), so an answer never precedes durable dat
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -25,6 +26,12 @@ from discount_codes.config import Settings
 from discount_codes.problems import ProblemError
 
 SQLITE_BUSY_TIMEOUT_S = 30
+#: A PostgreSQL that stops answering (a partition drops packets; nothing resets the
+#: connection) must not hold a request for ever: connecting and each statement give up
+#: after these many seconds, and the request is answered 503. No statement of this service
+#: runs anywhere near that long. (An environment knob for the fault tests.)
+PG_CONNECT_TIMEOUT_S = 10.0
+PG_STATEMENT_TIMEOUT_S = float(os.environ.get("DISCOUNT_CODES_DB_STATEMENT_TIMEOUT_S", "30"))
 
 
 class Database:
@@ -43,6 +50,10 @@ class Database:
                 max_overflow=settings.db_pool_size,
                 pool_pre_ping=True,
                 pool_timeout=30,
+                connect_args={
+                    "timeout": PG_CONNECT_TIMEOUT_S,
+                    "command_timeout": PG_STATEMENT_TIMEOUT_S,
+                },
             )
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.is_sqlite:

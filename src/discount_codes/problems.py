@@ -6,6 +6,7 @@ each class knows its status and slug.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -192,6 +193,12 @@ _HTTP_SLUGS = {
 
 async def _on_http(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:
+        # Only the framework raises a bare 400: a body it cannot even decode (not UTF-8,
+        # say). Answer it like any other unparsable body, as documented: 422.
+        return from_error(
+            ValidationFailed(errors=[{"loc": ["body"], "msg": "The body is not valid JSON"}])
+        )
     slug, title = _HTTP_SLUGS.get(exc.status_code, ("http-error", "HTTP error"))
     detail = exc.detail if isinstance(exc.detail, str) and exc.detail else title
     if exc.status_code == 404:
@@ -218,13 +225,41 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(OperationalError, _on_database)
     app.add_exception_handler(PoolTimeoutError, _on_database)
     app.add_exception_handler(DBAPIError, _on_dbapi)
+    # The driver's own errors when no connection can be made at all (refused, reset, name
+    # lookup or connect timeout): SQLAlchemy passes them through unwrapped. Nothing else in a
+    # request opens sockets without catching its errors, so these mean the database.
+    for network_error in (ConnectionError, TimeoutError, socket.gaierror):
+        app.add_exception_handler(network_error, _on_database)
     # Any other exception is answered by RequestContextMiddleware (500, with the request id).
+
+
+#: SQLSTATEs of a server that cannot serve us right now: connection exceptions (08),
+#: shutdown or start-up (57P), no connection slot left (53300).
+_UNAVAILABLE_SQLSTATES = ("08", "57P", "53300")
 
 
 async def _on_dbapi(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)
-    if exc.connection_invalidated:
+    sqlstate = str(getattr(exc.orig, "sqlstate", None) or "")
+    # ``statement is None``: it failed opening the connection or ending the transaction
+    # (for example a database that does not accept connections now); nothing was committed.
+    if (
+        exc.connection_invalidated
+        or exc.statement is None
+        or sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
+    ):
         return await _on_database(request, exc)
+    if sqlstate.startswith("22"):
+        # A data exception: a value the request carried cannot be stored or compared (text
+        # with U+0000, which PostgreSQL refuses, say). The client's input, not our fault.
+        log.warning("database_refused_value", sqlstate=sqlstate)
+        return from_error(
+            ValidationFailed(
+                "The request holds a value the database cannot store (such as the character "
+                "U+0000).",
+                errors=[{"loc": ["request"], "msg": "value cannot be stored"}],
+            )
+        )
     raise exc
 
 

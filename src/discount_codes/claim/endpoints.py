@@ -2,6 +2,186 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any
 
-router = APIRouter()
+from fastapi import APIRouter, Body, Path, Response, status
+from fastapi.responses import StreamingResponse
+
+from discount_codes.auth import CurrentPrincipal
+from discount_codes.claim import service
+from discount_codes.claim.repository import ClaimRecord
+from discount_codes.claim.schemas import CampaignClaimOut, ClaimCreate, ClaimOut, Contact
+from discount_codes.db import DatabaseDep, SessionDep
+from discount_codes.pagination import CursorQuery, LimitQuery, Page
+from discount_codes.problems import problem_responses
+
+router = APIRouter(tags=["claims"])
+
+CampaignId = Annotated[str, Path(max_length=64, description="The campaign's id.")]
+ClaimId = Annotated[str, Path(max_length=64, description="The claim's id.")]
+
+_CLAIM_BODY_EXAMPLES: dict[str, Any] = {
+    "consent": {
+        "summary": "Agree to share contact details",
+        "value": {"share_contact": True},
+    }
+}
+
+
+def _claim_out(claim: ClaimRecord) -> ClaimOut:
+    withdrawn = claim.consent_withdrawn_at is not None
+    return ClaimOut(
+        id=claim.id,
+        campaign_id=claim.campaign_id,
+        brand_id=claim.brand_id,
+        code=claim.code,
+        claimed_at=claim.claimed_at,
+        shared_contact=None
+        if withdrawn
+        else Contact(email=claim.contact_email, name=claim.contact_name),
+        consent_withdrawn_at=claim.consent_withdrawn_at,
+    )
+
+
+def _campaign_claim_out(claim: ClaimRecord) -> CampaignClaimOut:
+    withdrawn = claim.consent_withdrawn_at is not None
+    return CampaignClaimOut(
+        id=claim.id,
+        user_id=claim.user_id,
+        code=claim.code,
+        claimed_at=claim.claimed_at,
+        shared_contact=None
+        if withdrawn
+        else Contact(email=claim.contact_email, name=claim.contact_name),
+        consent_withdrawn=withdrawn,
+        consent_withdrawn_at=claim.consent_withdrawn_at,
+    )
+
+
+@router.post(
+    "/campaigns/{campaign_id}/claims",
+    status_code=status.HTTP_201_CREATED,
+    summary="Claim a code",
+    description="Hands the caller one code of the campaign in exchange for sharing the e-mail "
+    "and name of their login with the brand (`share_contact` must be `true`). One code per "
+    "user per campaign, whatever the concurrency: the first call answers `201`, every later "
+    "call `200` with the same code. The answer is sent only once the claim is stored.",
+    responses={
+        200: {
+            "model": ClaimOut,
+            "description": "The caller already held a code of this campaign: the same one.",
+        },
+        **problem_responses(
+            401,
+            404,
+            409,
+            410,
+            422,
+            s409="No code is left (`codes-exhausted`), or the campaign is paused or has not "
+            "started (`campaign-not-active`)",
+            s422="`share_contact` is not `true` (`consent-required`), or the body is not "
+            "valid (`validation-failed`)",
+        ),
+    },
+)
+async def claim_code(
+    campaign_id: CampaignId,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    response: Response,
+    body: Annotated[ClaimCreate | None, Body(openapi_examples=_CLAIM_BODY_EXAMPLES)] = None,
+) -> ClaimOut:
+    result = await service.claim_code(
+        session, principal, campaign_id, body.share_contact if body else None
+    )
+    if not result.created:
+        response.status_code = status.HTTP_200_OK
+    return _claim_out(result.claim)
+
+
+@router.get(
+    "/me/claims",
+    summary="List my claims",
+    description="The caller's codes, newest first, cursor-paginated, with what each claim "
+    "shares with its brand.",
+    responses=problem_responses(401, 422),
+)
+async def list_my_claims(
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
+) -> Page[ClaimOut]:
+    claims, next_cursor = await service.list_my_claims(
+        session, principal, cursor=cursor, limit=limit
+    )
+    return Page[ClaimOut](items=[_claim_out(c) for c in claims], next_cursor=next_cursor)
+
+
+@router.delete(
+    "/me/claims/{claim_id}/consent",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Withdraw consent to share contact details",
+    description="The brand no longer sees the claim's contact details and is told "
+    "(`contact_consent.withdrawn`); the code stays the caller's. Idempotent.",
+    responses=problem_responses(401, 404),
+)
+async def withdraw_consent(
+    claim_id: ClaimId, principal: CurrentPrincipal, session: SessionDep
+) -> Response:
+    await service.withdraw_consent(session, principal, claim_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/campaigns/{campaign_id}/claims",
+    summary="List a campaign's claims (brand staff)",
+    description="Newest first, cursor-paginated, with the contact details each shopper "
+    "shared; claims whose consent was withdrawn are marked and carry no contact details.",
+    responses=problem_responses(401, 403, 404, 422),
+)
+async def list_campaign_claims(
+    campaign_id: CampaignId,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
+) -> Page[CampaignClaimOut]:
+    claims, next_cursor = await service.list_campaign_claims(
+        session, principal, campaign_id, cursor=cursor, limit=limit
+    )
+    return Page[CampaignClaimOut](
+        items=[_campaign_claim_out(c) for c in claims], next_cursor=next_cursor
+    )
+
+
+@router.get(
+    "/campaigns/{campaign_id}/claims.csv",
+    summary="Export a campaign's claims as CSV (brand staff)",
+    description="Streamed, oldest first, in constant memory: "
+    "`claim_id,code,user_id,claimed_at,email,name,consent_withdrawn_at`. Contact cells are "
+    "empty where consent was withdrawn.",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {
+                "text/csv": {
+                    "example": "claim_id,code,user_id,claimed_at,email,name,consent_withdrawn_at\n"
+                    "01936f6e-8c1a-7b7e-9a51-3f1c2d4e5f60,SPRING-7KQ2-M9XD-4TRA,user-42,"
+                    "2026-11-26T11:00:00Z,ada@example.com,Ada Lovelace,\n"
+                }
+            },
+            "description": "The CSV, streamed.",
+        },
+        **problem_responses(401, 403, 404),
+    },
+)
+async def export_campaign_claims(
+    campaign_id: CampaignId, principal: CurrentPrincipal, session: SessionDep, db: DatabaseDep
+) -> StreamingResponse:
+    await service.authorize_export(session, principal, campaign_id)
+    return StreamingResponse(
+        service.export_campaign_claims(db, campaign_id),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="claims-{campaign_id}.csv"'},
+    )

@@ -1,0 +1,279 @@
+"""Claim rules: one code per user per campaign, only with consent, only while the campaign
+is open; the brand hears of every claim, of low stock and of exhaustion."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from discount_codes.auth import Principal
+from discount_codes.campaign import service as campaign_service
+from discount_codes.claim import repository
+from discount_codes.claim.repository import CampaignState, ClaimRecord
+from discount_codes.db import Database
+from discount_codes.ids import is_id
+from discount_codes.models import Campaign, utcnow
+from discount_codes.outbox.service import record_event
+from discount_codes.pagination import decode_cursor, encode_cursor
+from discount_codes.problems import CodesExhausted, ConsentRequired, NotFound, ValidationFailed
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    claim: ClaimRecord
+    created: bool
+
+
+async def claim_code(
+    session: AsyncSession, principal: Principal, campaign_id: str, share_contact: bool | None
+) -> ClaimResult:
+    """Give the caller their code of the campaign: a new one (``created``) or the one they
+    already hold. The unique constraint on (campaign, user) is the rule's guard, so it
+    holds under any concurrency; the session commits before the answer is sent."""
+    if share_contact is not True:
+        raise ConsentRequired(
+            'Send {"share_contact": true} to agree to share your e-mail and name with the '
+            "brand in exchange for a code."
+        )
+    if not is_id(campaign_id):
+        raise NotFound("No campaign with this id.")
+    conn = await session.connection()
+    now = utcnow()
+    attempt = await repository.claim_code(
+        conn,
+        campaign_id=campaign_id,
+        user_id=principal.user_id,
+        email=principal.email,
+        name=principal.name,
+        now=now,
+    )
+    campaign = attempt.campaign
+    if campaign is None:
+        raise NotFound("No campaign with this id.")
+    if attempt.claim is not None:
+        if attempt.created:
+            await _note_low_stock(conn, campaign, now)
+        return ClaimResult(attempt.claim, attempt.created)
+    campaign_service.ensure_claimable(_as_campaign(campaign), now)
+    raise await _exhausted(conn, campaign, now)
+
+
+def _as_campaign(state: CampaignState) -> Campaign:
+    """A detached Campaign carrying the state the claim read, for the campaign rules."""
+    return Campaign(
+        id=state.id,
+        brand_id=state.brand_id,
+        status=state.status,
+        starts_at=state.starts_at,
+        ends_at=state.ends_at,
+    )
+
+
+async def _note_low_stock(conn: AsyncConnection, campaign: CampaignState, now: datetime) -> None:
+    """Record ``campaign.codes_low`` once per crossing of the threshold: the first claim
+    that sees the stock at or under it flips ``low_stock_notified`` and alone records it.
+
+    ``available`` comes from the claim's snapshot, so under concurrency it may be a few
+    high; a later claim then notices the crossing."""
+    threshold = campaign.low_stock_threshold
+    if threshold is None or campaign.low_stock_notified:
+        return
+    available = max(campaign.codes_total - campaign.claimed - 1, 0)
+    if available > threshold:
+        return
+    if await repository.mark_low_stock_notified(conn, campaign.id):
+        await record_event(
+            conn,
+            "campaign.codes_low",
+            brand_id=campaign.brand_id,
+            campaign_id=campaign.id,
+            data={
+                "brand_id": campaign.brand_id,
+                "campaign_id": campaign.id,
+                "available": available,
+                "threshold": threshold,
+            },
+            at=now,
+        )
+
+
+async def _exhausted(
+    conn: AsyncConnection, campaign: CampaignState, now: datetime
+) -> CodesExhausted:
+    """The problem to answer; the first caller to find the campaign empty also records
+    ``campaign.codes_exhausted`` and has it committed with the answer."""
+    exc = CodesExhausted("Every code of this campaign has been handed out.")
+    if not campaign.exhausted_notified and await repository.mark_exhausted_notified(
+        conn, campaign.id
+    ):
+        await record_event(
+            conn,
+            "campaign.codes_exhausted",
+            brand_id=campaign.brand_id,
+            campaign_id=campaign.id,
+            data={"brand_id": campaign.brand_id, "campaign_id": campaign.id},
+            at=now,
+        )
+        exc.commit = True
+    return exc
+
+
+# --- the shopper's claims ---------------------------------------------------------------------
+
+
+def encode_claim_cursor(claim: ClaimRecord) -> str:
+    return encode_cursor(f"{claim.claimed_at.isoformat()}|{claim.id}")
+
+
+def decode_claim_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    raw = decode_cursor(cursor)
+    if raw is None:
+        return None
+    at, _, claim_id = raw.partition("|")
+    try:
+        parsed = datetime.fromisoformat(at)
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None or not is_id(claim_id):
+        raise ValidationFailed(
+            "The cursor is not one this service handed out.",
+            errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}],
+        )
+    return parsed, claim_id
+
+
+async def list_my_claims(
+    session: AsyncSession, principal: Principal, *, cursor: str | None, limit: int
+) -> tuple[list[ClaimRecord], str | None]:
+    before = decode_claim_cursor(cursor)
+    conn = await session.connection()
+    rows = await repository.list_for_user(conn, principal.user_id, before=before, limit=limit + 1)
+    page = rows[:limit]
+    return page, encode_claim_cursor(page[-1]) if len(rows) > limit else None
+
+
+async def withdraw_consent(session: AsyncSession, principal: Principal, claim_id: str) -> None:
+    """Stop sharing the claim's contact details with the brand; the code stays the user's.
+    The brand's views and the stored ``discount_code.claimed`` event lose the contact
+    details; the claim keeps them as the user's consent record, shown to the user only.
+    Idempotent: only the first withdrawal records ``contact_consent.withdrawn``."""
+    conn = await session.connection()
+    claim = (
+        await repository.get_claim_of_user(conn, claim_id, principal.user_id)
+        if is_id(claim_id)
+        else None
+    )
+    if claim is None:
+        raise NotFound("You have no claim with this id.")
+    now = utcnow()
+    if await repository.withdraw_consent(conn, claim.id, now):
+        await repository.scrub_claimed_event(conn, claim.id)
+        await record_event(
+            conn,
+            "contact_consent.withdrawn",
+            brand_id=claim.brand_id,
+            campaign_id=claim.campaign_id,
+            data={
+                "claim_id": claim.id,
+                "brand_id": claim.brand_id,
+                "campaign_id": claim.campaign_id,
+                "user_id": claim.user_id,
+                "withdrawn_at": now.isoformat().replace("+00:00", "Z"),
+            },
+            at=now,
+        )
+
+
+# --- the brand's view -------------------------------------------------------------------------
+
+
+async def list_campaign_claims(
+    session: AsyncSession,
+    principal: Principal,
+    campaign_id: str,
+    *,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[ClaimRecord], str | None]:
+    await campaign_service.get_for_staff(session, principal, campaign_id)
+    before = decode_claim_cursor(cursor)
+    conn = await session.connection()
+    rows = await repository.list_for_campaign(conn, campaign_id, before=before, limit=limit + 1)
+    page = rows[:limit]
+    return page, encode_claim_cursor(page[-1]) if len(rows) > limit else None
+
+
+async def authorize_export(session: AsyncSession, principal: Principal, campaign_id: str) -> None:
+    await campaign_service.get_for_staff(session, principal, campaign_id)
+
+
+CSV_HEADER = (
+    "claim_id",
+    "code",
+    "user_id",
+    "claimed_at",
+    "email",
+    "name",
+    "consent_withdrawn_at",
+)
+
+
+def _cell(value: str | None) -> str:
+    """Text a spreadsheet will not run as a formula (names and e-mails come from users)."""
+    if value is None:
+        return ""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+def _csv_row(claim: ClaimRecord) -> list[str]:
+    withdrawn = claim.consent_withdrawn_at is not None
+    return [
+        claim.id,
+        claim.code,
+        _cell(claim.user_id),
+        _iso(claim.claimed_at),
+        "" if withdrawn else _cell(claim.contact_email),
+        "" if withdrawn else _cell(claim.contact_name),
+        _iso(claim.consent_withdrawn_at),
+    ]
+
+
+def _iso(at: datetime | None) -> str:
+    return "" if at is None else at.isoformat().replace("+00:00", "Z")
+
+
+def _lines(rows: list[list[str]] | tuple[str, ...]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    if isinstance(rows, tuple):
+        writer.writerow(rows)
+    else:
+        writer.writerows(rows)
+    return buf.getvalue()
+
+
+async def export_campaign_claims(db: Database, campaign_id: str) -> AsyncIterator[str]:
+    """The campaign's claims as CSV text, chunk by chunk, in constant memory, on a
+    connection of its own (the request's session has committed by then). Withdrawn
+    claims keep their row, without contact details."""
+    yield _lines(CSV_HEADER)
+    if db.dialect == "postgresql":
+        async with db.connect() as conn:
+            async for chunk in repository.iter_campaign_claims(conn, campaign_id):
+                yield _lines([_csv_row(c) for c in chunk])
+        return
+    after: tuple[datetime, str] | None = None
+    while True:
+        async with db.begin() as conn:
+            chunk = await repository.campaign_claims_after(
+                conn, campaign_id, after, repository.EXPORT_CHUNK
+            )
+        if not chunk:
+            return
+        yield _lines([_csv_row(c) for c in chunk])
+        after = (chunk[-1].claimed_at, chunk[-1].id)

@@ -1,0 +1,113 @@
+"""Getting a campaign with codes through the API, and reading what the database holds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select
+
+from discount_codes.db import Database
+from discount_codes.models import Claim, ClaimCounter, Code, Event
+
+from ..conftest import Tokens
+
+
+async def new_campaign(
+    client: httpx.AsyncClient, tokens: Tokens, brand_id: str, **fields: Any
+) -> str:
+    r = await client.post(
+        f"/v1/brands/{brand_id}/campaigns",
+        json={"name": "Spring sale", **fields},
+        headers=tokens.brand(brand_id),
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+async def add_codes(
+    client: httpx.AsyncClient,
+    tokens: Tokens,
+    brand_id: str,
+    campaign_id: str,
+    count: int,
+    **kw: Any,
+) -> None:
+    r = await client.post(
+        f"/v1/campaigns/{campaign_id}/code-batches",
+        json={"count": count, **kw},
+        headers=tokens.brand(brand_id),
+    )
+    assert r.status_code == 201, r.text
+
+
+async def campaign_with_codes(
+    client: httpx.AsyncClient, tokens: Tokens, brand_id: str, count: int, **fields: Any
+) -> str:
+    campaign_id = await new_campaign(client, tokens, brand_id, **fields)
+    if count:
+        await add_codes(client, tokens, brand_id, campaign_id, count)
+    return campaign_id
+
+
+async def claim(
+    client: httpx.AsyncClient, headers: dict[str, str], campaign_id: str
+) -> httpx.Response:
+    return await client.post(
+        f"/v1/campaigns/{campaign_id}/claims", json={"share_contact": True}, headers=headers
+    )
+
+
+async def set_status(
+    client: httpx.AsyncClient, tokens: Tokens, brand_id: str, campaign_id: str, status: str
+) -> httpx.Response:
+    r = await client.patch(
+        f"/v1/campaigns/{campaign_id}", json={"status": status}, headers=tokens.brand(brand_id)
+    )
+    assert r.status_code == 200, r.text
+    return r
+
+
+async def _scalar(db: Database, stmt: Any) -> Any:
+    async with db.connect() as conn:
+        value = (await conn.execute(stmt)).scalar_one()
+        await conn.rollback()
+    return value
+
+
+async def claim_count(db: Database, campaign_id: str) -> int:
+    stmt = select(func.count()).select_from(Claim).where(Claim.campaign_id == campaign_id)
+    return int(await _scalar(db, stmt))
+
+
+async def claimed_code_count(db: Database, campaign_id: str) -> int:
+    stmt = (
+        select(func.count())
+        .select_from(Code)
+        .where(Code.campaign_id == campaign_id, Code.claimed_at.is_not(None))
+    )
+    return int(await _scalar(db, stmt))
+
+
+async def counter_sum(db: Database, campaign_id: str) -> int:
+    stmt = select(func.coalesce(func.sum(ClaimCounter.claimed), 0)).where(
+        ClaimCounter.campaign_id == campaign_id
+    )
+    return int(await _scalar(db, stmt))
+
+
+async def events(db: Database, campaign_id: str, type_: str) -> list[dict[str, Any]]:
+    async with db.connect() as conn:
+        rows = (
+            (
+                await conn.execute(
+                    select(Event.data)
+                    .where(Event.campaign_id == campaign_id, Event.type == type_)
+                    .order_by(Event.seq)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        await conn.rollback()
+    return [dict(r) for r in rows]
