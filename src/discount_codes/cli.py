@@ -109,7 +109,7 @@ def _print_dev_banner(settings: Settings, host: str, port: int) -> None:
     base = f"http://{'127.0.0.1' if host in {'0.0.0.0', '::'} else host}:{port}"  # noqa: S104
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     console.print(f"[bold]discount-codes[/bold] (dev mode, {settings.database_url})")
-    console.print(f"API docs: {base}/docs")
+    console.print(f"API docs: {base}/docs    Brand console: {base}/console/")
     console.print("Brand staff of demo-brand, valid 24 h:")
     console.print(f"  export BRAND_TOKEN={brand_token}")
     console.print("A shopper, valid 24 h:")

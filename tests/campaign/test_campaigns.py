@@ -218,3 +218,26 @@ async def test_ends_at_in_the_past_reads_as_ended(
     assert r.status_code == 410
     listed = await client.get(f"/v1/brands/{brand_id}/campaigns", headers=headers)
     assert listed.json()["items"][0]["status"] == "ended"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"ends_at": 0}, {"ends_at": 1893456000}, {"ends_at": True}],
+    ids=["zero", "epoch-seconds", "bool"],
+)
+async def test_a_number_is_not_a_timestamp(
+    client: httpx.AsyncClient, tokens: Tokens, brand_id: str, body: dict[str, object]
+) -> None:
+    """Lax parsing would read 0 as 1970-01-01 and end the campaign for good."""
+    campaign = (await create(client, tokens, brand_id)).json()
+    r = await client.patch(
+        f"/v1/campaigns/{campaign['id']}", json=body, headers=tokens.brand(brand_id)
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["loc"] == ["body", "ends_at"]
+    after = await client.get(f"/v1/campaigns/{campaign['id']}", headers=tokens.brand(brand_id))
+    assert after.json()["status"] == "active" and after.json()["ends_at"] is None
+    r = await create(client, tokens, brand_id, low_stock_threshold=False)
+    assert r.status_code == 422
+    r = await create(client, tokens, brand_id, starts_at=0)
+    assert r.status_code == 422

@@ -149,3 +149,22 @@ async def test_private_address_is_refused_again_when_connecting(
             await c.delete(f"/v1/webhook-endpoints/{endpoint_id}", headers=tokens.brand(brand_id))
     finally:
         await receiver.stop()
+
+
+async def test_enabled_must_be_a_boolean_and_since_a_timestamp(
+    client: httpx.AsyncClient, tokens: Tokens, brand_id: str
+) -> None:
+    h = tokens.brand(brand_id)
+    created = (
+        await client.post(
+            f"/v1/brands/{brand_id}/webhook-endpoints",
+            json={"url": "https://shop.example.com/hook"},
+            headers=h,
+        )
+    ).json()
+    url = f"/v1/webhook-endpoints/{created['id']}"
+    r = await client.patch(url, json={"enabled": 0}, headers=h)
+    assert r.status_code == 422, r.text
+    assert (await client.get(url, headers=h)).json()["enabled"] is True
+    r = await client.post(f"{url}/replay", json={"since": 0}, headers=h)
+    assert r.status_code == 422, r.text

@@ -3,7 +3,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from discount_codes.types import StrictInt, Timestamp
 
 CampaignStatus = Literal["active", "paused", "ended"]
 
@@ -27,9 +29,9 @@ class CampaignCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=5000)
     terms: str | None = Field(default=None, max_length=20000)
-    starts_at: AwareDatetime | None = None
-    ends_at: AwareDatetime | None = None
-    low_stock_threshold: int | None = Field(default=None, ge=0, le=1_000_000_000)
+    starts_at: Timestamp | None = None
+    ends_at: Timestamp | None = None
+    low_stock_threshold: StrictInt | None = Field(default=None, ge=0, le=1_000_000_000)
     status: Literal["active", "paused"] = Field(
         default="active",
         description="`paused` lets the brand load codes into its shop before shoppers can claim.",
@@ -50,7 +52,7 @@ class CampaignUpdate(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=5000)
     terms: str | None = Field(default=None, max_length=20000)
-    ends_at: AwareDatetime | None = None
+    ends_at: Timestamp | None = None
     status: CampaignStatus | None = Field(
         default=None, description="`active` <-> `paused`; either -> `ended` (final)."
     )

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from discount_codes.types import StrictBool, Timestamp
 
 EventType = Literal[
     "discount_code.claimed",
@@ -48,7 +50,7 @@ class EndpointUpdate(BaseModel):
     url: str | None = Field(default=None, min_length=1, max_length=2048)
     event_types: list[EventType] | None = Field(default=None, min_length=1)
     description: str | None = Field(default=None, max_length=500)
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
 
 
 class EndpointOut(BaseModel):
@@ -138,7 +140,7 @@ class ReplayRequest(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"since": "2026-11-26T00:00:00Z"}]}
     )
 
-    since: AwareDatetime = Field(
+    since: Timestamp = Field(
         description="Resend the brand's events recorded at or after this time."
     )
 
