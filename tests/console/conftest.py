@@ -4,9 +4,7 @@ receiver (the demo's, which verifies every signature)."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,31 +13,17 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from discount_codes.demo import Receiver
 
-from ..conftest import REQUIRE_SERVICES, LiveServer, ServerFactory, Tokens
+from ..conftest import CHROMIUM, CHROMIUM_ARGS, LiveServer, ServerFactory, Tokens, require_chromium
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-]
 #: Batches above this many codes go to the worker, so the progress bar has a way to go.
 INLINE_LIMIT = "1000"
 
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        if REQUIRE_SERVICES:
-            pytest.fail("Debian's chromium is not installed (.ci/run installs it)")
-        pytest.skip("chromium not installed")
+    require_chromium()
     async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        b = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             yield b
         finally:

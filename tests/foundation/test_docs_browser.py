@@ -3,40 +3,24 @@ request leaving the machine."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
-from ..conftest import REQUIRE_SERVICES, ServerFactory
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-]
+from ..conftest import CHROMIUM, CHROMIUM_ARGS, ServerFactory, require_chromium
 
 
 @pytest.mark.browser
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # one database is enough
 def test_swagger_ui_renders_offline(live_server: ServerFactory, tmp_path: Path) -> None:
-    if not Path(CHROMIUM).exists():
-        if REQUIRE_SERVICES:
-            pytest.fail("Debian's chromium is not installed (.ci/run installs it)")
-        pytest.skip("chromium not installed")
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     server = live_server()
     requested: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 1600})
         page.on("request", lambda req: requested.append(req.url))
         page.goto(f"{server.url}/docs")
