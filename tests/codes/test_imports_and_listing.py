@@ -172,3 +172,45 @@ async def test_list_codes_pages_and_status_filter(
     assert (await client.get(url, headers=tokens.shopper())).status_code == 403
     export = await client.get(f"{url}.csv", headers=tokens.brand("other"))
     assert export.status_code == 403
+
+
+async def test_csv_export_shows_each_code_as_the_listing_does(
+    client: httpx.AsyncClient, tokens: Tokens, brand_id: str
+) -> None:
+    """Prefixed, plain, imported and claimed codes: the CSV (COPY-formatted on PostgreSQL,
+    Python-formatted on SQLite) says exactly what the JSON listing says."""
+    import csv
+    from datetime import datetime
+
+    headers = tokens.brand(brand_id)
+    campaign_id = await new_campaign(client, tokens, brand_id)
+    for body in ({"count": 5, "prefix": "GOLD", "length": 9}, {"count": 5}):
+        r = await client.post(
+            f"/v1/campaigns/{campaign_id}/code-batches", json=body, headers=headers
+        )
+        assert r.status_code == 201, r.text
+    imported = await post_import(client, tokens, brand_id, campaign_id, b"SHOP-2024-XY\n")
+    assert imported.json()["imported"] == 1
+    claim = await client.post(
+        f"/v1/campaigns/{campaign_id}/claims",
+        json={"share_contact": True},
+        headers=tokens.shopper(),
+    )
+    assert claim.status_code == 201, claim.text
+    listed = (
+        await client.get(
+            f"/v1/campaigns/{campaign_id}/codes", params={"limit": 500}, headers=headers
+        )
+    ).json()["items"]
+    export = await client.get(f"/v1/campaigns/{campaign_id}/codes.csv", headers=headers)
+    assert export.status_code == 200
+    rows = list(csv.DictReader(export.text.splitlines()))
+    assert [r["code"] for r in rows] == [c["code"] for c in listed]
+    assert any(r["code"].startswith("GOLD-") and len(r["code"]) == 5 + 11 for r in rows)
+    assert [r["status"] for r in rows] == [c["status"] for c in listed]
+    assert [r["batch_id"] or None for r in rows] == [c["batch_id"] for c in listed]
+    claimed = [r for r in rows if r["status"] == "claimed"]
+    assert [r["code"] for r in claimed] == [claim.json()["code"]]
+    when = datetime.fromisoformat(claimed[0]["claimed_at"].replace("Z", "+00:00"))
+    listed_when = next(c["claimed_at"] for c in listed if c["status"] == "claimed")
+    assert when == datetime.fromisoformat(listed_when.replace("Z", "+00:00"))

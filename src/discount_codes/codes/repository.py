@@ -3,7 +3,9 @@ paths run at driver speed (asyncpg COPY, sqlite3 executemany), not through the O
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -11,7 +13,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from discount_codes.models import Campaign, ClaimCounter, Code, CodeBatch
 
@@ -271,3 +273,73 @@ async def list_codes(
 async def count_batch_codes(conn: AsyncConnection, batch_id: str) -> int:
     stmt = select(func.count()).select_from(Code).where(Code.batch_id == batch_id)
     return int((await conn.execute(stmt)).scalar_one())
+
+
+# --- export ----------------------------------------------------------------------------------
+
+#: The export, formatted by PostgreSQL itself (display form as ``alphabet.display``: the
+#: batch's prefix as written, then the random symbols in groups of four, at most 24 of them)
+#: and streamed with
+#: COPY: the database's fastest way out, a fraction of the cost of rows through Python.
+_EXPORT_QUERY = """
+SELECT
+  CASE WHEN b.length IS NULL OR b.length > length(c.code) THEN c.code
+  ELSE concat_ws(
+    '-',
+    NULLIF(COALESCE(NULLIF(b.prefix, ''), left(c.code, length(c.code) - b.length)), ''),
+    substr(right(c.code, b.length), 1, 4),
+    NULLIF(substr(right(c.code, b.length), 5, 4), ''),
+    NULLIF(substr(right(c.code, b.length), 9, 4), ''),
+    NULLIF(substr(right(c.code, b.length), 13, 4), ''),
+    NULLIF(substr(right(c.code, b.length), 17, 4), ''),
+    NULLIF(substr(right(c.code, b.length), 21, 4), '')
+  ) END,
+  CASE WHEN c.claimed_at IS NULL THEN 'available' ELSE 'claimed' END,
+  to_char(c.claimed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+  c.batch_id
+FROM codes c LEFT JOIN code_batches b ON b.id = c.batch_id
+WHERE c.campaign_id = $1
+ORDER BY c.id
+"""
+#: Chunks of COPY output buffered between the database and a slow client: the bound that
+#: keeps memory constant (COPY waits while the queue is full).
+_EXPORT_QUEUE = 16
+
+
+async def copy_codes_csv(engine: AsyncEngine, campaign_id: str) -> AsyncIterator[bytes]:
+    """PostgreSQL: ``COPY (query) TO STDOUT (FORMAT csv)`` on a connection of its own, one
+    snapshot for the whole export, handed to the client chunk by chunk."""
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(_EXPORT_QUEUE)
+
+    async def produce() -> None:
+        async with engine.connect() as conn:
+            driver = await _asyncpg(conn)
+
+            async def put(chunk: bytes) -> None:
+                await queue.put(bytes(chunk))
+
+            await driver.copy_from_query(_EXPORT_QUERY, campaign_id, output=put, format="csv")
+            await conn.rollback()
+        await queue.put(None)
+
+    task = asyncio.create_task(produce())
+    try:
+        while True:
+            getter = asyncio.ensure_future(queue.get())
+            done, _ = await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:  # the producer ended (or failed) with nothing queued
+                getter.cancel()
+                task.result()  # re-raise its error
+                if queue.empty():
+                    return
+                continue
+            chunk = getter.result()
+            if chunk is None:
+                await task
+                return
+            yield chunk
+    finally:
+        if not task.done():  # the client went away: stop the COPY and free the connection
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task

@@ -410,11 +410,23 @@ async def authorise_export(
     return await get_for_staff(session, principal, campaign_id)
 
 
+CSV_HEADER = b"code,status,claimed_at,batch_id\n"
+
+
 async def export_csv(db: Database, campaign_id: str) -> AsyncIterator[bytes]:
-    """``code,status,claimed_at,batch_id`` in keyset pages on a connection of its own, each
-    page its own short transaction: constant memory, and SQLite writers are never blocked
+    """``code,status,claimed_at,batch_id``, oldest first, in constant memory."""
+    yield CSV_HEADER
+    if db.is_sqlite:
+        async for chunk in _export_pages(db, campaign_id):
+            yield chunk
+    else:
+        async for chunk in repo.copy_codes_csv(db.engine, campaign_id):
+            yield chunk
+
+
+async def _export_pages(db: Database, campaign_id: str) -> AsyncIterator[bytes]:
+    """SQLite: keyset pages, each its own short transaction, so writers are never blocked
     for the length of a download."""
-    yield b"code,status,claimed_at,batch_id\r\n"
     async with db.engine.connect() as conn:
         shapes = await repo.batch_shapes(conn, campaign_id)
         await conn.rollback()
@@ -427,7 +439,7 @@ async def export_csv(db: Database, campaign_id: str) -> AsyncIterator[bytes]:
             if not rows:
                 return
             buf = io.StringIO()
-            writer = csv.writer(buf)
+            writer = csv.writer(buf, lineterminator="\n")
             for row in rows:
                 out = _code_out(row, shapes)
                 writer.writerow(
