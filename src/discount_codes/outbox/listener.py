@@ -59,8 +59,9 @@ async def listen(database_url: str, wake: asyncio.Event, stop: asyncio.Event) ->
         except (OSError, asyncpg.PostgresError) as exc:
             log.warning("event_listener_lost", error_class=type(exc).__name__)
         finally:
-            with suppress(Exception):
-                await asyncio.wait_for(conn.close(), timeout=2)
+            # terminate(), not close(): a LISTEN connection has nothing to flush, and a
+            # close() coroutine cut short by the task's cancellation would be left unawaited.
+            conn.terminate()
 
 
 def start_listener(
