@@ -44,6 +44,10 @@ class Database:
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
+            # One connection per process: SQLite has one writer anyway, and waiters queue
+            # fairly on the pool instead of in SQLite's busy handler, which sleeps up to
+            # 100 ms between retries (it starved the dispatcher and cut claims to ~140/s).
+            kwargs.update(pool_size=1, max_overflow=0, pool_timeout=SQLITE_BUSY_TIMEOUT_S)
         else:
             kwargs.update(
                 pool_size=settings.db_pool_size,

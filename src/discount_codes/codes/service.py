@@ -425,35 +425,34 @@ async def export_csv(db: Database, campaign_id: str) -> AsyncIterator[bytes]:
 
 
 async def _export_pages(db: Database, campaign_id: str) -> AsyncIterator[bytes]:
-    """SQLite: keyset pages, each its own short transaction, so writers are never blocked
-    for the length of a download."""
-    async with db.engine.connect() as conn:
+    """SQLite: keyset pages, each on a connection taken for that page only, so a slow
+    download neither blocks writers nor holds one of the process's connections."""
+    async with db.connect() as conn:
         shapes = await repo.batch_shapes(conn, campaign_id)
-        await conn.rollback()
-        after: int | None = None
-        while True:
+    after: int | None = None
+    while True:
+        async with db.connect() as conn:
             rows = await repo.list_codes(
                 conn, campaign_id, status=None, after_id=after, limit=EXPORT_PAGE
             )
-            await conn.rollback()
-            if not rows:
-                return
-            buf = io.StringIO()
-            writer = csv.writer(buf, lineterminator="\n")
-            for row in rows:
-                out = _code_out(row, shapes)
-                writer.writerow(
-                    [
-                        out.code,
-                        out.status,
-                        out.claimed_at.isoformat().replace("+00:00", "Z") if out.claimed_at else "",
-                        out.batch_id or "",
-                    ]
-                )
-            yield buf.getvalue().encode()
-            after = rows[-1].id
-            if len(rows) < EXPORT_PAGE:
-                return
+        if not rows:
+            return
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        for row in rows:
+            out = _code_out(row, shapes)
+            writer.writerow(
+                [
+                    out.code,
+                    out.status,
+                    out.claimed_at.isoformat().replace("+00:00", "Z") if out.claimed_at else "",
+                    out.batch_id or "",
+                ]
+            )
+        yield buf.getvalue().encode()
+        after = rows[-1].id
+        if len(rows) < EXPORT_PAGE:
+            return
 
 
 # --- import ------------------------------------------------------------------------------------
