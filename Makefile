@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format typecheck bench demo migrate clean
+.PHONY: run test lint format typecheck bench soak demo migrate clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ migrate: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+## soak: 10 minutes of mixed traffic with worker crashes; SOAK_ARGS="--minutes 3" for less
+soak: $(STAMP)
+	$(BIN)/python -m benchmarks.soak $(SOAK_ARGS)
 
 ## demo: end to end on SQLite: 100,000 codes, 1,000 shoppers, verified webhooks (DEMO_ARGS=--quick)
 demo: $(STAMP)

@@ -1,0 +1,205 @@
+"""Load generators: async httpx clients, run in a child process (``benchmarks.child``) so
+they never share the server's event loop or the harness's.
+
+Every function takes the JSON spec the harness wrote and returns a JSON-able answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import ssl
+import time
+from collections import Counter
+from typing import Any
+
+import httpx
+
+from benchmarks.stats import summarise
+
+CLAIM_BODY = b'{"share_contact": true}'
+
+
+_SSL = ssl.create_default_context()  # made once: httpx would build one per client
+
+
+def _client(base_url: str, connections: int, timeout: float = 60) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    return httpx.AsyncClient(base_url=base_url, limits=limits, timeout=timeout, verify=_SSL)
+
+
+def _claim_headers(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+
+def _load_tokens(spec: dict[str, Any]) -> list[str]:
+    with open(spec["tokens_file"]) as fh:
+        tokens: list[str] = json.load(fh)
+    return tokens
+
+
+async def claims_closed(spec: dict[str, Any]) -> dict[str, Any]:
+    """``concurrency`` clients, each with its own connection, claiming back to back (a new
+    user every time) for ``warmup`` + ``duration`` seconds."""
+    tokens = iter(_load_tokens(spec))
+    path = f"/v1/campaigns/{spec['campaign_id']}/claims"
+    samples: list[tuple[float, float, bool]] = []
+    statuses: Counter[str] = Counter()
+    ran_out = False
+    clients = [_client(spec["url"], 1) for _ in range(spec["concurrency"])]
+    # Connect every client before the clock starts (TCP set-up is not a claim's cost).
+    await asyncio.gather(*(c.get("/healthz") for c in clients))
+    start = time.monotonic() + 0.05
+    warm_end = start + spec["warmup"]
+    end = warm_end + spec["duration"]
+
+    async def client(c: httpx.AsyncClient) -> None:
+        nonlocal ran_out
+        try:
+            await asyncio.sleep(max(0.0, start - time.monotonic()))
+            while time.monotonic() < end:
+                token = next(tokens, None)
+                if token is None:
+                    ran_out = True
+                    return
+                t0 = time.monotonic()
+                try:
+                    r = await c.post(path, content=CLAIM_BODY, headers=_claim_headers(token))
+                    status = str(r.status_code)
+                except httpx.HTTPError as exc:
+                    status = type(exc).__name__
+                t1 = time.monotonic()
+                statuses[status] += 1
+                samples.append((t0, t1, status == "201"))
+        finally:
+            await c.aclose()
+
+    await asyncio.gather(*(client(c) for c in clients))
+    answer = summarise(samples, warm_end, end)
+    answer["statuses"] = dict(statuses)
+    answer["ran_out_of_users"] = ran_out
+    return answer
+
+
+async def claims_open(spec: dict[str, Any]) -> dict[str, Any]:
+    """Open loop: a claim is sent every 1/``rate`` s whatever the answers do, for
+    ``duration`` s. Latency counts from the scheduled send time (no coordinated omission)."""
+    tokens = _load_tokens(spec)
+    rate, duration = spec["rate"], spec["duration"]
+    n = min(int(rate * duration), len(tokens))
+    path = f"/v1/campaigns/{spec['campaign_id']}/claims"
+    records: list[dict[str, Any]] = []
+    async with _client(spec["url"], 512) as c:
+
+        async def one(i: int, scheduled: float) -> None:
+            error = None
+            try:
+                r = await c.post(path, content=CLAIM_BODY, headers=_claim_headers(tokens[i]))
+                status = r.status_code
+                claim_id = r.json().get("id") if status == 201 else None
+            except httpx.HTTPError as exc:
+                status, claim_id, error = 0, None, f"{type(exc).__name__}: {exc}"
+            answered = time.time()
+            records.append(
+                {
+                    "i": i,
+                    "claim_id": claim_id,
+                    "status": status,
+                    "answered_at": answered,
+                    "latency_ms": (time.monotonic() - scheduled) * 1000,
+                    "error": error,
+                }
+            )
+
+        # Open connections first, so the measured window does not pay for TCP set-up.
+        await asyncio.gather(*(c.get("/healthz") for _ in range(min(64, n))))
+        tasks = []
+        t0 = time.monotonic() + 0.1
+        wall0 = time.time() + 0.1
+        for i in range(n):
+            scheduled = t0 + i / rate
+            delay = scheduled - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i, scheduled)))
+        await asyncio.gather(*tasks)
+    return {"records": records, "started_at": wall0, "sent": n}
+
+
+def _signature(secret: bytes, msg_id: str, ts: int, body: bytes) -> str:
+    mac = hmac.new(secret, f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
+
+
+def _event_body(i: int) -> tuple[str, bytes]:
+    msg_id = f"raw-{i:08d}"
+    data = {"claim_id": msg_id, "code": "7KQ2-M9XD-4TRA", "user": {"id": f"u{i}"}}
+    body = json.dumps({"type": "discount_code.claimed", "timestamp": "", "data": data})
+    return msg_id, body.encode()
+
+
+async def posts_open(spec: dict[str, Any]) -> dict[str, Any]:
+    """Raw floor of webhook latency: signed POSTs straight to the receiver at ``rate`` per
+    second; the receiver's arrival time minus our send time is the least any delivery
+    path can take on this machine."""
+    rate, duration, url = spec["rate"], spec["duration"], spec["url"]
+    n = int(rate * duration)
+    secret = b"bench-secret"
+    sent: dict[str, float] = {}
+    async with _client("", 256, timeout=30) as c:
+
+        async def one(i: int) -> None:
+            msg_id, body = _event_body(i)
+            ts = int(time.time())
+            headers = {
+                "webhook-id": msg_id,
+                "webhook-timestamp": str(ts),
+                "webhook-signature": _signature(secret, msg_id, ts, body),
+                "content-type": "application/json",
+            }
+            sent[msg_id] = time.time()
+            await c.post(url, content=body, headers=headers)
+
+        await asyncio.gather(*(c.get(url.rsplit("/", 1)[0] + "/_count") for _ in range(8)))
+        t0 = time.monotonic() + 0.1
+        tasks = []
+        for i in range(n):
+            delay = t0 + i / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i)))
+        await asyncio.gather(*tasks)
+    return {"sent_at": sent}
+
+
+async def posts_closed(spec: dict[str, Any]) -> dict[str, Any]:
+    """Raw delivery rate: ``count`` signed POSTs per receiver URL, one at a time per URL
+    (as the dispatcher sends one endpoint's deliveries in order), all URLs at once."""
+    urls: list[str] = spec["urls"]
+    count: int = spec["count"]
+    secret = b"bench-secret"
+    failures = 0
+
+    async def stream(url: str) -> None:
+        nonlocal failures
+        async with _client("", 1, timeout=30) as c:
+            for i in range(count):
+                msg_id, body = _event_body(i)
+                ts = int(time.time())
+                headers = {
+                    "webhook-id": msg_id,
+                    "webhook-timestamp": str(ts),
+                    "webhook-signature": _signature(secret, msg_id, ts, body),
+                    "content-type": "application/json",
+                }
+                r = await c.post(url, content=body, headers=headers)
+                failures += r.status_code != 200
+
+    started = time.monotonic()
+    await asyncio.gather(*(stream(u) for u in urls))
+    elapsed = time.monotonic() - started
+    total = count * len(urls)
+    return {"elapsed_s": elapsed, "deliveries": total, "rate": total / elapsed, "failed": failures}

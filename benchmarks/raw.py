@@ -1,0 +1,350 @@
+"""Raw baselines: the same work as the service, done straight with asyncpg or sqlite3 on
+tables identical to the service's (cloned from its schema in the same database), so a
+figure's ratio shows what the service's layers cost on this machine, in this run.
+
+Run in a child process (``benchmarks.child``), like the load generators.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import re
+import sqlite3
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from benchmarks.stats import summarise
+
+RAW_SCHEMA = "bench_raw"
+_B32 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+_CROCKFORD = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_TO_CROCKFORD = bytes.maketrans(_B32, _CROCKFORD)
+
+
+def make_codes(n: int, length: int = 12) -> list[str]:
+    """``n`` distinct codes of CSPRNG Crockford symbols (made before the clock starts)."""
+    codes: dict[str, None] = {}
+    while len(codes) < n:
+        missing = n - len(codes)
+        text = base64.b32encode(os.urandom(missing * length * 5 // 8 + 5))
+        symbols = text.translate(_TO_CROCKFORD).decode()
+        codes.update(
+            dict.fromkeys(symbols[i : i + length] for i in range(0, missing * length, length))
+        )
+    return list(codes)[:n]
+
+
+# --- PostgreSQL --------------------------------------------------------------------------------
+
+
+async def clone_pg_tables(conn: asyncpg.Connection, tables: list[str]) -> None:
+    """``bench_raw.<t>`` = ``public.<t>`` with every column default, index and constraint
+    (``LIKE ... INCLUDING ALL``), plus its foreign keys (to the clones where cloned)."""
+    await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
+    for t in tables:
+        await conn.execute(f"DROP TABLE IF EXISTS {RAW_SCHEMA}.{t} CASCADE")
+    for t in tables:
+        await conn.execute(f"CREATE TABLE {RAW_SCHEMA}.{t} (LIKE public.{t} INCLUDING ALL)")
+    for t in tables:
+        fks = await conn.fetch(
+            "SELECT conname, pg_get_constraintdef(oid) AS def FROM pg_constraint "
+            "WHERE conrelid = $1::regclass AND contype = 'f'",
+            f"public.{t}",
+        )
+        for fk in fks:
+            definition: str = fk["def"]
+            m = re.search(r"REFERENCES (?:public\.)?(\w+)\(", definition)
+            if m is None:
+                continue
+            ref = m.group(1)
+            where = RAW_SCHEMA if ref in tables else "public"
+            definition = (
+                definition[: m.start()] + f"REFERENCES {where}.{ref}(" + definition[m.end() :]
+            )
+            await conn.execute(
+                f'ALTER TABLE {RAW_SCHEMA}.{t} ADD CONSTRAINT "{fk["conname"]}" {definition}'
+            )
+
+
+async def pg_copy(spec: dict[str, Any]) -> dict[str, Any]:
+    """``copy_records_to_table`` of ``n`` pre-made rows into a clone of ``codes``."""
+    n = spec["n"]
+    conn = await asyncpg.connect(spec["dsn"])
+    try:
+        await clone_pg_tables(conn, ["codes"])
+        b, c, k = spec["brand_id"], spec["campaign_id"], str(uuid.uuid4())
+        records = [(b, c, k, code) for code in make_codes(n)]
+        started = time.monotonic()
+        async with conn.transaction():
+            await conn.copy_records_to_table(
+                "codes",
+                schema_name=RAW_SCHEMA,
+                records=records,
+                columns=("brand_id", "campaign_id", "batch_id", "code"),
+            )
+        elapsed = time.monotonic() - started
+        await conn.execute(f"DROP TABLE {RAW_SCHEMA}.codes CASCADE")
+    finally:
+        await conn.close()
+    return {"elapsed_s": elapsed, "rows": n, "rate": n / elapsed}
+
+
+async def pg_copy_out(spec: dict[str, Any]) -> dict[str, Any]:
+    """``COPY (SELECT the export's rows) TO STDOUT`` as CSV, read to the end."""
+    received = 0
+    lines = 0
+
+    async def sink(chunk: bytes) -> None:
+        nonlocal received, lines
+        received += len(chunk)
+        lines += chunk.count(b"\n")
+
+    conn = await asyncpg.connect(spec["dsn"])
+    try:
+        query = (
+            "SELECT code, CASE WHEN claimed_at IS NULL THEN 'available' ELSE 'claimed' END, "
+            f"claimed_at, batch_id FROM codes WHERE campaign_id = '{spec['campaign_id']}' "
+            "ORDER BY id"
+        )
+        started = time.monotonic()
+        await conn.copy_from_query(query, output=sink, format="csv", header=True)
+        elapsed = time.monotonic() - started
+    finally:
+        await conn.close()
+    return {"elapsed_s": elapsed, "bytes": received, "rows": lines - 1}
+
+
+async def pg_claims(spec: dict[str, Any]) -> dict[str, Any]:
+    """The claim transaction straight on asyncpg, ``concurrency`` connections back to back:
+    take the first available code ``FOR UPDATE SKIP LOCKED``, mark it, insert the claim and
+    the outbox row, commit."""
+    dsn, n, concurrency = spec["dsn"], spec["codes"], spec["concurrency"]
+    brand_id, campaign_id = spec["brand_id"], spec["campaign_id"]
+    setup = await asyncpg.connect(dsn)
+    try:
+        await clone_pg_tables(setup, ["codes", "claims", "events"])
+        records = [(brand_id, campaign_id, None, code) for code in make_codes(n)]
+        await setup.copy_records_to_table(
+            "codes",
+            schema_name=RAW_SCHEMA,
+            records=records,
+            columns=("brand_id", "campaign_id", "batch_id", "code"),
+        )
+        await setup.execute(f"ANALYZE {RAW_SCHEMA}.codes")
+    finally:
+        await setup.close()
+
+    pick = (
+        f"SELECT id, code FROM {RAW_SCHEMA}.codes WHERE campaign_id = $1 AND claimed_at IS NULL "
+        "ORDER BY campaign_id, id LIMIT 1 FOR UPDATE SKIP LOCKED"
+    )
+    mark = f"UPDATE {RAW_SCHEMA}.codes SET claimed_at = $2 WHERE id = $1"
+    claim = (
+        f"INSERT INTO {RAW_SCHEMA}.claims (id, campaign_id, brand_id, user_id, code_id, code, "
+        "claimed_at, contact_email, contact_name, consent_given_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $7)"
+    )
+    outbox = (
+        f"INSERT INTO {RAW_SCHEMA}.events (id, type, brand_id, campaign_id, data, created_at) "
+        "VALUES ($1, 'discount_code.claimed', $2, $3, $4, $5)"
+    )
+    samples: list[tuple[float, float, bool]] = []
+    counter = iter(range(10**9))
+    start = time.monotonic() + 0.2
+    warm_end = start + spec["warmup"]
+    end = warm_end + spec["duration"]
+    exhausted = False
+
+    async def client(conn: asyncpg.Connection) -> None:
+        nonlocal exhausted
+        await asyncio.sleep(max(0.0, start - time.monotonic()))
+        while time.monotonic() < end:
+            user = f"raw-user-{next(counter)}"
+            t0 = time.monotonic()
+            ok = True
+            try:
+                async with conn.transaction():
+                    row = await conn.fetchrow(pick, campaign_id)
+                    if row is None:
+                        exhausted = True
+                        return
+                    now = datetime.now(UTC)
+                    claim_id = str(uuid.uuid4())
+                    await conn.execute(mark, row["id"], now)
+                    await conn.execute(
+                        claim, claim_id, campaign_id, brand_id, user, row["id"], row["code"],
+                        now, f"{user}@example.com", f"User {user}",
+                    )  # fmt: skip
+                    data = json.dumps(
+                        {"claim_id": claim_id, "code": row["code"], "user": {"id": user}}
+                    )
+                    await conn.execute(outbox, str(uuid.uuid4()), brand_id, campaign_id, data, now)
+            except asyncpg.PostgresError:
+                ok = False
+            samples.append((t0, time.monotonic(), ok))
+
+    pool = await asyncpg.create_pool(dsn, min_size=concurrency, max_size=concurrency)
+    try:
+        conns = [await pool.acquire() for _ in range(concurrency)]
+        await asyncio.gather(*(client(c) for c in conns))
+        for c in conns:
+            await pool.release(c)
+    finally:
+        await pool.close()
+    answer = summarise(samples, warm_end, end)
+    answer["ran_out_of_codes"] = exhausted
+    return answer
+
+
+# --- SQLite ------------------------------------------------------------------------------------
+
+
+def _sqlite_connect(path: str) -> sqlite3.Connection:
+    """As the service opens SQLite: WAL, synchronous=NORMAL, a busy timeout, foreign keys."""
+    conn = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+def clone_sqlite(service_db: str, raw_db: str, tables: list[str], campaign_id: str) -> None:
+    """A fresh SQLite file with the service's tables (same DDL and indexes) and the one
+    campaign row the codes refer to."""
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(raw_db + suffix):
+            os.remove(raw_db + suffix)
+    src = sqlite3.connect(service_db)
+    try:
+        marks = ",".join("?" * len(tables))
+        ddl = src.execute(
+            f"SELECT sql FROM sqlite_master WHERE tbl_name IN ({marks}) AND sql IS NOT NULL "
+            "ORDER BY type = 'index'",
+            tables,
+        ).fetchall()
+    finally:
+        src.close()
+    conn = _sqlite_connect(raw_db)
+    try:
+        for (sql,) in ddl:
+            conn.execute(sql)
+        conn.execute("ATTACH DATABASE ? AS svc", (service_db,))
+        conn.execute(
+            "INSERT INTO campaigns SELECT * FROM svc.campaigns WHERE id = ?", (campaign_id,)
+        )
+        conn.execute("DETACH DATABASE svc")
+    finally:
+        conn.close()
+
+
+def sqlite_executemany(spec: dict[str, Any]) -> dict[str, Any]:
+    """``executemany`` of ``n`` pre-made rows into a clone of ``codes``, one transaction."""
+    n, raw_db = spec["n"], spec["raw_db"]
+    clone_sqlite(spec["service_db"], raw_db, ["campaigns", "codes"], spec["campaign_id"])
+    b, c, k = spec["brand_id"], spec["campaign_id"], str(uuid.uuid4())
+    rows = [(b, c, k, code) for code in make_codes(n)]
+    conn = _sqlite_connect(raw_db)
+    try:
+        started = time.monotonic()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(
+            "INSERT INTO codes (brand_id, campaign_id, batch_id, code) VALUES (?, ?, ?, ?)", rows
+        )
+        conn.execute("COMMIT")
+        elapsed = time.monotonic() - started
+    finally:
+        conn.close()
+    return {"elapsed_s": elapsed, "rows": n, "rate": n / elapsed}
+
+
+def _sqlite_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def sqlite_claims(spec: dict[str, Any]) -> dict[str, Any]:
+    """The claim transaction straight on sqlite3, ``concurrency`` threads with a connection
+    each, every transaction ``BEGIN IMMEDIATE`` (as the service does)."""
+    raw_db, campaign_id, brand_id = spec["raw_db"], spec["campaign_id"], spec["brand_id"]
+    clone_sqlite(
+        spec["service_db"], raw_db, ["campaigns", "codes", "claims", "events"], campaign_id
+    )
+    conn = _sqlite_connect(raw_db)
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany(
+        "INSERT INTO codes (brand_id, campaign_id, batch_id, code) VALUES (?, ?, NULL, ?)",
+        [(brand_id, campaign_id, code) for code in make_codes(spec["codes"])],
+    )
+    conn.execute("COMMIT")
+    conn.close()
+
+    samples: list[tuple[float, float, bool]] = []
+    lock = threading.Lock()
+    counter = iter(range(10**9))
+    start = time.monotonic() + 0.2
+    warm_end = start + spec["warmup"]
+    end = warm_end + spec["duration"]
+    exhausted = threading.Event()
+
+    def client() -> None:
+        db = _sqlite_connect(raw_db)
+        time.sleep(max(0.0, start - time.monotonic()))
+        try:
+            while time.monotonic() < end and not exhausted.is_set():
+                with lock:
+                    user = f"raw-user-{next(counter)}"
+                t0 = time.monotonic()
+                ok = True
+                try:
+                    db.execute("BEGIN IMMEDIATE")
+                    row = db.execute(
+                        "SELECT id, code FROM codes WHERE campaign_id = ? AND claimed_at IS NULL "
+                        "ORDER BY id LIMIT 1",
+                        (campaign_id,),
+                    ).fetchone()
+                    if row is None:
+                        db.execute("ROLLBACK")
+                        exhausted.set()
+                        return
+                    now = _sqlite_now()
+                    claim_id = str(uuid.uuid4())
+                    db.execute("UPDATE codes SET claimed_at = ? WHERE id = ?", (now, row[0]))
+                    db.execute(
+                        "INSERT INTO claims (id, campaign_id, brand_id, user_id, code_id, code, "
+                        "claimed_at, contact_email, contact_name, consent_given_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (claim_id, campaign_id, brand_id, user, row[0], row[1], now,
+                         f"{user}@example.com", f"User {user}", now),
+                    )  # fmt: skip
+                    data = json.dumps({"claim_id": claim_id, "code": row[1], "user": {"id": user}})
+                    db.execute(
+                        "INSERT INTO events (id, type, brand_id, campaign_id, data, created_at) "
+                        "VALUES (?, 'discount_code.claimed', ?, ?, ?, ?)",
+                        (str(uuid.uuid4()), brand_id, campaign_id, data, now),
+                    )
+                    db.execute("COMMIT")
+                except sqlite3.Error:
+                    ok = False
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                with lock:
+                    samples.append((t0, time.monotonic(), ok))
+        finally:
+            db.close()
+
+    threads = [threading.Thread(target=client) for _ in range(spec["concurrency"])]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    answer = summarise(samples, warm_end, end)
+    answer["ran_out_of_codes"] = exhausted.is_set()
+    return answer

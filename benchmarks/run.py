@@ -1,0 +1,258 @@
+"""``python -m benchmarks [--quick] [--only SCENARIO ...]``: start the services, run the
+scenarios, write benchmarks/results/results.md and results.json (and PNG plots).
+
+A scenario that cannot run (a route missing, a service failing) is recorded as
+``not run: <why>`` or ``failed: <why>``; the others still run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from benchmarks import report
+from benchmarks.api import Tokens
+from benchmarks.report import ScenarioResult
+from benchmarks.services import NotRun, RssSampler, Stack
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclass(frozen=True)
+class Config:
+    quick: bool
+    generate_pg: int
+    generate_sqlite: int
+    raw_repeats: int
+    claim_clients: tuple[int, ...]
+    claim_processes: tuple[int, ...]
+    claim_warmup_s: float
+    claim_duration_s: float
+    claim_codes: int  # per campaign, through the API
+    raw_claim_codes_pg: int
+    raw_claim_codes_sqlite: int
+    webhook_rate: float
+    webhook_duration_s: float
+    delivery_events: int
+    delivery_setups: tuple[tuple[int, int], ...]  # (endpoints, workers)
+
+
+FULL = Config(
+    quick=False,
+    generate_pg=1_000_000,
+    generate_sqlite=1_000_000,
+    raw_repeats=2,
+    claim_clients=(1, 8, 32, 64),
+    claim_processes=(1, 2),
+    claim_warmup_s=2.0,
+    claim_duration_s=10.0,
+    claim_codes=30_000,
+    raw_claim_codes_pg=50_000,
+    raw_claim_codes_sqlite=200_000,
+    webhook_rate=200,
+    webhook_duration_s=10,
+    delivery_events=1500,
+    delivery_setups=((1, 1), (1, 2), (8, 1), (8, 2)),
+)
+QUICK = Config(
+    quick=True,
+    generate_pg=100_000,
+    generate_sqlite=100_000,
+    raw_repeats=1,
+    claim_clients=(64,),
+    claim_processes=(1, 2),
+    claim_warmup_s=0.5,
+    claim_duration_s=2.0,
+    claim_codes=5_000,
+    raw_claim_codes_pg=12_000,
+    raw_claim_codes_sqlite=40_000,
+    webhook_rate=200,
+    webhook_duration_s=3,
+    delivery_events=200,
+    delivery_setups=((1, 1), (1, 2)),
+)
+
+
+@dataclass
+class Run:
+    """What the scenarios of one run share: settings, a work folder, the data folder (one
+    dev signing key for every server), tokens, a memory sampler, and the stacks to stop."""
+
+    cfg: Config
+    workdir: Path
+    out_dir: Path
+    sampler: RssSampler
+    tokens: Tokens
+    stacks: list[Stack] = field(default_factory=list)
+    shared: dict[str, Any] = field(default_factory=dict)
+
+    def stack(self, backend: str, label: str) -> Stack:
+        stack = Stack(
+            backend=backend,
+            workdir=self.workdir / label,
+            label=label,
+            sampler=self.sampler,
+            data_dir=self.workdir / "data",
+        )
+        self.stacks.append(stack)
+        return stack.create()
+
+    def drop(self, stack: Stack) -> None:
+        stack.destroy()
+        if stack in self.stacks:
+            self.stacks.remove(stack)
+
+    def tokens_file(self, n: int) -> str:
+        """A file of ``n`` distinct shoppers' tokens for the load generators."""
+        path = self.workdir / f"tokens-{n}.json"
+        if not path.exists():
+            self.tokens.write(path, n)
+        return str(path)
+
+    def close(self) -> None:
+        for stack in reversed(self.stacks):
+            stack.destroy()
+        self.stacks.clear()
+
+
+Scenario = Callable[[Run, ScenarioResult], None]
+
+
+def scenarios() -> dict[str, tuple[str, Scenario]]:
+    from benchmarks.scenarios import claims, export, generation, webhooks
+
+    return {
+        "generation-pg": ("1. 1M-code generation through the API, PostgreSQL", generation.pg),
+        "generation-sqlite": ("1b. Code generation through the API, SQLite", generation.sqlite),
+        "export": ("2. CSV export of the generated codes, PostgreSQL", export.pg),
+        "claims-pg": ("3. Claims through HTTP, PostgreSQL", claims.pg),
+        "claims-sqlite": ("3b. Claims through HTTP, SQLite", claims.sqlite),
+        "webhook-latency": ("4. Claim-to-webhook latency, PostgreSQL", webhooks.latency),
+        "deliveries": ("5. Webhook deliveries per second, PostgreSQL", webhooks.deliveries),
+    }
+
+
+def run_one(run: Run, key: str, title: str, fn: Scenario) -> ScenarioResult:
+    res = ScenarioResult(key, title)
+    res.details["load_avg_1min"] = {"start": round(os.getloadavg()[0], 2)}
+    started = time.monotonic()
+    print(f"[bench] {key}: running", flush=True)
+    try:
+        fn(run, res)
+    except NotRun as exc:
+        res.status = f"not run: {exc}"
+    except Exception as exc:
+        res.status = f"failed: {type(exc).__name__}: {exc}"
+        res.details["traceback"] = traceback.format_exc()
+    res.elapsed_s = time.monotonic() - started
+    res.details["load_avg_1min"]["end"] = round(os.getloadavg()[0], 2)
+    print(f"[bench] {key}: {res.status} ({res.elapsed_s:.0f} s)", flush=True)
+    for f in res.figures:
+        ratio = f" ratio {f.ratio:.2f}x" if f.ratio is not None else ""
+        met = "" if f.met is None else (" [met]" if f.met else " [NOT MET]")
+        print(f"    {f.name}: {report.fmt(f.value, f.unit)}{ratio}{met}", flush=True)
+    return res
+
+
+def select(all_keys: list[str], only: list[str]) -> list[str]:
+    if not only:
+        return all_keys
+    wanted = [
+        k for k in all_keys if any(k == o or k.startswith(o + "-") or k.startswith(o) for o in only)
+    ]
+    unknown = [o for o in only if not any(k.startswith(o) for k in all_keys)]
+    if unknown:
+        raise SystemExit(
+            f"unknown scenario {', '.join(unknown)}; choose from {', '.join(all_keys)}"
+        )
+    return wanted
+
+
+def _merge(
+    previous: Path, results: list[ScenarioResult], meta: dict[str, Any], order: list[str]
+) -> list[ScenarioResult]:
+    """A run of some scenarios replaces those in an earlier results.json of the same mode
+    and keeps the others (each section says when it ran)."""
+    if not previous.exists():
+        return results
+    try:
+        old_meta, old = report.load(previous)
+    except (ValueError, KeyError, TypeError):
+        return results
+    if old_meta.get("mode") != meta["mode"]:
+        return results
+    fresh = {r.key for r in results}
+    kept = [r for r in old if r.key not in fresh]
+    if kept:
+        meta["kept_from_earlier_runs"] = {r.key: r.started_at for r in kept}
+        meta["command"] += " (merged into earlier results; see each section's run time)"
+    merged = kept + results
+    return sorted(merged, key=lambda r: order.index(r.key) if r.key in order else len(order))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--quick", action="store_true", help="smaller figures, under 2 minutes")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="SCENARIO",
+        help="run only this scenario (or prefix: generation, claims); repeatable",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where results go (default benchmarks/results, or benchmarks/results/quick "
+        "with --quick, so a smoke run never replaces the full figures)",
+    )
+    parser.add_argument("--keep-workdir", action="store_true", help="keep logs and SQLite files")
+    args = parser.parse_args(argv)
+
+    table = scenarios()
+    keys = select(list(table), args.only)
+    cfg = QUICK if args.quick else FULL
+    if args.out is None:
+        args.out = RESULTS / "quick" if args.quick else RESULTS
+    workdir = Path(tempfile.mkdtemp(prefix="dc-bench-"))
+    (workdir / "data").mkdir()
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    command = "python -m benchmarks " + shlex.join(argv if argv is not None else sys.argv[1:])
+    results: list[ScenarioResult] = []
+    with RssSampler() as sampler:
+        run = Run(cfg, workdir, args.out, sampler, Tokens(workdir / "data"))
+        try:
+            for key in keys:
+                title, fn = table[key]
+                results.append(run_one(run, key, title, fn))
+        finally:
+            run.close()
+    meta = {
+        "started_at": started_at,
+        "mode": "quick" if cfg.quick else "full",
+        "command": command.strip(),
+        "scenarios": keys,
+        "workdir": str(workdir) if args.keep_workdir else None,
+    }
+    results = _merge(args.out / "results.json", results, meta, list(table))
+    md, js = report.write(args.out, "results", "discount-codes benchmarks", results, meta)
+    if not args.keep_workdir:
+        shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        print(f"[bench] logs and files kept in {workdir}")
+    print(f"[bench] wrote {md} and {js}")
+    return 0
