@@ -70,6 +70,8 @@ def latency(run: Run, res: ScenarioResult) -> None:
         # Registered after the probe, so the probe's events go to no endpoint.
         brand.webhook_endpoint(receiver.hook_url("hooks"), [CLAIMED])
         rates = [float(cfg.webhook_rate)]
+        for stale in run.out_dir.glob("webhook_latency_*.png"):  # from an earlier run
+            stale.unlink()
         with stack.running(stack.start_worker()):
             time.sleep(2.0)  # the worker has started, fanned out old events, and is idle
             while rates:
