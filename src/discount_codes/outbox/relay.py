@@ -17,6 +17,7 @@ from typing import Any
 
 import aio_pika
 import structlog
+from yarl import URL
 
 from discount_codes.db import Database
 from discount_codes.models import Event, utcnow
@@ -86,9 +87,15 @@ async def run_relay(ctx: WorkerContext) -> None:
     backoff = 0.5
     try:
         while not ctx.stopping:
+            # Not aio_pika.connect(): a connection that failed to connect is dropped there
+            # unclosed, and its __del__ later creates a close() coroutine it cannot schedule
+            # outside the loop. Closing it here leaves __del__ nothing to do.
+            connection = aio_pika.Connection(URL(url))
             try:
-                connection = await aio_pika.connect(url, timeout=10)
+                await connection.connect(timeout=10)
             except Exception as exc:
+                with suppress(Exception):
+                    await connection.close()
                 log.warning("broker_unreachable", error_class=type(exc).__name__, retry_in=backoff)
                 await ctx.sleep(backoff * random.uniform(0.8, 1.2))
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
