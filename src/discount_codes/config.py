@@ -48,6 +48,14 @@ class Settings(BaseSettings):
 
     run_worker: bool = True
     db_pool_size: int = Field(default=10, ge=1, le=500)
+    #: PostgreSQL: a statement that runs longer fails (the request answers 503), so a
+    #: database that stops answering cannot hold requests for ever.
+    db_statement_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    #: Codes made and committed per transaction by batch generation.
+    batch_chunk_size: int = Field(default=50_000, ge=1, le=1_000_000)
+    #: How long a worker's claim on a batch lasts without renewal (renewed every chunk);
+    #: a crashed worker's batch is taken over once it lapses.
+    batch_lease_seconds: float = Field(default=60.0, gt=0, le=3600)
 
     @field_validator("log_level", mode="before")
     @classmethod

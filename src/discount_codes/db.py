@@ -7,7 +7,6 @@ response is sent (``scope="function"``), so an answer never precedes durable dat
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -31,11 +30,11 @@ SQLITE_BUSY_TIMEOUT_S = 30
 #: after these many seconds, and the request is answered 503. No statement of this service
 #: runs anywhere near that long. (An environment knob for the fault tests.)
 PG_CONNECT_TIMEOUT_S = 10.0
-PG_STATEMENT_TIMEOUT_S = float(os.environ.get("DISCOUNT_CODES_DB_STATEMENT_TIMEOUT_S", "30"))
 
 
 class Database:
     def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self.url = settings.database_url
         self.is_sqlite = settings.is_sqlite
         kwargs: dict[str, Any] = {}
@@ -56,7 +55,7 @@ class Database:
                 pool_timeout=30,
                 connect_args={
                     "timeout": PG_CONNECT_TIMEOUT_S,
-                    "command_timeout": PG_STATEMENT_TIMEOUT_S,
+                    "command_timeout": settings.db_statement_timeout_s,
                 },
             )
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)

@@ -23,7 +23,7 @@ POLL_SECONDS = 0.5
 
 
 async def take_next(ctx: WorkerContext) -> str | None:
-    lease = timedelta(seconds=service.LEASE_SECONDS)
+    lease = timedelta(seconds=ctx.settings.batch_lease_seconds)
     async with ctx.db.engine.begin() as conn:
         return await repo.take_next_batch(conn, ctx.worker_id, utcnow(), lease)
 

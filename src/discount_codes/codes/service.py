@@ -40,11 +40,6 @@ from discount_codes.problems import (
 
 log = structlog.get_logger(__name__)
 
-#: Codes written (and committed, on the worker path) per transaction.
-CHUNK_SIZE = int(os.environ.get("DISCOUNT_CODES_BATCH_CHUNK_SIZE", "50000"))
-#: A worker must renew its lease on a batch within this time (it does so every chunk), or
-#: another worker takes the batch over.
-LEASE_SECONDS = float(os.environ.get("DISCOUNT_CODES_BATCH_LEASE_SECONDS", "60"))
 IDEMPOTENCY_TTL = timedelta(hours=24)
 #: At most one code in this many possible ones, so a guess almost never hits a code.
 SPARSENESS = 1_000_000
@@ -252,7 +247,7 @@ async def create_batch(
         target = repo.Target(campaign.brand_id, campaign.id, batch_id)
         generated = 0
         while True:
-            n = min(CHUNK_SIZE, spec.count - generated)
+            n = min(settings.batch_chunk_size, spec.count - generated)
             await write_new_codes(conn, target, n, generator)
             generated += n
             done = generated >= spec.count
@@ -288,7 +283,8 @@ async def run_batch(
     """Finish a batch leased by ``owner``, one committed chunk at a time. A crash loses at
     most the chunk in flight; whoever takes the batch next continues from ``generated``.
     Returns ``completed``, or ``released`` when asked to stop first."""
-    lease = timedelta(seconds=lease_seconds if lease_seconds is not None else LEASE_SECONDS)
+    seconds = lease_seconds if lease_seconds is not None else db.settings.batch_lease_seconds
+    lease = timedelta(seconds=seconds)
     async with db.engine.connect() as conn:
         batch = await repo.get_batch(conn, batch_id)
         await conn.rollback()
@@ -306,7 +302,7 @@ async def run_batch(
             if state is None:
                 raise BatchLeaseLost(batch_id)
             requested, generated = state
-            n = min(CHUNK_SIZE, requested - generated)
+            n = min(db.settings.batch_chunk_size, requested - generated)
             await write_new_codes(conn, target, n, generator)
             done = generated + n >= requested
             await _record_chunk(conn, batch, n, done=done, generated=generated + n)
@@ -341,7 +337,7 @@ async def start_batch(
                 "length": spec.length,
                 "prefix": spec.prefix,
                 "lease_owner": owner,
-                "lease_expires_at": now + timedelta(seconds=LEASE_SECONDS),
+                "lease_expires_at": now + timedelta(seconds=db.settings.batch_lease_seconds),
                 "created_at": now,
                 "started_at": now,
             },
