@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable, Sequence
 from typing import Annotated, Generic, TypeVar
 
 from fastapi import Query
@@ -26,6 +27,15 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None = Field(
         description="Pass as `cursor` to get the next page; null on the last page."
     )
+
+
+def split_page(
+    rows: Sequence[T], limit: int, key: Callable[[T], str]
+) -> tuple[list[T], str | None]:
+    """Rows fetched with ``limit + 1``: the page, and the cursor to the next one (None when
+    this is the last page, so a client never asks for an empty one)."""
+    page = list(rows[:limit])
+    return page, key(page[-1]) if len(rows) > limit else None
 
 
 def encode_cursor(key: str | int) -> str:

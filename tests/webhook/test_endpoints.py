@@ -33,6 +33,9 @@ async def test_endpoint_lifecycle(client: httpx.AsyncClient, tokens: Tokens, bra
     url = f"/v1/webhook-endpoints/{created['id']}"
     r = await client.get(f"/v1/brands/{brand_id}/webhook-endpoints", headers=h)
     assert [e["id"] for e in r.json()["items"]] == [created["id"]]
+    # A page that holds the last endpoint exactly is the last page: no cursor to an empty one.
+    r = await client.get(f"/v1/brands/{brand_id}/webhook-endpoints?limit=1", headers=h)
+    assert r.json()["next_cursor"] is None
     assert "secret" not in r.json()["items"][0]
     r = await client.patch(
         url, json={"enabled": False, "event_types": ["discount_code.claimed"]}, headers=h

@@ -16,7 +16,14 @@ from discount_codes.campaign.schemas import (
 )
 from discount_codes.db import SessionDep
 from discount_codes.models import Campaign
-from discount_codes.pagination import CursorQuery, LimitQuery, Page, decode_cursor, encode_cursor
+from discount_codes.pagination import (
+    CursorQuery,
+    LimitQuery,
+    Page,
+    decode_cursor,
+    encode_cursor,
+    split_page,
+)
 from discount_codes.problems import problem_responses
 
 router = APIRouter(tags=["campaigns"])
@@ -85,12 +92,9 @@ async def list_campaigns(
     campaigns = await service.list_campaigns(
         session, principal, brand_id, before_id=decode_cursor(cursor), limit=limit + 1
     )
-    page = campaigns[:limit]
+    page, next_cursor = split_page(campaigns, limit, lambda c: encode_cursor(c.id))
     counts = await service.counts(session, page)
-    return Page[CampaignOut](
-        items=[to_out(c, counts[c.id]) for c in page],
-        next_cursor=encode_cursor(page[-1].id) if len(campaigns) > limit else None,
-    )
+    return Page[CampaignOut](items=[to_out(c, counts[c.id]) for c in page], next_cursor=next_cursor)
 
 
 @router.get(

@@ -19,7 +19,7 @@ from discount_codes.db import Database
 from discount_codes.ids import is_id
 from discount_codes.models import Campaign, utcnow
 from discount_codes.outbox.service import record_event
-from discount_codes.pagination import decode_cursor, encode_cursor
+from discount_codes.pagination import decode_cursor, encode_cursor, split_page
 from discount_codes.problems import CodesExhausted, ConsentRequired, NotFound, ValidationFailed
 
 
@@ -153,8 +153,7 @@ async def list_my_claims(
     before = decode_claim_cursor(cursor)
     conn = await session.connection()
     rows = await repository.list_for_user(conn, principal.user_id, before=before, limit=limit + 1)
-    page = rows[:limit]
-    return page, encode_claim_cursor(page[-1]) if len(rows) > limit else None
+    return split_page(rows, limit, encode_claim_cursor)
 
 
 async def withdraw_consent(session: AsyncSession, principal: Principal, claim_id: str) -> None:
@@ -204,8 +203,7 @@ async def list_campaign_claims(
     before = decode_claim_cursor(cursor)
     conn = await session.connection()
     rows = await repository.list_for_campaign(conn, campaign_id, before=before, limit=limit + 1)
-    page = rows[:limit]
-    return page, encode_claim_cursor(page[-1]) if len(rows) > limit else None
+    return split_page(rows, limit, encode_claim_cursor)
 
 
 async def authorize_export(session: AsyncSession, principal: Principal, campaign_id: str) -> None:

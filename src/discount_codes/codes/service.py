@@ -28,7 +28,7 @@ from discount_codes.db import Database
 from discount_codes.ids import is_id, new_id
 from discount_codes.models import Campaign, utcnow
 from discount_codes.outbox.service import record_event
-from discount_codes.pagination import decode_int_cursor, encode_cursor
+from discount_codes.pagination import decode_int_cursor, encode_cursor, split_page
 from discount_codes.problems import (
     CampaignEnded,
     CodeSpaceTooDense,
@@ -395,8 +395,7 @@ async def list_codes(
         conn, campaign.id, status=status, after_id=after_id, limit=limit + 1
     )
     shapes = await repo.batch_shapes(conn, campaign.id)
-    page = rows[:limit]
-    next_cursor = encode_cursor(page[-1].id) if len(rows) > limit else None
+    page, next_cursor = split_page(rows, limit, lambda r: encode_cursor(r.id))
     return [_code_out(r, shapes) for r in page], next_cursor
 
 

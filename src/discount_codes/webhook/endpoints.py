@@ -17,6 +17,7 @@ from discount_codes.pagination import (
     decode_cursor,
     decode_int_cursor,
     encode_cursor,
+    split_page,
 )
 from discount_codes.problems import problem_responses
 from discount_codes.webhook import service
@@ -91,9 +92,9 @@ async def list_endpoints(
     cursor: CursorQuery = None,
 ) -> Page[EndpointOut]:
     rows = await service.list_endpoints(
-        session, principal, brand_id, cursor=decode_cursor(cursor), limit=limit
+        session, principal, brand_id, cursor=decode_cursor(cursor), limit=limit + 1
     )
-    next_cursor = encode_cursor(rows[-1].id) if len(rows) == limit else None
+    rows, next_cursor = split_page(rows, limit, lambda r: encode_cursor(r.id))
     return Page[EndpointOut](items=[_out(r) for r in rows], next_cursor=next_cursor)
 
 
@@ -179,9 +180,9 @@ async def list_deliveries(
     cursor: CursorQuery = None,
 ) -> Page[AttemptOut]:
     rows = await service.list_attempts(
-        session, principal, endpoint_id, cursor=decode_int_cursor(cursor), limit=limit
+        session, principal, endpoint_id, cursor=decode_int_cursor(cursor), limit=limit + 1
     )
-    next_cursor = encode_cursor(rows[-1].id) if len(rows) == limit else None
+    rows, next_cursor = split_page(rows, limit, lambda r: encode_cursor(r.id))
     return Page[AttemptOut](items=[_attempt(a) for a in rows], next_cursor=next_cursor)
 
 
