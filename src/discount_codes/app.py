@@ -85,7 +85,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in routers:
         app.include_router(router, prefix=API_PREFIX)
     prefixes = {id(route): API_PREFIX for router in routers for route in router.routes}
-    app.add_middleware(RequestContextMiddleware, route_prefixes=prefixes)
+    app.add_middleware(
+        RequestContextMiddleware,
+        route_prefixes=prefixes,
+        max_in_flight=settings.max_requests_in_flight,
+    )
 
     _operations(app)
     install_console(app, settings)

@@ -10,6 +10,7 @@ import socket
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+import asyncpg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -230,12 +231,36 @@ def install(app: FastAPI) -> None:
     # request opens sockets without catching its errors, so these mean the database.
     for network_error in (ConnectionError, TimeoutError, socket.gaierror):
         app.add_exception_handler(network_error, _on_database)
+    # The claim's driver-level asyncpg calls raise the driver's own errors.
+    app.add_exception_handler(asyncpg.PostgresError, _on_driver)
+    app.add_exception_handler(asyncpg.InterfaceError, _on_database)
+    app.add_exception_handler(asyncpg.InternalClientError, _on_database)
     # Any other exception is answered by RequestContextMiddleware (500, with the request id).
 
 
 #: SQLSTATEs of a server that cannot serve us right now: connection exceptions (08),
 #: shutdown or start-up (57P), no connection slot left (53300).
 _UNAVAILABLE_SQLSTATES = ("08", "57P", "53300")
+
+
+async def _on_driver(request: Request, exc: Exception) -> JSONResponse:
+    """asyncpg's server errors, sorted as ``_on_dbapi`` sorts SQLAlchemy's."""
+    sqlstate = str(getattr(exc, "sqlstate", None) or "")
+    if sqlstate.startswith(_UNAVAILABLE_SQLSTATES) or isinstance(
+        exc, asyncpg.exceptions.QueryCanceledError
+    ):
+        return await _on_database(request, exc)
+    if sqlstate.startswith("22"):
+        log.warning("database_refused_value", sqlstate=sqlstate)
+        return from_error(_unstorable())
+    raise exc
+
+
+def _unstorable() -> ValidationFailed:
+    return ValidationFailed(
+        "The request holds a value the database cannot store (such as the character U+0000).",
+        errors=[{"loc": ["request"], "msg": "value cannot be stored"}],
+    )
 
 
 async def _on_dbapi(request: Request, exc: Exception) -> JSONResponse:
@@ -253,13 +278,7 @@ async def _on_dbapi(request: Request, exc: Exception) -> JSONResponse:
         # A data exception: a value the request carried cannot be stored or compared (text
         # with U+0000, which PostgreSQL refuses, say). The client's input, not our fault.
         log.warning("database_refused_value", sqlstate=sqlstate)
-        return from_error(
-            ValidationFailed(
-                "The request holds a value the database cannot store (such as the character "
-                "U+0000).",
-                errors=[{"loc": ["request"], "msg": "value cannot be stored"}],
-            )
-        )
+        return from_error(_unstorable())
     raise exc
 
 
