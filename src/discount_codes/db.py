@@ -7,6 +7,7 @@ response is sent (``scope="function"``), so an answer never precedes durable dat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -26,6 +27,9 @@ from discount_codes.config import Settings
 from discount_codes.problems import ProblemError
 
 T = TypeVar("T")
+#: The channel the dispatcher LISTENs on (outbox.service.NOTIFY_CHANNEL).
+EVENTS_CHANNEL = "discount_codes_events"
+WAKEUP_INTERVAL_S = 0.02
 SQLITE_BUSY_TIMEOUT_S = 30
 #: A PostgreSQL that stops answering (a partition drops packets; nothing resets the
 #: connection) must not hold a request for ever: connecting and each statement give up
@@ -68,10 +72,34 @@ class Database:
         if self.is_sqlite:
             _tune_sqlite(self.engine)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
-        #: Whether an event-writing transaction also NOTIFYs the dispatcher (PostgreSQL).
-        self.notify_on_event = not self.is_sqlite
         self._driver_pool: asyncpg.Pool | None = None
         self._driver_pool_lock = asyncio.Lock()
+        self._wakeup_wanted = False
+        self._wakeup_task: asyncio.Task[None] | None = None
+
+    def events_written(self) -> None:
+        """PostgreSQL: tell the dispatcher that events were committed, coalesced to one
+        NOTIFY per ``WAKEUP_INTERVAL_S`` per process, sent after the commit.
+
+        A NOTIFY inside the claim's transaction takes a cluster-wide lock at commit, which
+        serialises every notifying commit (pgbench here: 4,000 -> 700 tps for the claim's
+        writes). A wake-up lost to a crash costs nothing: the dispatcher also polls."""
+        if self.is_sqlite:
+            return
+        self._wakeup_wanted = True
+        if self._wakeup_task is None or self._wakeup_task.done():
+            self._wakeup_task = asyncio.get_running_loop().create_task(self._send_wakeups())
+
+    async def _send_wakeups(self) -> None:
+        while self._wakeup_wanted:
+            self._wakeup_wanted = False
+            try:
+                pool = await self.driver_pool()
+                async with pool.acquire() as con:
+                    await con.execute(f"NOTIFY {EVENTS_CHANNEL}")
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                return  # the dispatcher's polling picks the events up
+            await asyncio.sleep(WAKEUP_INTERVAL_S)
 
     async def driver_pool(self) -> asyncpg.Pool:
         """PostgreSQL: a driver-level asyncpg pool for the claim, the hot path (one
@@ -119,6 +147,10 @@ class Database:
         return self.engine.begin()
 
     async def dispose(self) -> None:
+        if self._wakeup_task is not None:
+            self._wakeup_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._wakeup_task
         if self._driver_pool is not None:
             pool, self._driver_pool = self._driver_pool, None
             await pool.close()

@@ -157,7 +157,7 @@ async def claim_code(
                 json.dumps(data),
                 new_id(),
                 new_id(),
-                db.notify_on_event,
+                False,  # no NOTIFY in the claim's commit: see Database.events_written
             )
         except asyncpg.PostgresError as exc:
             if not str(exc.sqlstate or "").startswith(_STATEMENT_ERRORS):
@@ -167,7 +167,10 @@ async def claim_code(
             con.terminate()
             raise
     assert row is not None  # the function always returns one row
-    return _attempt(campaign_id, user_id, tuple(row))
+    attempt = _attempt(campaign_id, user_id, tuple(row))
+    if attempt.outcome in ("created", "exhausted"):
+        db.events_written()
+    return attempt
 
 
 def _attempt(campaign_id: str, user_id: str, row: tuple[Any, ...]) -> ClaimAttempt:

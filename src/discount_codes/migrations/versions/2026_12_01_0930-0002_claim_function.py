@@ -27,6 +27,24 @@ down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+#: A code as shown to people (``codes.alphabet.display``): the prefix as the brand wrote
+#: it, then groups of four; imported codes (no batch length) as stored.
+DISPLAY_FUNCTION = r"""
+CREATE OR REPLACE FUNCTION dc_display(p_code text, p_length integer, p_prefix text)
+RETURNS text LANGUAGE sql IMMUTABLE AS $fn$
+    SELECT CASE
+        WHEN p_length IS NULL OR p_length > length(p_code) THEN p_code
+        ELSE (
+            SELECT CASE WHEN head <> '' THEN head || '-' || grouped ELSE grouped END
+              FROM (SELECT regexp_replace(right(p_code, p_length), '(.{4})(?=.)', '\1-', 'g')
+                           AS grouped,
+                           CASE WHEN coalesce(p_prefix, '') <> '' THEN p_prefix
+                                ELSE left(p_code, length(p_code) - p_length) END AS head) parts
+        )
+    END
+$fn$;
+"""
+
 #: Outcomes: ``created``, ``existing`` (the user's claim, or a concurrent twin's), ``closed``
 #: (paused, not started or ended), ``exhausted``, ``not_found``. Within 256 codes of the end,
 #: claims serialise their "was that the last code?" check on the campaign row, so the claim
@@ -68,7 +86,6 @@ DECLARE
     v_length integer;
     v_prefix text;
     v_display text;
-    v_head text;
     v_claimed bigint;
     v_available bigint;
 BEGIN
@@ -150,18 +167,7 @@ BEGIN
         RETURN;
     END IF;
 
-    -- As shown to people: the prefix as the brand wrote it, then groups of four
-    -- (codes.alphabet.display; imported codes, without a batch, as stored).
-    IF v_length IS NULL OR v_length > length(v_code) THEN
-        v_display := v_code;
-    ELSE
-        v_display := regexp_replace(right(v_code, v_length), '(.{4})(?=.)', '\1-', 'g');
-        v_head := CASE WHEN coalesce(v_prefix, '') <> '' THEN v_prefix
-                       ELSE left(v_code, length(v_code) - v_length) END;
-        IF v_head <> '' THEN
-            v_display := v_head || '-' || v_display;
-        END IF;
-    END IF;
+    v_display := dc_display(v_code, v_length, v_prefix);
 
     UPDATE codes x SET claimed_at = p_now WHERE x.id = v_code_id;
     INSERT INTO claims (id, campaign_id, brand_id, user_id, code_id, code, claimed_at,
@@ -245,6 +251,7 @@ $fn$;
 
 def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
+        op.execute(DISPLAY_FUNCTION)
         op.execute(CLAIM_FUNCTION)
 
 
@@ -254,3 +261,4 @@ def downgrade() -> None:
             "DROP FUNCTION IF EXISTS dc_claim(text, text, text, text, timestamptz, text, "
             "integer, jsonb, text, text, boolean)"
         )
+        op.execute("DROP FUNCTION IF EXISTS dc_display(text, integer, text)")
