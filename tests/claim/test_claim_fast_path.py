@@ -11,7 +11,6 @@ import uuid
 
 import asyncpg
 import httpx
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
