@@ -81,6 +81,7 @@ DECLARE
     e record;
     v_lo bigint;
     v_hi bigint;
+    v_start bigint;
     v_code_id bigint;
     v_code text;
     v_length integer;
@@ -122,13 +123,21 @@ BEGIN
         RETURN;
     END IF;
 
-    SELECT min(x.id), max(x.id) INTO v_lo, v_hi
-      FROM codes x WHERE x.campaign_id = p_campaign_id AND x.claimed_at IS NULL;
+    -- The ends of the free range: two index probes (a min()/max() aggregate may be planned
+    -- as a scan of every free code when the table's statistics are young).
+    SELECT x.id INTO v_lo FROM codes x
+     WHERE x.campaign_id = p_campaign_id AND x.claimed_at IS NULL
+     ORDER BY x.campaign_id, x.id LIMIT 1;
+    SELECT x.id INTO v_hi FROM codes x
+     WHERE x.campaign_id = p_campaign_id AND x.claimed_at IS NULL
+     ORDER BY x.campaign_id DESC, x.id DESC LIMIT 1;
     IF v_lo IS NOT NULL THEN
+        -- Computed once: random() inside the WHERE would be a per-row filter, not a bound.
+        v_start := v_lo + floor(random() * (v_hi - v_lo + 1))::bigint;
         SELECT x.id, x.code, b.length, b.prefix INTO v_code_id, v_code, v_length, v_prefix
           FROM codes x LEFT JOIN code_batches b ON b.id = x.batch_id
          WHERE x.campaign_id = p_campaign_id AND x.claimed_at IS NULL
-           AND x.id >= v_lo + floor(random() * (v_hi - v_lo + 1))::bigint
+           AND x.id >= v_start
          ORDER BY x.campaign_id, x.id LIMIT 1 FOR UPDATE OF x SKIP LOCKED;
         IF v_code_id IS NULL THEN
             SELECT x.id, x.code, b.length, b.prefix INTO v_code_id, v_code, v_length, v_prefix
