@@ -8,7 +8,8 @@ become modules, components become types. So, once for every route (new ones incl
 - every error response is the one ``Problem`` component as ``application/problem+json``,
   the media type the handlers in ``problems.py`` send; FastAPI's default ``422
   HTTPValidationError`` (``application/json``, never sent) is replaced by it;
-- every ``/v1`` operation documents ``503 service-unavailable``, which any of them can answer.
+- every ``/v1`` operation documents ``503 service-unavailable``, and every one with a body
+  ``413 payload-too-large``, which any of them can answer.
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ def _shape(document: dict[str, Any]) -> dict[str, Any]:
             responses: dict[str, Any] = operation.setdefault("responses", {})
             if path.startswith("/v1/"):
                 responses.setdefault("503", {"description": DESCRIPTIONS[503]})
+            if "requestBody" in operation:  # the middleware's cap on every body
+                responses.setdefault("413", {"description": DESCRIPTIONS[413]})
             for status, response in responses.items():
                 if status[:1] in ("4", "5"):
                     if _is_default_validation(response):

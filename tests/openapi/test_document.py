@@ -92,11 +92,13 @@ def test_every_error_response_is_the_one_problem_component_as_problem_json() -> 
     assert text.count('"RFC 9457 problem details') == 1
 
 
-def test_every_v1_operation_documents_401_422_and_503_where_they_can_happen() -> None:
+def test_every_operation_documents_401_413_422_and_503_where_they_can_happen() -> None:
     for method, path, operation in operations(DOC):
         responses = operation["responses"]
         if path.startswith("/v1/"):
             assert {"401", "503"} <= set(responses), (method, path, sorted(responses))
+        if operation.get("requestBody"):
+            assert "413" in responses, (method, path, sorted(responses))
         if operation.get("parameters") or operation.get("requestBody"):
             assert "422" in responses, (method, path, sorted(responses))
 
