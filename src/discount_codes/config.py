@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     #: client closes an idle connection first: when the server closed it just as a client
     #: reused it, that request was reset with nothing logged.
     http_keep_alive_s: int = Field(default=75, ge=1, le=3600)
-    max_requests_in_flight: int = Field(default=256, ge=0, le=100_000)
+    max_requests_in_flight: int = Field(default=128, ge=0, le=100_000)
     #: Verified tokens remembered (by their SHA-256) until their ``exp``, at most
     #: ``token_cache_ttl_s``: a repeat call skips the signature check. 0 turns it off.
     token_cache_size: int = Field(default=10_000, ge=0, le=1_000_000)
