@@ -61,15 +61,12 @@ FULL = Timing(warmup_s=2, duration_s=10, single_s=3, tokens=60_000, our_codes=40
 QUICK = Timing(warmup_s=1, duration_s=2, single_s=1, tokens=20_000, our_codes=10_000)
 
 
-def es256_tokens(run: Run) -> tuple[Es256Tokens, Path]:
-    """The run's ES256 key and token file, made once and shared by the scenarios."""
+def es256(run: Run) -> Es256Tokens:
+    """The run's ES256 key (and its tokens), made once and shared by the scenarios."""
     if "es256" not in run.shared:
-        timing = QUICK if run.cfg.quick else FULL
-        tokens = Es256Tokens(run.workdir / "es256")
-        path = tokens.write_lines(run.workdir / "es256-tokens.txt", timing.tokens)
-        run.shared["es256"] = (tokens, path)
-    found: tuple[Es256Tokens, Path] = run.shared["es256"]
-    return found
+        run.shared["es256"] = Es256Tokens(run.workdir / "es256")
+    tokens: Es256Tokens = run.shared["es256"]
+    return tokens
 
 
 def prod_env(tokens: Es256Tokens, **extra: str) -> dict[str, str]:
@@ -145,7 +142,8 @@ def _attempt(fn: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
 def scenario(run: Run, res: ScenarioResult) -> None:
     wrk.available()
     timing = QUICK if run.cfg.quick else FULL
-    tokens, path = es256_tokens(run)
+    tokens = es256(run)
+    path = tokens.write_lines(run.workdir / "es256-tokens.txt", timing.tokens)
     apps: dict[str, dict[str, Any]] = {}
 
     stack = run.stack("postgresql", "claims-ref-pg")
