@@ -177,8 +177,8 @@ def _report(
                     [
                         k,
                         str(v),
-                        _ms(percentile([r[2] for r in records if _key(r) == k], 50)),
-                        _ms(percentile([r[2] for r in records if _key(r) == k], 99)),
+                        _ms(percentile(_latencies(records, k), 50)),
+                        _ms(percentile(_latencies(records, k), 99)),
                     ]
                     for k, v in sorted(by_status.items())
                 ),
@@ -205,6 +205,11 @@ def _report(
         generator={k: v for k, v in out.items() if k != "records"},
         in_flight_setting=f"{IN_FLIGHT_SETTING}={IN_FLIGHT}",
     )
+
+
+def _latencies(records: list[list[Any]], key: str) -> list[float]:
+    """Latencies of the answers of one kind (a hanging request has none)."""
+    return [r[2] for r in records if _key(r) == key and r[2] is not None]
 
 
 def _key(r: list[Any]) -> str:
