@@ -31,6 +31,8 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psutil
+
 from benchmarks import wrk
 from benchmarks.api import Brand
 from benchmarks.es256 import Es256Tokens
@@ -232,15 +234,18 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(warmup)  # a benchmark's warm-up, not a condition being waited for
             started = datetime.now(UTC).isoformat(timespec="seconds")
             load_avg = os.getloadavg()[0]
+            server = psutil.Process(api.proc.pid)
+            cpu_before = sum(server.cpu_times()[:2])
             subprocess.run(
                 [
                     *(py_spy, "record", "--pid", str(api.proc.pid)),
                     *("--duration", str(int(args.seconds)), "--rate", str(args.rate)),
-                    *("--format", "raw", "--output", str(raw_path)),
+                    *("--format", "raw", "--nolineno", "--output", str(raw_path)),
                 ],
                 check=True,
                 capture_output=True,
             )
+            cpu_s = sum(server.cpu_times()[:2]) - cpu_before
             out, _ = load.communicate(timeout=120)
             result = json.loads(out.strip().splitlines()[-1])
             twice = query(
@@ -262,6 +267,13 @@ def main(argv: list[str] | None = None) -> int:
         "p50 / p99": f"{result['p50_ms']:.1f} ms / {result['p99_ms']:.1f} ms",
         "errors (non-201 + socket)": str(result["errors"]),
         "codes handed out twice": str(twice),
+        "server CPU while sampled (user + system)": (
+            f"{cpu_s:.1f} s of {args.seconds:g} s, about "
+            f"{1000 * cpu_s / max(1.0, result['throughput'] * args.seconds):.2f} ms per claim"
+        ),
+        "note": "py-spy counts a thread waiting for a CPU as busy: on a loaded machine "
+        "(load average above ~4 on 2 cores) system calls (socket writes) weigh more; "
+        "compare labels run at similar load",
     }
     write_section(args.out / "profile.md", args.label, table(args.label, stacks, meta))
     print((args.out / "profile.md").read_text())
@@ -273,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
 _WRK_CHILD = """
 import json, sys
 from pathlib import Path
+import psutil
+
 from benchmarks import wrk
 url, campaign, tokens, connections, seconds = sys.argv[1:]
 r = wrk.claims(url, f"/v1/campaigns/{campaign}/claims", wrk.Cursor(Path(tokens)),
