@@ -13,6 +13,7 @@ an error. After each app's runs, SQL checks that no code went to two claims.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,11 +133,16 @@ def _run_ours(
 
 
 def _attempt(fn: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """One app's runs; the machine's load average at its start goes with them (other
+    sessions share the 2 cores: a ratio between apps run under different loads is
+    suspect)."""
+    load = round(os.getloadavg()[0], 2)
     try:
         result: dict[str, Any] = fn(*args, **kwargs)
-        return result
     except Exception as exc:
-        return {"error": f"{type(exc).__name__}: {str(exc)[-300:]}"}
+        result = {"error": f"{type(exc).__name__}: {str(exc)[-300:]}"}
+    result["load_avg_1min"] = load
+    return result
 
 
 def scenario(run: Run, res: ScenarioResult) -> None:
@@ -329,6 +335,7 @@ def _report(res: ScenarioResult, apps: dict[str, dict[str, Any]], timing: Timing
                 _fmt(single.get("throughput"), "{:,.0f}"),
                 ratio or "–",
                 _fmt(integ.get("handed_twice"), "{}"),
+                _fmt(app.get("load_avg_1min"), "{:.1f}"),
                 notes,
             ]
         )
@@ -348,6 +355,7 @@ def _report(res: ScenarioResult, apps: dict[str, dict[str, Any]], timing: Timing
                 "1 client claims/s",
                 "ours/reference",
                 "handed twice",
+                "load avg",
                 "notes",
             ],
             rows,
