@@ -42,14 +42,16 @@ def to_out(campaign: Campaign, counts: service.Counts) -> CampaignOut:
     )
 
 
-def _public(campaign: Campaign) -> CampaignPublic:
+def _public(campaign: Campaign, *, staff: bool = True) -> CampaignPublic:
+    status = service.effective_status(campaign)
+    full = staff or status == "active"  # a shopper gets a closed campaign's name and state
     return CampaignPublic(
         id=campaign.id,
         brand_id=campaign.brand_id,
         name=campaign.name,
-        description=campaign.description,
-        terms=campaign.terms,
-        status=service.effective_status(campaign),
+        description=campaign.description if full else None,
+        terms=campaign.terms if full else None,
+        status=status,
         starts_at=campaign.starts_at,
         ends_at=campaign.ends_at,
         created_at=campaign.created_at,
@@ -100,8 +102,9 @@ async def list_campaigns(
 @router.get(
     "/campaigns/{campaign_id}",
     summary="Read a campaign",
-    description="Brand staff see everything including the counts; shoppers may read an "
-    "active campaign, without its counts.",
+    description="Brand staff see everything including the counts. Anyone else sees an "
+    "active campaign without its counts, and of a paused or ended one only its name, state "
+    "and dates (`description` and `terms` null), so a shopper can be told at once.",
     responses=problem_responses(401, 404),
 )
 async def get_campaign(
@@ -109,7 +112,7 @@ async def get_campaign(
 ) -> CampaignOut | CampaignPublic:
     campaign, is_staff = await service.get_visible(session, principal, campaign_id)
     if not is_staff:
-        return _public(campaign)
+        return _public(campaign, staff=False)
     counts = await service.counts(session, [campaign])
     return to_out(campaign, counts[campaign.id])
 
@@ -117,7 +120,7 @@ async def get_campaign(
 @router.patch(
     "/campaigns/{campaign_id}",
     summary="Update a campaign",
-    description="Change texts, `ends_at` or `status` (`active` <-> `paused`, either -> `ended`, "
+    description="Change texts, `ends_at`, `low_stock_threshold` or `status` (`active` <-> `paused`, either -> `ended`, "
     "which is final).",
     responses=problem_responses(401, 403, 404, 409, 410, 422),
 )

@@ -53,13 +53,17 @@ class CampaignUpdate(BaseModel):
     description: str | None = Field(default=None, max_length=5000)
     terms: str | None = Field(default=None, max_length=20000)
     ends_at: Timestamp | None = None
+    low_stock_threshold: StrictInt | None = Field(
+        default=None, ge=0, le=1_000_000_000, description="null: no low-stock alert."
+    )
     status: CampaignStatus | None = Field(
         default=None, description="`active` <-> `paused`; either -> `ended` (final)."
     )
 
 
 class CampaignPublic(BaseModel):
-    """What a shopper sees of an active campaign."""
+    """What a shopper sees of a campaign: all of an active one; of a paused or ended one,
+    its name and state (``description`` and ``terms`` are null)."""
 
     id: str
     brand_id: str
