@@ -107,7 +107,7 @@ async def test_import_reads_the_code_column_by_its_header_and_takes_quoted_codes
     }
 
     # Quoted codes, one a line, as plain text.
-    r = await post_import(client, tokens, brand_id, target, b'"SHOP-0003"\n\'SHOP-0004\'\n')
+    r = await post_import(client, tokens, brand_id, target, b"\"SHOP-0003\"\n'SHOP-0004'\n")
     assert r.status_code == 201, r.text
     assert r.json()["imported"] == 2
     assert sorted(await stored_codes(db, campaign_id=target)) == [

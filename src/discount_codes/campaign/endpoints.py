@@ -120,8 +120,8 @@ async def get_campaign(
 @router.patch(
     "/campaigns/{campaign_id}",
     summary="Update a campaign",
-    description="Change texts, `ends_at`, `low_stock_threshold` or `status` (`active` <-> `paused`, either -> `ended`, "
-    "which is final).",
+    description="Change texts, `ends_at`, `low_stock_threshold` or `status` (`active` <-> "
+    "`paused`, either -> `ended`, which is final).",
     responses=problem_responses(401, 403, 404, 409, 410, 422),
 )
 async def update_campaign(
