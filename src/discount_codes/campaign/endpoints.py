@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, Path, Query, Response, status
 
 from discount_codes.auth import CurrentPrincipal
-from discount_codes.campaign import service
+from discount_codes.campaign import activity, service
 from discount_codes.campaign.schemas import (
+    ActivityOut,
     CampaignCreate,
     CampaignOut,
     CampaignPublic,
@@ -25,6 +26,7 @@ from discount_codes.pagination import (
     split_page,
 )
 from discount_codes.problems import problem_responses
+from discount_codes.timebuckets import Bucket
 
 router = APIRouter(tags=["campaigns"])
 BrandId = Annotated[
@@ -130,3 +132,19 @@ async def update_campaign(
     campaign = await service.update_campaign(session, principal, campaign_id, body)
     counts = await service.counts(session, [campaign])
     return to_out(campaign, counts[campaign.id])
+
+
+@router.get(
+    "/campaigns/{campaign_id}/activity",
+    summary="Claims over time",
+    description="Codes handed out per hour or per day (UTC), oldest first, counted by the "
+    "database: what the console's chart draws. Brand staff only.",
+    responses=problem_responses(401, 403, 404, 422),
+)
+async def get_activity(
+    campaign_id: str,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    bucket: Annotated[Bucket, Query(description="`hour` or `day`.")] = "hour",
+) -> ActivityOut:
+    return await activity.claims_over_time(session, principal, campaign_id, bucket)

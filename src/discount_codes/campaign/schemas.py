@@ -83,3 +83,29 @@ class CampaignOut(CampaignPublic):
     codes_available: int
     codes_claimed: int
     low_stock_threshold: int | None
+
+
+class ActivityBucket(BaseModel):
+    start: datetime = Field(description="Start of the hour or day (UTC).")
+    claimed: int = Field(description="Codes handed out in it.")
+
+
+class ActivityOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "bucket": "hour",
+                    "items": [
+                        {"start": "2026-11-26T10:00:00Z", "claimed": 412},
+                        {"start": "2026-11-26T11:00:00Z", "claimed": 97},
+                    ],
+                }
+            ]
+        }
+    )
+
+    bucket: Literal["hour", "day"]
+    items: list[ActivityBucket] = Field(
+        description="Oldest first; a bucket without a claim is left out."
+    )

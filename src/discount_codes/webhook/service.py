@@ -142,6 +142,13 @@ async def list_attempts(
     return await repository.list_attempts(session, endpoint.id, before_id=cursor, limit=limit)
 
 
+async def describe_events(
+    session: AsyncSession, attempts: list[DeliveryAttempt]
+) -> dict[str, tuple[str, str | None]]:
+    """Type and code of the events these attempts carried (attempts already authorised)."""
+    return await repository.event_summaries(session, [a.event_id for a in attempts])
+
+
 async def replay(
     session: AsyncSession, principal: Principal, endpoint_id: str, since: datetime
 ) -> int:
