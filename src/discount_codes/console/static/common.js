@@ -54,6 +54,7 @@ export function fmtDate(iso, { relative: rel = false } = {}) {
 /** A file name from a campaign's name: "Spring sale" -> "spring-sale". */
 export function slug(name) {
   const s = String(name || "")
+    .replace(/ß/g, "ss")
     .normalize("NFKD")
     .replace(/[\u0300-\u036f]/g, "")
     .toLowerCase()
