@@ -27,6 +27,25 @@ export function fillBuckets(items, bucket, now = Date.now()) {
   return { xs, rows };
 }
 
+/** The x axis in the user's locale: times of day, and the date where a day starts. */
+function timeAxis(bucket) {
+  const hm = new Intl.DateTimeFormat(undefined, { hour: "numeric", minute: "2-digit" });
+  const dm = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short" });
+  return {
+    values: (u, splits) =>
+      splits.map((t) => {
+        const d = new Date(t * 1000);
+        return bucket === "day" || (d.getHours() === 0 && d.getMinutes() === 0) ? dm.format(d) : hm.format(d);
+      }),
+  };
+}
+
+/** Half a bucket either side of the data, so one bar is a bar and not a line across years. */
+function xScale(bucket, xs) {
+  const half = (bucket === "day" ? DAY : HOUR) / 2;
+  return { time: true, auto: false, range: [xs[0] - half, xs[xs.length - 1] + half] };
+}
+
 function width(container) {
   return Math.max(280, Math.floor(container.getBoundingClientRect().width || 600));
 }
@@ -86,7 +105,7 @@ export function claimsChart(container, activity, campaign) {
       paths: uPlot.paths.bars({ size: [0.7, 40] }),
       points: { show: false },
     },
-    { label: "Claimed so far", scale: "sum", stroke: COLOURS.total, width: 2, points: { show: false } },
+    { label: "Claimed so far", scale: "sum", stroke: COLOURS.total, width: 2, points: { show: xs.length < 3 } },
   ];
   const data = [xs, claimed, cumulative];
   if (hasRedeemed) {
@@ -105,12 +124,12 @@ export function claimsChart(container, activity, campaign) {
     height: 240,
     series,
     scales: {
-      x: { time: true },
+      x: xScale(activity.bucket, xs),
       n: { range: (u, min, max) => [0, Math.max(max, 1) * 1.15] },
       sum: { range: () => [0, sumMax * 1.08] },
     },
     axes: [
-      {},
+      timeAxis(activity.bucket),
       { scale: "n", label: "Claims", size: 56 },
       { scale: "sum", side: 1, label: "Claimed so far", size: 64, grid: { show: false } },
     ],
@@ -153,8 +172,8 @@ export function deliveriesChart(container, stats) {
       { label: "Delivered first time or on retry (%)", scale: "pct", stroke: COLOURS.rate, width: 2, spanGaps: false, points: { size: 6 } },
       { label: "Average time to answer (ms)", scale: "ms", stroke: COLOURS.latency, width: 2, dash: [6, 4], spanGaps: false, points: { size: 6 } },
     ],
-    scales: { x: { time: true }, pct: { range: () => [0, 105] }, ms: { range: (u, min, max) => [0, Math.max(max || 0, 10) * 1.2] } },
-    axes: [{}, { scale: "pct", label: "Success %", size: 56 }, { scale: "ms", side: 1, label: "ms", size: 56, grid: { show: false } }],
+    scales: { x: xScale(stats.bucket, xs), pct: { range: () => [0, 105] }, ms: { range: (u, min, max) => [0, Math.max(max || 0, 10) * 1.2] } },
+    axes: [timeAxis(stats.bucket), { scale: "pct", label: "Success %", size: 56 }, { scale: "ms", side: 1, label: "ms", size: 56, grid: { show: false } }],
   };
   const plot = new uPlot(opts, [xs, rate, latency], container);
   plot.root.setAttribute("aria-hidden", "true");
