@@ -666,3 +666,32 @@ async def test_a_brand_sees_no_chart_of_another_brands_campaign(
     assert not [u for u in requested if "/activity" in u]
     assert "Their chart" not in await page.content()
     await context.close()
+
+
+async def test_the_campaign_chart_adds_a_redeemed_series_when_buckets_carry_one(
+    browser: Browser, server: LiveServer
+) -> None:
+    """Redemptions arrive in the activity items as ``redeemed`` (v1.1): the chart module,
+    loaded as the console loads it, draws them as a third series and counts them."""
+    context = await new_context(browser)
+    page, _, errors = await watched(context)
+    await page.goto(f"{server.url}/console/")
+    drawn = await page.evaluate(
+        """async () => {
+            const { claimsChart } = await import('/console/static/charts.js');
+            const box = document.createElement('div');
+            document.body.append(box);
+            const hour = (h) => new Date(Date.UTC(2026, 10, 30, h)).toISOString();
+            const activity = { bucket: 'hour', items: [
+                { start: hour(9), claimed: 4, redeemed: 1 },
+                { start: hour(11), claimed: 2, redeemed: 3 },
+            ] };
+            const chart = claimsChart(box, activity, { codes_total: 10, low_stock_threshold: 2 });
+            return { series: chart.plot.series.map((s) => s.label), summary: chart.summary };
+        }"""
+    )
+    assert drawn["series"][1:] == ["Claimed per hour", "Claimed so far", "Redeemed per hour"]
+    assert drawn["summary"].startswith("6 codes claimed of 10.")
+    assert drawn["summary"].endswith("4 redeemed.")
+    assert not errors
+    await context.close()
