@@ -169,7 +169,7 @@ export function deliveriesChart(container, stats) {
     height: 200,
     series: [
       {},
-      { label: "Delivered first time or on retry (%)", scale: "pct", stroke: COLOURS.rate, width: 2, spanGaps: false, points: { size: 6 } },
+      { label: "Attempts that succeeded (%)", scale: "pct", stroke: COLOURS.rate, width: 2, spanGaps: false, points: { size: 6 } },
       { label: "Average time to answer (ms)", scale: "ms", stroke: COLOURS.latency, width: 2, dash: [6, 4], spanGaps: false, points: { size: 6 } },
     ],
     scales: { x: xScale(stats.bucket, xs), pct: { range: () => [0, 105] }, ms: { range: (u, min, max) => [0, Math.max(max || 0, 10) * 1.2] } },

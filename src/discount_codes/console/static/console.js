@@ -619,11 +619,17 @@ function activitySection(signal, getCampaign) {
       bucket = age > 3 * 86400 * 1000 ? "day" : "hour";
     }
     for (const b of bucketButtons) b.setAttribute("aria-pressed", String(b.dataset.bucket === bucket));
-    const r = await call(`/v1/campaigns/${enc(campaign.id)}/activity?bucket=${bucket}`);
-    if (signal.aborted || !r.ok) return;
-    const key = JSON.stringify([r.data, campaign.codes_total, campaign.low_stock_threshold]);
+    // Asked again only when something it shows has changed (a claim, the stock, the hour).
+    const hourNow = Math.floor(Date.now() / 3_600_000);
+    const key = JSON.stringify([bucket, hourNow, campaign.codes_claimed, campaign.codes_total, campaign.low_stock_threshold]);
     if (!force && key === lastKey) return;
     lastKey = key;
+    const r = await call(`/v1/campaigns/${enc(campaign.id)}/activity?bucket=${bucket}`);
+    if (signal.aborted) return;
+    if (!r.ok) {
+      lastKey = "";
+      return;
+    }
     if (drawn) drawn.destroy();
     clear(frame.drawing);
     if (!r.data.items.length) {
