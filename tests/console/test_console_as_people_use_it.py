@@ -312,6 +312,10 @@ async def test_6_deliveries_name_events_mark_replays_update_and_label_phone_card
             '"Took"',
             '"Next attempt"',
         ], labels
+        overflow = await page.evaluate(
+            "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, overflow
         assert stayed_local(requested) and not errors
     finally:
         await context.close()
