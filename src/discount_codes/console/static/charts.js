@@ -133,7 +133,7 @@ export function claimsChart(container, activity, campaign) {
       { scale: "n", label: "Claims", size: 56 },
       { scale: "sum", side: 1, label: "Claimed so far", size: 64, grid: { show: false } },
     ],
-    legend: { live: true },
+    legend: { live: false },
     hooks: {
       draw: [
         (u) => {
@@ -173,6 +173,7 @@ export function deliveriesChart(container, stats) {
       { label: "Average time to answer (ms)", scale: "ms", stroke: COLOURS.latency, width: 2, dash: [6, 4], spanGaps: false, points: { size: 6 } },
     ],
     scales: { x: xScale(stats.bucket, xs), pct: { range: () => [0, 105] }, ms: { range: (u, min, max) => [0, Math.max(max || 0, 10) * 1.2] } },
+    legend: { live: false },
     axes: [timeAxis(stats.bucket), { scale: "pct", label: "Success %", size: 56 }, { scale: "ms", side: 1, label: "ms", size: 56, grid: { show: false } }],
   };
   const plot = new uPlot(opts, [xs, rate, latency], container);
