@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     inline_batch_limit: int = Field(default=10_000, ge=0, le=1_000_000)
     max_batch_count: int = Field(default=1_000_000, ge=1, le=1_000_000)
     webhook_allow_private_urls: bool = False
+    #: Receivers on this machine (http too), private and metadata addresses still refused;
+    #: unset, it follows ``dev`` so ``make run`` can call a local test receiver.
+    webhook_allow_loopback_urls: bool | None = None
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
@@ -133,6 +136,12 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def webhook_loopback_allowed(self) -> bool:
+        if self.webhook_allow_loopback_urls is None:
+            return self.dev
+        return self.webhook_allow_loopback_urls
 
     @property
     def dev_key_path(self) -> Path:
