@@ -38,6 +38,7 @@ def to_out(campaign: Campaign, counts: service.Counts) -> CampaignOut:
         codes_total=counts.total,
         codes_available=counts.available,
         codes_claimed=counts.claimed,
+        codes_redeemed=counts.redeemed,
         low_stock_threshold=campaign.low_stock_threshold,
     )
 
@@ -52,6 +53,7 @@ def _public(campaign: Campaign) -> CampaignPublic:
         status=service.effective_status(campaign),
         starts_at=campaign.starts_at,
         ends_at=campaign.ends_at,
+        redeem_until=campaign.redeem_until,
         created_at=campaign.created_at,
     )
 

@@ -218,6 +218,8 @@ CSV_HEADER = (
     "email",
     "name",
     "consent_withdrawn_at",
+    "redeemed_at",
+    "order_id",
 )
 
 
@@ -238,6 +240,8 @@ def _csv_row(claim: ClaimRecord) -> list[str]:
         "" if withdrawn else _cell(claim.contact_email),
         "" if withdrawn else _cell(claim.contact_name),
         _iso(claim.consent_withdrawn_at),
+        _iso(claim.redeemed_at),
+        _cell(claim.redemption_order_id),
     ]
 
 
