@@ -130,7 +130,7 @@ Scenario = Callable[[Run, ScenarioResult], None]
 
 
 def scenarios() -> dict[str, tuple[str, Scenario]]:
-    from benchmarks.scenarios import claims, export, generation, webhooks
+    from benchmarks.scenarios import claims, export, generation, redemptions, webhooks
 
     return {
         "generation-pg": ("1. 1M-code generation through the API, PostgreSQL", generation.pg),
@@ -140,6 +140,7 @@ def scenarios() -> dict[str, tuple[str, Scenario]]:
         "claims-sqlite": ("3b. Claims through HTTP, SQLite", claims.sqlite),
         "webhook-latency": ("4. Claim-to-webhook latency, PostgreSQL", webhooks.latency),
         "deliveries": ("5. Webhook deliveries per second, PostgreSQL", webhooks.deliveries),
+        "redemptions-pg": ("6. Redemptions through HTTP, PostgreSQL", redemptions.pg),
     }
 
 
