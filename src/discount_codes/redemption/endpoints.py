@@ -138,7 +138,7 @@ async def redeem_code(
     summary="Reverse a redemption",
     description="The order was cancelled: the redemption stops counting and the code can be "
     "redeemed again. The brand is told (`discount_code.redemption_reversed`). Idempotent.",
-    responses=problem_responses(401, 403, 404),
+    responses=problem_responses(401, 403, 404, 422),
 )
 async def reverse_redemption(
     redemption_id: RedemptionId, principal: CurrentPrincipal, session: SessionDep
