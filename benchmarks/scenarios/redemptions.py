@@ -53,8 +53,9 @@ if TYPE_CHECKING:
 CLIENTS = 64
 THREADS = 2
 TARGET_SHARE_OF_REFERENCE = 0.5
-#: A process's pool: the service opens up to 2 x DB_POOL_SIZE (40); the reference the same.
-POOL = 40
+#: Connections one process may open: the service's pool (DB_POOL_SIZE, default 10) plus as
+#: many overflow; the reference gets the same.
+POOL = 20
 
 # wrk's Lua: each thread walks its own stride of the codes file, so no code is sent twice;
 # ``done`` prints the figures as one JSON line.
