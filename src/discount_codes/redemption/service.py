@@ -94,8 +94,10 @@ async def redeem_code(
         reason = rules.reason(_state(found), now)
         if reason == "not-claimed":
             raise CodeNotClaimed("This code was never handed out to a shopper.")
-        if reason == "code-expired":
-            raise CodeExpired("The campaign's codes could be redeemed until its redeem_until.")
+        if reason == "code-expired" and found.redeem_until is not None:
+            raise CodeExpired(
+                f"This campaign's codes could be redeemed until {_iso(found.redeem_until)}."
+            )
         assert found.claim_id is not None and found.user_id is not None
         record = RedemptionRecord(
             id=new_id(),
