@@ -130,7 +130,15 @@ Scenario = Callable[[Run, ScenarioResult], None]
 
 
 def scenarios() -> dict[str, tuple[str, Scenario]]:
-    from benchmarks.scenarios import claims, claims_ref, export, generation, overload, webhooks
+    from benchmarks.scenarios import (
+        claims,
+        claims_ref,
+        export,
+        generation,
+        overload,
+        redemptions,
+        webhooks,
+    )
 
     return {
         "generation-pg": ("1. 1M-code generation through the API, PostgreSQL", generation.pg),
@@ -148,6 +156,7 @@ def scenarios() -> dict[str, tuple[str, Scenario]]:
         ),
         "webhook-latency": ("4. Claim-to-webhook latency, PostgreSQL", webhooks.latency),
         "deliveries": ("5. Webhook deliveries per second, PostgreSQL", webhooks.deliveries),
+        "redemptions-pg": ("6. Redemptions through HTTP, PostgreSQL", redemptions.pg),
     }
 
 

@@ -28,6 +28,7 @@ from discount_codes.logs import configure_logging
 from discount_codes.middleware import RequestContextMiddleware
 from discount_codes.migrate import schema_problem, upgrade_to_head_async
 from discount_codes.outbox.endpoints import router as events_router
+from discount_codes.redemption.endpoints import router as redemption_router
 from discount_codes.webhook.endpoints import router as webhook_router
 from discount_codes.worker import WorkerContext, run_worker
 
@@ -86,7 +87,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     app.mount("/docs/static", StaticFiles(directory=swagger_ui_path), name="swagger-static")
 
-    routers = (campaign_router, codes_router, claim_router, webhook_router, events_router)
+    routers = (
+        campaign_router,
+        codes_router,
+        claim_router,
+        webhook_router,
+        events_router,
+        redemption_router,
+    )
     for router in routers:
         app.include_router(router, prefix=API_PREFIX)
     prefixes = {id(route): API_PREFIX for router in routers for route in router.routes}

@@ -3,7 +3,8 @@ concurrency live here as constraints, not as read-then-write checks in Python:
 
 - a code is unique per brand (``uq_codes_brand_id_code``);
 - a user has at most one claim per campaign (``uq_claims_campaign_id_user_id``);
-- a code is handed out at most once (``uq_claims_code_id``).
+- a code is handed out at most once (``uq_claims_code_id``);
+- a code has at most one live (not reversed) redemption (``uq_redemptions_live_code_id``).
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ class Campaign(Base):
     starts_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     low_stock_threshold: Mapped[int | None] = mapped_column(Integer)
+    # Codes of the campaign can be redeemed until then (null: no limit).
+    redeem_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Set when campaign.codes_low was recorded; cleared when stock rises above the threshold,
     # so the event fires once per crossing.
     low_stock_notified: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -108,6 +111,20 @@ class ClaimCounter(Base):
     )
     shard: Mapped[int] = mapped_column(Integer, primary_key=True)
     claimed: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class RedemptionCounter(Base):
+    """Live-redemption count split over a few rows per campaign, as ``ClaimCounter``: a
+    redemption adds one to a random shard, a reversal takes one off, and the campaign's
+    ``codes_redeemed`` is the sum (O(1), and no single hot row to queue on)."""
+
+    __tablename__ = "redemption_counters"
+
+    campaign_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True
+    )
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True)
+    redeemed: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class CodeBatch(Base):
@@ -189,6 +206,44 @@ class Claim(Base):
         UniqueConstraint("code_id"),
         Index(None, "user_id", "claimed_at"),
         Index(None, "campaign_id", "claimed_at"),
+    )
+
+
+class Redemption(Base):
+    """A code used with an order at the brand's till. Reversal keeps the row (the order was
+    cancelled) and sets ``reversed_at``; only live rows count, and only one per code."""
+
+    __tablename__ = "redemptions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    brand_id: Mapped[str] = mapped_column(String(128))
+    campaign_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("campaigns.id", ondelete="CASCADE")
+    )
+    code_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("codes.id", ondelete="CASCADE"))
+    claim_id: Mapped[str] = mapped_column(String(36), ForeignKey("claims.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(String(255))
+    # Display form, as the claim shows it.
+    code: Mapped[str] = mapped_column(String(64))
+    order_id: Mapped[str] = mapped_column(String(128))
+    # Decimal text as sent ("12.50") and its ISO 4217 currency; both null without an amount.
+    amount_value: Mapped[str | None] = mapped_column(String(32))
+    amount_currency: Mapped[str | None] = mapped_column(String(3))
+    redeemed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    reversed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        # The rule "a code is redeemed at most once": one live row per code, whatever the
+        # concurrency; a reversed row leaves the index, so the code can be redeemed again.
+        Index(
+            "uq_redemptions_live_code_id",
+            "code_id",
+            unique=True,
+            postgresql_where=text("reversed_at IS NULL"),
+            sqlite_where=text("reversed_at IS NULL"),
+        ),
+        Index(None, "campaign_id", "redeemed_at"),
+        Index(None, "claim_id"),
     )
 
 

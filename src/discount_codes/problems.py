@@ -93,6 +93,22 @@ class IdempotencyKeyReused(ProblemError):
     status, slug, title = 409, "idempotency-key-reused", "Idempotency key reused with another body"
 
 
+class CodeNotFound(ProblemError):
+    status, slug, title = 404, "code-not-found", "The brand has no such code"
+
+
+class CodeNotClaimed(ProblemError):
+    status, slug, title = 409, "code-not-claimed", "The code was never handed out"
+
+
+class CodeAlreadyRedeemed(ProblemError):
+    status, slug, title = 409, "code-already-redeemed", "The code was already redeemed"
+
+
+class CodeExpired(ProblemError):
+    status, slug, title = 410, "code-expired", "The campaign's codes can no longer be redeemed"
+
+
 class Conflict(ProblemError):
     status, slug, title = 409, "conflict", "The request conflicts with the resource's state"
 

@@ -17,7 +17,11 @@ from discount_codes.app import create_app
 from discount_codes.config import Settings
 
 SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # no SQL here
-PAGES = ("/console/", "/console/shop/0192f0c1-7a3e-7c41-9a55-2b1f0e6c9d12")
+PAGES = (
+    "/console/",
+    "/console/shop/0192f0c1-7a3e-7c41-9a55-2b1f0e6c9d12",
+    "/console/till/demo-brand",
+)
 _REFERENCE = re.compile(r"""(?:src|href)="([^"]+)"|from "([^"]+)"|@import\s+"([^"]+)\"""")
 
 
@@ -47,7 +51,11 @@ async def test_every_asset_comes_from_the_package(local: httpx.AsyncClient) -> N
                     continue
                 assert not re.match(r"^(https?:)?//", ref), f"{path} loads {ref} from elsewhere"
                 queue.append(ref if ref.startswith("/") else "/console/static/" + ref.lstrip("./"))
-    assert {"/console/static/console.js", "/console/static/shop.js"} <= seen
+    assert {
+        "/console/static/console.js",
+        "/console/static/shop.js",
+        "/console/static/till.js",
+    } <= seen
     assert "/console/static/common.js" in seen and "/console/static/console.css" in seen
 
 

@@ -44,7 +44,14 @@ def _need_browser_and_npm() -> None:
 def test_every_diagram_is_named_and_its_image_is_current() -> None:
     diagrams = render.find_diagrams()
     names = {d.name for d in diagrams}
-    assert {"architecture", "data-model", "generate-codes", "claim-code", "notify-brand"} <= names
+    assert {
+        "architecture",
+        "data-model",
+        "generate-codes",
+        "claim-code",
+        "notify-brand",
+        "redeem-code",
+    } <= names
     stale = [
         f"{d.where} ({d.name})"
         for d in diagrams

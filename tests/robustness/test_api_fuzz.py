@@ -2,9 +2,10 @@
 brand staff and by a shopper with generated valid and invalid input. No 5xx, and every
 answer is one the document promises: its status code, content type, body and headers.
 
-Path parameters that name resources (the brand, its campaign, batch, endpoint, claim) are
-pinned to real ones so the generated requests reach the logic, not just the 404; invalid
-values are still generated for them (negative mode), so garbage ids are tried too.
+Path parameters that name resources (the brand, its campaign, batch, endpoint, claim, a
+claimed code and its redemption) are pinned to real ones so the generated requests reach
+the logic, not just the 404; invalid values are still generated for them (negative mode),
+so garbage ids are tried too.
 """
 
 from __future__ import annotations
@@ -56,7 +57,15 @@ CHECKS = [
     ignored_auth,
 ]
 #: Stand-ins put in the document for resource ids; each test swaps them for real ids.
-RESOURCE_PARAMETERS = ("brand_id", "campaign_id", "batch_id", "endpoint_id", "claim_id")
+RESOURCE_PARAMETERS = (
+    "brand_id",
+    "campaign_id",
+    "batch_id",
+    "endpoint_id",
+    "claim_id",
+    "code",
+    "redemption_id",
+)
 PLACEHOLDER = "pinned-%s"
 
 
@@ -143,6 +152,13 @@ def _seed(url: str, tokens: Tokens, brand_id: str, shopper_id: str) -> dict[str,
                 headers=tokens.shopper(shopper_id),
             )
         )
+        redemption = made(
+            c.post(
+                f"/v1/brands/{brand_id}/codes/{claim['code']}/redemptions",
+                json={"order_id": "fuzz-order"},
+                headers=staff,
+            )
+        )
         return {
             "ids": {
                 "brand_id": brand_id,
@@ -150,6 +166,8 @@ def _seed(url: str, tokens: Tokens, brand_id: str, shopper_id: str) -> dict[str,
                 "batch_id": batch["id"],
                 "endpoint_id": endpoint(),
                 "claim_id": claim["id"],
+                "code": claim["code"],
+                "redemption_id": redemption["id"],
             },
             "spare_ids": {
                 ("PATCH", "/v1/campaigns/{campaign_id}"): {"campaign_id": campaign()},

@@ -2,10 +2,10 @@
 
 - Every ``/v1`` operation needs a valid bearer token (401 otherwise).
 - Brand A's staff, and a shopper, can neither read nor change brand B's campaigns, codes,
-  batches, claims, exports, webhook endpoints, deliveries or events: each call answers 403
-  or 404, never data, and B's resources are unchanged afterwards. The list of calls is
-  built from the OpenAPI document, so a new route is checked (or the test asks to classify
-  it) without anyone remembering to add it here.
+  batches, claims, redemptions, exports, webhook endpoints, deliveries or events: each
+  call answers 403 or 404, never data, and B's resources are unchanged afterwards. The
+  list of calls is built from the OpenAPI document, so a new route is checked (or the
+  test asks to classify it) without anyone remembering to add it here.
 - A shopper's contact details reach only the brand they were shared with, and stop
   reaching it when consent is withdrawn.
 - No token, token part, webhook secret or e-mail address reaches the logs.
@@ -69,6 +69,9 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/v1/webhook-endpoints/{endpoint_id}/replay"): {
         "json": {"since": "2000-01-01T00:00:00Z"}
     },
+    ("POST", "/v1/brands/{brand_id}/codes/{code}/redemptions"): {
+        "json": {"order_id": "intruder-order"}
+    },
 }
 
 #: Routes outside the OpenAPI document that may exist, and why.
@@ -104,6 +107,8 @@ class BrandWorld:
     endpoint_id: str
     claim_id: str
     shopper_id: str
+    code: str
+    redemption_id: str
     secrets: list[str] = field(default_factory=list)
 
     def ids(self) -> dict[str, str]:
@@ -113,6 +118,8 @@ class BrandWorld:
             "batch_id": self.batch_id,
             "endpoint_id": self.endpoint_id,
             "claim_id": self.claim_id,
+            "code": self.code,
+            "redemption_id": self.redemption_id,
         }
 
     def fill(self, path: str) -> str:
@@ -161,6 +168,13 @@ async def build_world(client: httpx.AsyncClient, tokens: Tokens, brand_id: str) 
             headers=tokens.headers(shopper_id, email=email, name=name),
         )
     )
+    redemption = await ok(
+        await client.post(
+            f"/v1/brands/{brand_id}/codes/{claim['code']}/redemptions",
+            json={"order_id": "order-1"},
+            headers=staff,
+        )
+    )
     codes = await ok(await client.get(f"/v1/campaigns/{campaign['id']}/codes", headers=staff))
     # Not the campaign's name or description: an active campaign's are public.
     secrets = [hook_url, endpoint["secret"], email, name, shopper_id]
@@ -173,6 +187,8 @@ async def build_world(client: httpx.AsyncClient, tokens: Tokens, brand_id: str) 
         endpoint_id=endpoint["id"],
         claim_id=claim["id"],
         shopper_id=shopper_id,
+        code=claim["code"],
+        redemption_id=redemption["id"],
         secrets=secrets,
     )
 
@@ -192,6 +208,7 @@ async def snapshot(
         f"/v1/webhook-endpoints/{world.endpoint_id}",
         f"/v1/webhook-endpoints/{world.endpoint_id}/deliveries",
         f"/v1/brands/{world.brand_id}/events",
+        f"/v1/brands/{world.brand_id}/codes/{world.code}",
     ]
     seen: dict[str, Any] = {}
     for url in reads:

@@ -40,6 +40,7 @@ def to_out(campaign: Campaign, counts: service.Counts) -> CampaignOut:
         codes_total=counts.total,
         codes_available=counts.available,
         codes_claimed=counts.claimed,
+        codes_redeemed=counts.redeemed,
         low_stock_threshold=campaign.low_stock_threshold,
     )
 
@@ -56,6 +57,7 @@ def _public(campaign: Campaign, *, staff: bool = True) -> CampaignPublic:
         status=status,
         starts_at=campaign.starts_at,
         ends_at=campaign.ends_at,
+        redeem_until=campaign.redeem_until,
         created_at=campaign.created_at,
     )
 

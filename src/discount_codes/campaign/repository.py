@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from discount_codes.models import Campaign, ClaimCounter
+from discount_codes.models import Campaign, ClaimCounter, RedemptionCounter
 
 
 async def get(
@@ -35,5 +35,17 @@ async def claimed_counts(session: AsyncSession, campaign_ids: list[str]) -> dict
         select(ClaimCounter.campaign_id, func.sum(ClaimCounter.claimed))
         .where(ClaimCounter.campaign_id.in_(campaign_ids))
         .group_by(ClaimCounter.campaign_id)
+    )
+    return {cid: int(total or 0) for cid, total in rows.all()}
+
+
+async def redeemed_counts(session: AsyncSession, campaign_ids: list[str]) -> dict[str, int]:
+    """Live redemptions per campaign: a sum over a handful of counter shards, as claims."""
+    if not campaign_ids:
+        return {}
+    rows = await session.execute(
+        select(RedemptionCounter.campaign_id, func.sum(RedemptionCounter.redeemed))
+        .where(RedemptionCounter.campaign_id.in_(campaign_ids))
+        .group_by(RedemptionCounter.campaign_id)
     )
     return {cid: int(total or 0) for cid, total in rows.all()}

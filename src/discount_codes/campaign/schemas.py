@@ -31,6 +31,11 @@ class CampaignCreate(BaseModel):
     terms: str | None = Field(default=None, max_length=20000)
     starts_at: Timestamp | None = None
     ends_at: Timestamp | None = None
+    redeem_until: Timestamp | None = Field(
+        default=None,
+        description="Claimed codes can be redeemed at the brand's till until then "
+        "(default: no limit).",
+    )
     low_stock_threshold: StrictInt | None = Field(default=None, ge=0, le=1_000_000_000)
     status: Literal["active", "paused"] = Field(
         default="active",
@@ -41,6 +46,8 @@ class CampaignCreate(BaseModel):
     def _window(self) -> CampaignCreate:
         if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
             raise ValueError("ends_at must be after starts_at")
+        if self.starts_at and self.redeem_until and self.redeem_until <= self.starts_at:
+            raise ValueError("redeem_until must be after starts_at")
         return self
 
 
@@ -55,6 +62,9 @@ class CampaignUpdate(BaseModel):
     ends_at: Timestamp | None = None
     low_stock_threshold: StrictInt | None = Field(
         default=None, ge=0, le=1_000_000_000, description="null: no low-stock alert."
+    )
+    redeem_until: Timestamp | None = Field(
+        default=None, description="Redemptions stop then; null lifts the limit."
     )
     status: CampaignStatus | None = Field(
         default=None, description="`active` <-> `paused`; either -> `ended` (final)."
@@ -73,6 +83,9 @@ class CampaignPublic(BaseModel):
     status: CampaignStatus
     starts_at: datetime | None
     ends_at: datetime | None
+    redeem_until: datetime | None = Field(
+        default=None, description="Codes can be redeemed until then; null: no limit."
+    )
     created_at: datetime
 
 
@@ -82,6 +95,9 @@ class CampaignOut(CampaignPublic):
     codes_total: int
     codes_available: int
     codes_claimed: int
+    codes_redeemed: int = Field(
+        default=0, description="Codes redeemed at the brand's till and not reversed."
+    )
     low_stock_threshold: int | None
 
 

@@ -50,6 +50,7 @@ def ensure_claimable(campaign: Campaign, now: datetime | None = None) -> None:
 class Counts:
     total: int
     claimed: int
+    redeemed: int = 0
 
     @property
     def available(self) -> int:
@@ -89,8 +90,15 @@ async def get_visible(
 
 
 async def counts(session: AsyncSession, campaigns: list[Campaign]) -> dict[str, Counts]:
-    claimed = await repository.claimed_counts(session, [c.id for c in campaigns])
-    return {c.id: Counts(total=c.codes_total, claimed=claimed.get(c.id, 0)) for c in campaigns}
+    ids = [c.id for c in campaigns]
+    claimed = await repository.claimed_counts(session, ids)
+    redeemed = await repository.redeemed_counts(session, ids)
+    return {
+        c.id: Counts(
+            total=c.codes_total, claimed=claimed.get(c.id, 0), redeemed=redeemed.get(c.id, 0)
+        )
+        for c in campaigns
+    }
 
 
 async def create_campaign(
@@ -112,6 +120,7 @@ async def create_campaign(
         starts_at=data.starts_at,
         ends_at=data.ends_at,
         low_stock_threshold=data.low_stock_threshold,
+        redeem_until=data.redeem_until,
         low_stock_notified=False,
         exhausted_notified=False,
         codes_total=0,
@@ -155,6 +164,9 @@ async def update_campaign(
         if data.ends_at is not None and campaign.starts_at and data.ends_at <= campaign.starts_at:
             raise Conflict("ends_at must be after starts_at.")
         campaign.ends_at = data.ends_at
+    if "redeem_until" in fields:
+        # Any time, past included: a brand may stop redemptions at once.
+        campaign.redeem_until = data.redeem_until
     campaign.updated_at = utcnow()
     await session.flush()
     return campaign

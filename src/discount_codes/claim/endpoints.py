@@ -40,6 +40,7 @@ def _claim_out(claim: ClaimRecord) -> ClaimOut:
         if withdrawn
         else Contact(email=claim.contact_email, name=claim.contact_name),
         consent_withdrawn_at=claim.consent_withdrawn_at,
+        redeemed_at=claim.redeemed_at,
     )
 
 
@@ -55,6 +56,7 @@ def _campaign_claim_out(claim: ClaimRecord) -> CampaignClaimOut:
         else Contact(email=claim.contact_email, name=claim.contact_name),
         consent_withdrawn=withdrawn,
         consent_withdrawn_at=claim.consent_withdrawn_at,
+        redeemed_at=claim.redeemed_at,
     )
 
 
@@ -163,16 +165,19 @@ async def list_campaign_claims(
     "/campaigns/{campaign_id}/claims.csv",
     summary="Export a campaign's claims as CSV (brand staff)",
     description="Streamed, oldest first, in constant memory: "
-    "`claim_id,code,user_id,claimed_at,email,name,consent_withdrawn_at`. Contact cells are "
-    "empty where consent was withdrawn.",
+    "`claim_id,code,user_id,claimed_at,email,name,consent_withdrawn_at,redeemed_at,order_id`. "
+    "Contact cells are empty where consent was withdrawn; the redemption cells where the "
+    "code is not redeemed (or its redemption was reversed).",
     response_class=StreamingResponse,
     responses={
         200: {
             "content": {
                 "text/csv": {
-                    "example": "claim_id,code,user_id,claimed_at,email,name,consent_withdrawn_at\n"
+                    "example": "claim_id,code,user_id,claimed_at,email,name,consent_withdrawn_at,"
+                    "redeemed_at,order_id\n"
                     "01936f6e-8c1a-7b7e-9a51-3f1c2d4e5f60,SPRING-7KQ2-M9XD-4TRA,user-42,"
-                    "2026-11-26T11:00:00Z,ada@example.com,Ada Lovelace,\n"
+                    "2026-11-26T11:00:00Z,ada@example.com,Ada Lovelace,,"
+                    "2026-12-01T10:15:00Z,order-1042\n"
                 }
             },
             "description": "The CSV, streamed.",

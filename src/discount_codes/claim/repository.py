@@ -21,18 +21,18 @@ import json
 import random
 import sqlite3
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
-from sqlalchemy import ColumnElement, and_, or_, select, true, update
+from sqlalchemy import ColumnElement, Select, and_, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from discount_codes.codes.alphabet import display
 from discount_codes.db import Database
 from discount_codes.ids import new_id
-from discount_codes.models import Claim, Event
+from discount_codes.models import Claim, Event, Redemption
 
 #: Claimed-code counters per campaign: concurrent claims add to different rows.
 COUNTER_SHARDS = 16
@@ -68,6 +68,9 @@ class ClaimRecord:
     contact_email: str | None
     contact_name: str | None
     consent_withdrawn_at: datetime | None
+    #: The code's live redemption, on the read paths that join it (else None).
+    redeemed_at: datetime | None = None
+    redemption_order_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -415,6 +418,25 @@ async def scrub_claimed_event(conn: AsyncConnection, claim_id: str) -> None:
     )
 
 
+def _claims_with_redemption() -> Select[Any]:
+    """Claims with their code's live redemption, for the read paths (at most one: the
+    join walks the partial unique index on live redemptions)."""
+    stmt: Any = select(
+        *_CLAIM_COLUMNS,
+        Redemption.redeemed_at,
+        Redemption.order_id.label("redemption_order_id"),
+    ).outerjoin(
+        Redemption, and_(Redemption.code_id == Claim.code_id, Redemption.reversed_at.is_(None))
+    )
+    return cast(Select[Any], stmt)
+
+
+def _redeemed_record(row: Any) -> ClaimRecord:
+    return replace(
+        _record(row), redeemed_at=row.redeemed_at, redemption_order_id=row.redemption_order_id
+    )
+
+
 def _before(cursor: tuple[datetime, str] | None) -> ColumnElement[bool]:
     if cursor is None:
         return true()
@@ -426,24 +448,24 @@ async def list_for_user(
     conn: AsyncConnection, user_id: str, *, before: tuple[datetime, str] | None, limit: int
 ) -> list[ClaimRecord]:
     rows = await conn.execute(
-        select(*_CLAIM_COLUMNS)
+        _claims_with_redemption()
         .where(Claim.user_id == user_id, _before(before))
         .order_by(Claim.claimed_at.desc(), Claim.id.desc())
         .limit(limit)
     )
-    return [_record(r) for r in rows]
+    return [_redeemed_record(r) for r in rows]
 
 
 async def list_for_campaign(
     conn: AsyncConnection, campaign_id: str, *, before: tuple[datetime, str] | None, limit: int
 ) -> list[ClaimRecord]:
     rows = await conn.execute(
-        select(*_CLAIM_COLUMNS)
+        _claims_with_redemption()
         .where(Claim.campaign_id == campaign_id, _before(before))
         .order_by(Claim.claimed_at.desc(), Claim.id.desc())
         .limit(limit)
     )
-    return [_record(r) for r in rows]
+    return [_redeemed_record(r) for r in rows]
 
 
 EXPORT_CHUNK = 2000
@@ -455,13 +477,13 @@ async def iter_campaign_claims(
     """Every claim of the campaign, oldest first, in chunks: a server-side cursor on
     PostgreSQL (one snapshot, constant memory)."""
     stmt = (
-        select(*_CLAIM_COLUMNS)
+        _claims_with_redemption()
         .where(Claim.campaign_id == campaign_id)
         .order_by(Claim.claimed_at, Claim.id)
     )
     result = await conn.stream(stmt.execution_options(yield_per=EXPORT_CHUNK))
     async for chunk in result.partitions(EXPORT_CHUNK):
-        yield [_record(r) for r in chunk]
+        yield [_redeemed_record(r) for r in chunk]
 
 
 async def campaign_claims_after(
@@ -474,9 +496,9 @@ async def campaign_claims_after(
         at, claim_id = after
         cond = or_(Claim.claimed_at > at, and_(Claim.claimed_at == at, Claim.id > claim_id))
     rows = await conn.execute(
-        select(*_CLAIM_COLUMNS)
+        _claims_with_redemption()
         .where(Claim.campaign_id == campaign_id, cond)
         .order_by(Claim.claimed_at, Claim.id)
         .limit(limit)
     )
-    return [_record(r) for r in rows]
+    return [_redeemed_record(r) for r in rows]

@@ -13,6 +13,7 @@ _CLAIM_EXAMPLE: JsonDict = {
     "claimed_at": "2026-11-26T11:00:00Z",
     "shared_contact": {"email": "ada@example.com", "name": "Ada Lovelace"},
     "consent_withdrawn_at": None,
+    "redeemed_at": None,
 }
 
 
@@ -47,6 +48,9 @@ class ClaimOut(BaseModel):
         description="What the brand was given; null once consent is withdrawn."
     )
     consent_withdrawn_at: datetime | None = None
+    redeemed_at: datetime | None = Field(
+        default=None, description="When the code was used at the brand's till; null if not."
+    )
 
 
 class CampaignClaimOut(BaseModel):
@@ -63,6 +67,7 @@ class CampaignClaimOut(BaseModel):
                     "shared_contact": {"email": "ada@example.com", "name": "Ada Lovelace"},
                     "consent_withdrawn": False,
                     "consent_withdrawn_at": None,
+                    "redeemed_at": None,
                 }
             ]
         }
@@ -77,3 +82,6 @@ class CampaignClaimOut(BaseModel):
     )
     consent_withdrawn: bool
     consent_withdrawn_at: datetime | None
+    redeemed_at: datetime | None = Field(
+        default=None, description="When the code was used at the brand's till; null if not."
+    )

@@ -176,6 +176,8 @@ CSV_HEADER = (
     "email",
     "name",
     "consent_withdrawn_at",
+    "redeemed_at",
+    "order_id",
 )
 
 
@@ -196,6 +198,8 @@ def _csv_row(claim: ClaimRecord) -> list[str]:
         "" if withdrawn else _cell(claim.contact_email),
         "" if withdrawn else _cell(claim.contact_name),
         _iso(claim.consent_withdrawn_at),
+        _iso(claim.redeemed_at),
+        _cell(claim.redemption_order_id),
     ]
 
 

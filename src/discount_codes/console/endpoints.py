@@ -1,4 +1,5 @@
-"""Serves the console: two HTML pages, their static assets, and in dev mode a token minter.
+"""Serves the console: its HTML pages (brand console, shopper demo, till), their static
+assets, and in dev mode a token minter.
 
 The pages call the same ``/v1`` API with the same bearer tokens as any client; nothing
 here reads the database. None of these routes is part of the API, so none is in the
@@ -80,6 +81,10 @@ def _router(settings: Settings) -> APIRouter:
     @router.api_route("/shop/{campaign_id}", methods=["GET", "HEAD"])
     async def shop_page(campaign_id: str) -> FileResponse:
         return _page("shop.html")
+
+    @router.api_route("/till/{brand_id}", methods=["GET", "HEAD"])
+    async def till_page(brand_id: str) -> FileResponse:
+        return _page("till.html")
 
     @router.get("/config")
     async def console_config() -> ConsoleConfig:

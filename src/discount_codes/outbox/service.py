@@ -21,6 +21,8 @@ EVENT_TYPES = (
     "campaign.codes_low",
     "campaign.codes_exhausted",
     "contact_consent.withdrawn",
+    "discount_code.redeemed",
+    "discount_code.redemption_reversed",
 )
 #: PostgreSQL channel the dispatcher LISTENs on; NOTIFY is delivered only at commit.
 NOTIFY_CHANNEL = "discount_codes_events"

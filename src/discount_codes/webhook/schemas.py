@@ -15,6 +15,8 @@ EventType = Literal[
     "campaign.codes_low",
     "campaign.codes_exhausted",
     "contact_consent.withdrawn",
+    "discount_code.redeemed",
+    "discount_code.redemption_reversed",
 ]
 
 _URL_EXAMPLE = "https://shop.example.com/hooks/discount-codes"
