@@ -141,7 +141,7 @@ def migrate() -> None:
     from discount_codes.migrate import head_revision, upgrade_to_head
 
     settings = _settings()
-    upgrade_to_head(settings.database_url)
+    upgrade_to_head(settings.direct_url)
     typer.echo(f"schema at {head_revision()}")
 
 

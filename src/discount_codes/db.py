@@ -37,6 +37,8 @@ class Database:
         self.settings = settings
         self.url = settings.database_url
         self.is_sqlite = settings.is_sqlite
+        #: ``"pgbouncer"`` when ``url`` is a transaction pooler (no named prepared statements).
+        self.pooler = settings.database_pooler
         kwargs: dict[str, Any] = {}
         if self.is_sqlite:
             path = self.url.split("///", 1)[1]
@@ -56,6 +58,7 @@ class Database:
                 connect_args={
                     "timeout": PG_CONNECT_TIMEOUT_S,
                     "command_timeout": settings.db_statement_timeout_s,
+                    **engine_options(settings),
                 },
             )
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
@@ -77,6 +80,18 @@ class Database:
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
+
+
+def engine_options(settings: Settings) -> dict[str, Any]:
+    """asyncpg connect arguments for a transaction pooler (PgBouncer 1.18 has no prepared
+    statement support): one transaction's statements may run on a server connection that
+    another client prepared ``__asyncpg_stmt_1__`` on. With both statement caches off,
+    asyncpg prepares every statement unnamed, so names never collide and nothing piles up
+    on the server (unique names, the other documented fix, leave one statement behind per
+    transaction until PgBouncer recycles the server connection)."""
+    if settings.database_pooler != "pgbouncer":
+        return {}
+    return {"statement_cache_size": 0, "prepared_statement_cache_size": 0}
 
 
 def _tune_sqlite(engine: AsyncEngine) -> None:

@@ -83,7 +83,7 @@ async def run_relay(ctx: WorkerContext) -> None:
     if not url:
         return
     poll = POLL_S_SQLITE if ctx.db.is_sqlite else POLL_S_POSTGRES
-    wake, listener = start_listener(ctx.settings.database_url, ctx.stop)
+    wake, listener = start_listener(ctx.settings.listen_url, ctx.stop)
     backoff = 0.5
     try:
         while not ctx.stopping:

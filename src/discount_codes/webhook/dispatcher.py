@@ -276,7 +276,7 @@ async def run_dispatcher(ctx: WorkerContext) -> None:
     """The worker loop: wakes on NOTIFY (PostgreSQL) or polls, serves up to
     ``MAX_IN_FLIGHT`` endpoints at once, and on stop finishes the sends under way."""
     poll = POLL_S_SQLITE if ctx.db.is_sqlite else POLL_S_POSTGRES
-    wake, listener = start_listener(ctx.settings.database_url, ctx.stop)
+    wake, listener = start_listener(ctx.settings.listen_url, ctx.stop)
     async with new_client() as client:
         d = Dispatcher(ctx.settings, ctx.db, ctx.worker_id, client)
         in_flight: dict[str, asyncio.Task[None]] = {}
