@@ -678,3 +678,46 @@ async def campaign_claims_after(
         .limit(limit)
     )
     return [_record(r) for r in rows]
+
+
+# --- erasure (contract v1.1, Personal data) -------------------------------------------------
+
+
+async def erase_claim_contact(conn: AsyncConnection, claim_id: str) -> None:
+    """The claim keeps its consent record (who, which campaign, when given and withdrawn),
+    not the contact details; its ``discount_code.claimed`` event loses them too."""
+    await conn.execute(
+        update(Claim).where(Claim.id == claim_id).values(contact_email=None, contact_name=None)
+    )
+    await scrub_claimed_event(conn, claim_id)
+
+
+async def withdraw_all_consents(
+    conn: AsyncConnection, user_id: str, now: datetime
+) -> list[ClaimRecord]:
+    """Withdraw consent on every claim of the user still sharing; those claims, each
+    returned to the one caller that withdrew it (a conditional update, as for one claim)."""
+    rows = await conn.execute(
+        update(Claim)
+        .where(Claim.user_id == user_id, Claim.consent_withdrawn_at.is_(None))
+        .values(consent_withdrawn_at=now)
+        .returning(*_CLAIM_COLUMNS)
+    )
+    return [_record(r) for r in rows]
+
+
+async def erase_user_contact(conn: AsyncConnection, user_id: str) -> int:
+    """Erase the user's e-mail and name from every claim and its event; how many claims."""
+    ids = list(
+        (
+            await conn.execute(
+                update(Claim)
+                .where(Claim.user_id == user_id)
+                .values(contact_email=None, contact_name=None)
+                .returning(Claim.id)
+            )
+        ).scalars()
+    )
+    for claim_id in ids:
+        await scrub_claimed_event(conn, claim_id)
+    return len(ids)
