@@ -75,6 +75,9 @@ def serve(
         if why:
             typer.secho(f"discount-codes: refusing to start: {why}", err=True, fg="red")
             raise typer.Exit(2)
+    from discount_codes.metrics import prepare_multiprocess_dir
+
+    prepare_multiprocess_dir(workers)
     # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal to the handler
     # that was there before it; make that one a clean exit so orchestrators see status 0.
     signal.signal(signal.SIGTERM, _exit_cleanly)
