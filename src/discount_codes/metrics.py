@@ -177,5 +177,5 @@ async def exposition(db: Database) -> bytes:
     """The scrape: every process's counters (summed in multiprocess mode), then the
     domain gauges."""
     domain = CollectorRegistry()
-    domain.register(_Families(await domain_families(db)))  # type: ignore[arg-type]
+    domain.register(_Families(await domain_families(db)))
     return generate_latest(_process_registry()) + generate_latest(domain)
