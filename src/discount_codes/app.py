@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 from swagger_ui_bundle import swagger_ui_path
 
-from discount_codes import __version__, problems
+from discount_codes import __version__, problems, telemetry
 from discount_codes.auth import TokenVerifier
 from discount_codes.campaign.endpoints import router as campaign_router
 from discount_codes.claim.endpoints import router as claim_router
@@ -46,6 +46,7 @@ service. Errors are RFC 9457 `application/problem+json`.
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings)
+    telemetry.setup()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router, prefix=API_PREFIX)
     prefixes = {id(route): API_PREFIX for router in routers for route in router.routes}
     app.add_middleware(RequestContextMiddleware, route_prefixes=prefixes)
+    app.add_middleware(telemetry.TracingMiddleware, route_prefixes=prefixes)  # outermost
 
     _operations(app)
     install_console(app, settings)

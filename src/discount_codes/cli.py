@@ -130,11 +130,13 @@ def _print_dev_banner(settings: Settings, host: str, port: int) -> None:
 @app.command()
 def worker() -> None:
     """Run batch generation and event delivery alone (start more to scale out)."""
+    from discount_codes import telemetry
     from discount_codes.logs import configure_logging
     from discount_codes.worker import run_standalone
 
     settings = _settings()
     configure_logging(settings)
+    telemetry.setup()
     asyncio.run(run_standalone(settings))
 
 

@@ -51,6 +51,7 @@ from discount_codes.models import (
     UTCDateTime,
 )
 from discount_codes.outbox.service import NOTIFY_CHANNEL
+from discount_codes.telemetry import current_traceparent
 
 #: Claimed-code counters per campaign: concurrent claims add to different rows.
 COUNTER_SHARDS = 16
@@ -388,7 +389,7 @@ def _record_claim_statement() -> Select[Any]:
     event = (
         insert(Event)
         .from_select(
-            ["id", "type", "brand_id", "campaign_id", "data", "created_at"],
+            ["id", "type", "brand_id", "campaign_id", "data", "created_at", "traceparent"],
             select(
                 bindparam("p_event_id", type_=String()),
                 literal(CLAIMED_EVENT, String()),
@@ -396,6 +397,7 @@ def _record_claim_statement() -> Select[Any]:
                 campaign_id,
                 bindparam("p_event_data", type_=Event.__table__.c.data.type),
                 claimed_at,
+                bindparam("p_traceparent", type_=String()),
             ).select_from(claim),
         )
         .returning(Event.seq)
@@ -424,6 +426,7 @@ async def _record_claim_postgresql(
         "p_shard": shard,
         "p_event_id": record.id,
         "p_event_data": _claimed_event_data(record),
+        "p_traceparent": current_traceparent(),
     }
     return (await conn.execute(_record_claim_statement(), params)).first() is not None
 
@@ -469,6 +472,7 @@ async def _record_claim_sqlite(
             campaign_id=record.campaign_id,
             data=_claimed_event_data(record),
             created_at=record.claimed_at,
+            traceparent=current_traceparent(),
         )
     )
     return True
