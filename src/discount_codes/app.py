@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from typing import Literal
 
 import structlog
 from fastapi import FastAPI, Request, Response
@@ -12,9 +13,10 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel
 from swagger_ui_bundle import swagger_ui_path
 
-from discount_codes import __version__, problems, telemetry
+from discount_codes import __version__, openapi, problems, telemetry
 from discount_codes.auth import TokenVerifier
 from discount_codes.campaign.endpoints import router as campaign_router
 from discount_codes.claim.endpoints import router as claim_router
@@ -79,7 +81,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
+        generate_unique_id_function=openapi.operation_id,
+        openapi_tags=openapi.TAGS,
     )
+    openapi.install(app)
     problems.install(app)
     app.mount("/docs/static", StaticFiles(directory=swagger_ui_path), name="swagger-static")
 
@@ -87,7 +92,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in routers:
         app.include_router(router, prefix=API_PREFIX)
     prefixes = {id(route): API_PREFIX for router in routers for route in router.routes}
-    app.add_middleware(RequestContextMiddleware, route_prefixes=prefixes)
+    app.add_middleware(
+        RequestContextMiddleware,
+        route_prefixes=prefixes,
+        max_in_flight=settings.max_requests_in_flight,
+    )
     app.add_middleware(telemetry.TracingMiddleware, route_prefixes=prefixes)  # outermost
 
     _operations(app)
@@ -95,16 +104,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+class Liveness(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"]
+
+
 def _operations(app: FastAPI) -> None:
     @app.get("/healthz", tags=["operations"], summary="The process is alive")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> Liveness:
+        return Liveness(status="ok")
 
     @app.get(
         "/readyz",
         tags=["operations"],
         summary="The database is reachable and its schema is current",
-        responses={503: {"description": "Not ready; `detail` says why"}},
+        response_model=Readiness,
+        responses=problems.problem_responses(
+            503, s503="Not ready (`not-ready`); `detail` says why"
+        ),
     )
     async def readyz(request: Request) -> JSONResponse:
         db: Database = request.app.state.db

@@ -8,10 +8,12 @@ accepts ``alg: none`` or an HMAC signature made with our public key.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import re
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -102,8 +104,49 @@ class _JwksCache:
         return self.keys[kid]
 
 
+class VerifiedTokens:
+    """A bounded cache of tokens that passed full verification, keyed by their SHA-256,
+    each kept until its ``exp`` (plus the leeway) or ``ttl`` seconds, whichever is first.
+
+    A repeat call with the same token skips the signature check (ECDSA costs about as
+    much as the rest of a claim); a changed byte is a different key, so nothing but the
+    exact verified token hits. Least recently used entries go first when full."""
+
+    def __init__(self, size: int, ttl: float) -> None:
+        self.size = size
+        self.ttl = ttl
+        self._entries: OrderedDict[bytes, tuple[float, Principal]] = OrderedDict()
+
+    def get(self, token: str, now: float) -> Principal | None:
+        if not self.size:
+            return None
+        key = hashlib.sha256(token.encode()).digest()
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        until, principal = entry
+        if now >= until:
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return principal
+
+    def put(self, token: str, principal: Principal, exp: float, now: float) -> None:
+        if not self.size or not self.ttl:
+            return
+        until = min(exp + LEEWAY_S, now + self.ttl)
+        if until <= now:
+            return
+        key = hashlib.sha256(token.encode()).digest()
+        self._entries[key] = (until, principal)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+
 class TokenVerifier:
     def __init__(self, settings: Settings) -> None:
+        self.cache = VerifiedTokens(settings.token_cache_size, settings.token_cache_ttl_s)
         self.algorithms = list(settings.auth_algorithms)
         self.issuer = settings.auth_issuer or DEV_ISSUER
         self.audience = settings.auth_audience
@@ -119,6 +162,15 @@ class TokenVerifier:
             self._jwks = _JwksCache(settings.auth_jwks_url)
 
     async def verify(self, token: str) -> Principal:
+        now = time.time()
+        cached = self.cache.get(token, now)
+        if cached is not None:
+            return cached
+        principal, exp = await self._verify(token)
+        self.cache.put(token, principal, exp, now)
+        return principal
+
+    async def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -148,7 +200,7 @@ class TokenVerifier:
             )
         except (jwt.PyJWTError, TypeError, ValueError) as exc:
             raise InvalidToken(str(exc)) from exc
-        return _principal(claims)
+        return _principal(claims), float(claims["exp"])
 
 
 def _principal(claims: dict[str, Any]) -> Principal:

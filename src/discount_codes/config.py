@@ -51,6 +51,14 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = "json"
 
     run_worker: bool = True
+    #: Requests handled at once by one API process; beyond it a request is answered
+    #: ``503 service-unavailable`` with ``Retry-After`` at once instead of queueing, so the
+    #: ones accepted keep a bounded latency when the offer exceeds capacity. 0: no limit.
+    max_requests_in_flight: int = Field(default=256, ge=0, le=100_000)
+    #: Verified tokens remembered (by their SHA-256) until their ``exp``, at most
+    #: ``token_cache_ttl_s``: a repeat call skips the signature check. 0 turns it off.
+    token_cache_size: int = Field(default=10_000, ge=0, le=1_000_000)
+    token_cache_ttl_s: float = Field(default=300.0, ge=0, le=3600)
     db_pool_size: int = Field(default=10, ge=1, le=500)
     #: PostgreSQL: a statement that runs longer fails (the request answers 503), so a
     #: database that stops answering cannot hold requests for ever.

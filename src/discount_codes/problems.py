@@ -10,11 +10,11 @@ import socket
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+import asyncpg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -230,12 +230,36 @@ def install(app: FastAPI) -> None:
     # request opens sockets without catching its errors, so these mean the database.
     for network_error in (ConnectionError, TimeoutError, socket.gaierror):
         app.add_exception_handler(network_error, _on_database)
+    # The claim's driver-level asyncpg calls raise the driver's own errors.
+    app.add_exception_handler(asyncpg.PostgresError, _on_driver)
+    app.add_exception_handler(asyncpg.InterfaceError, _on_database)
+    app.add_exception_handler(asyncpg.InternalClientError, _on_database)
     # Any other exception is answered by RequestContextMiddleware (500, with the request id).
 
 
 #: SQLSTATEs of a server that cannot serve us right now: connection exceptions (08),
 #: shutdown or start-up (57P), no connection slot left (53300).
 _UNAVAILABLE_SQLSTATES = ("08", "57P", "53300")
+
+
+async def _on_driver(request: Request, exc: Exception) -> JSONResponse:
+    """asyncpg's server errors, sorted as ``_on_dbapi`` sorts SQLAlchemy's."""
+    sqlstate = str(getattr(exc, "sqlstate", None) or "")
+    if sqlstate.startswith(_UNAVAILABLE_SQLSTATES) or isinstance(
+        exc, asyncpg.exceptions.QueryCanceledError
+    ):
+        return await _on_database(request, exc)
+    if sqlstate.startswith("22"):
+        log.warning("database_refused_value", sqlstate=sqlstate)
+        return from_error(_unstorable())
+    raise exc
+
+
+def _unstorable() -> ValidationFailed:
+    return ValidationFailed(
+        "The request holds a value the database cannot store (such as the character U+0000).",
+        errors=[{"loc": ["request"], "msg": "value cannot be stored"}],
+    )
 
 
 async def _on_dbapi(request: Request, exc: Exception) -> JSONResponse:
@@ -253,34 +277,88 @@ async def _on_dbapi(request: Request, exc: Exception) -> JSONResponse:
         # A data exception: a value the request carried cannot be stored or compared (text
         # with U+0000, which PostgreSQL refuses, say). The client's input, not our fault.
         log.warning("database_refused_value", sqlstate=sqlstate)
-        return from_error(
-            ValidationFailed(
-                "The request holds a value the database cannot store (such as the character "
-                "U+0000).",
-                errors=[{"loc": ["request"], "msg": "value cannot be stored"}],
-            )
-        )
+        return from_error(_unstorable())
     raise exc
 
 
 # --- OpenAPI -------------------------------------------------------------------------------
 
+#: Where the one ``Problem`` component (and the ``FieldError`` of its ``errors``) lives in the
+#: document; ``discount_codes.openapi`` adds both and points every error response at it.
+PROBLEM_REF = "#/components/schemas/Problem"
 
-class ProblemDetail(BaseModel):
-    """RFC 9457 problem details."""
+PROBLEM_SCHEMAS: dict[str, dict[str, Any]] = {
+    "Problem": {
+        "title": "Problem",
+        "description": "RFC 9457 problem details, the body of every error "
+        "(`application/problem+json`). Branch on `type`; show `detail` to people.",
+        "type": "object",
+        "required": ["type", "title", "status", "detail"],
+        "properties": {
+            "type": {
+                "type": "string",
+                "format": "uri-reference",
+                "description": "Stable identifier of the kind of problem: `/problems/<slug>`.",
+                "examples": ["/problems/consent-required"],
+            },
+            "title": {
+                "type": "string",
+                "description": "Short summary of the kind of problem; the same for every "
+                "occurrence of a `type`.",
+                "examples": ["Consent to share contact details is required"],
+            },
+            "status": {
+                "type": "integer",
+                "minimum": 400,
+                "maximum": 599,
+                "description": "The HTTP status code of this answer.",
+                "examples": [422],
+            },
+            "detail": {
+                "type": "string",
+                "description": "What went wrong this time, for people.",
+                "examples": ['Send {"share_contact": true} to agree to share your e-mail.'],
+            },
+            "instance": {
+                "type": "string",
+                "format": "uri-reference",
+                "description": "The occurrence, where one is named.",
+            },
+            "errors": {
+                "type": "array",
+                "items": {"$ref": "#/components/schemas/FieldError"},
+                "description": "Each invalid part of the request (`validation-failed`, "
+                "`code-space-too-dense`).",
+            },
+        },
+        "additionalProperties": True,
+    },
+    "FieldError": {
+        "title": "FieldError",
+        "description": "One invalid part of a request.",
+        "type": "object",
+        "required": ["loc", "msg"],
+        "properties": {
+            "loc": {
+                "type": "array",
+                "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+                "description": "Where: `body`, `query`, `path` or `header`, then the field's "
+                "path (names, and indexes into arrays).",
+                "examples": [["body", "count"]],
+            },
+            "msg": {"type": "string", "description": "What is wrong with it."},
+        },
+        "additionalProperties": False,
+    },
+}
 
-    model_config = ConfigDict(extra="allow")
 
-    type: str = Field(examples=["/problems/not-found"])
-    title: str = Field(examples=["Not found"])
-    status: int = Field(examples=[404])
-    detail: str = Field(examples=["No campaign with this id."])
-    errors: list[dict[str, Any]] | None = Field(
-        default=None, description="Validation errors: `[{loc, msg}]`."
-    )
+def problem_content() -> dict[str, Any]:
+    """The content of every error response: the one component, in the media type we send."""
+    return {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": PROBLEM_REF}}}
 
 
-_DESCRIPTIONS = {
+DESCRIPTIONS = {
     400: "Bad request",
     401: "Missing or invalid bearer token (`unauthenticated`); see `WWW-Authenticate`",
     403: "The token does not administer this brand (`forbidden`)",
@@ -290,16 +368,20 @@ _DESCRIPTIONS = {
     413: "The body is too large (`payload-too-large`)",
     415: "Unsupported media type",
     422: "The request is not valid (`validation-failed` and feature-specific slugs)",
-    503: "The database is unreachable; nothing was stored (`service-unavailable`)",
+    503: "The database is unreachable or the service is shedding load; nothing was stored "
+    "(`service-unavailable`); see `Retry-After`",
 }
 
 
 def problem_responses(*statuses: int, **overrides: str) -> dict[int | str, dict[str, Any]]:
-    """``responses=`` for a route: each status documented as problem+json."""
-    out: dict[int | str, dict[str, Any]] = {}
-    for code in statuses:
-        out[code] = {
-            "description": overrides.get(f"s{code}", _DESCRIPTIONS.get(code, "Problem")),
-            "content": {PROBLEM_MEDIA_TYPE: {"schema": ProblemDetail.model_json_schema()}},
+    """``responses=`` for a route: each status documented as the shared ``Problem``.
+
+    ``s409="..."`` overrides the description of one status.
+    """
+    return {
+        code: {
+            "description": overrides.get(f"s{code}", DESCRIPTIONS.get(code, "Problem")),
+            "content": problem_content(),
         }
-    return out
+        for code in statuses
+    }

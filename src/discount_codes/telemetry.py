@@ -108,9 +108,25 @@ def span(
 ) -> Iterator[Span]:
     """A span, current for the block; ``traceparent`` makes it a child of that remote span
     (an event's originating request) instead of the current one."""
+    if _provider is None:  # off: nothing to record, not even a context switch
+        yield trace.INVALID_SPAN
+        return
     context = _PROPAGATOR.extract({"traceparent": traceparent}) if traceparent else None
     with tracer().start_as_current_span(
         name, context=context, kind=kind, attributes=attributes
+    ) as current:
+        yield current
+
+
+@contextmanager
+def db_span(system: str, statement: str) -> Iterator[Span]:
+    """A client span for a statement sent outside SQLAlchemy (the claim's driver-level
+    call), like the ones ``instrument_engine`` makes."""
+    words = statement.lstrip().split(None, 1)
+    with span(
+        f"{words[0].upper() if words else 'SQL'} {system}",
+        kind=SpanKind.CLIENT,
+        attributes={"db.system": system, "db.statement": statement[:_STATEMENT_CHARS]},
     ) as current:
         yield current
 

@@ -16,6 +16,7 @@ from discount_codes.db import Database
 from discount_codes.models import Campaign, Claim
 
 from ..conftest import THROUGH_PGBOUNCER, ServerFactory, Tokens, gather_limited
+from ..robustness.helpers import poll
 from .helpers import (
     campaign_with_codes,
     claim,
@@ -100,13 +101,22 @@ async def test_claims_racing_a_pause_stop_at_the_pause(
 ) -> None:
     campaign_id = await campaign_with_codes(client, tokens, brand_id, 400)
     pause_answered: list[float] = []
+    created: list[httpx.Response] = []
 
     async def one() -> tuple[float, httpx.Response]:
         sent = time.monotonic()
-        return sent, await claim(client, tokens.shopper(), campaign_id)
+        answer = await claim(client, tokens.shopper(), campaign_id)
+        if answer.status_code == 201:
+            created.append(answer)
+        return sent, answer
+
+    async def some_claimed() -> bool:
+        return len(created) >= 10
 
     async def pause_soon() -> None:
-        await asyncio.sleep(0.05)
+        # Pause in the middle of the stream: once some claims got codes, not after a
+        # fixed delay that a slow machine would turn into "before any claim".
+        await poll(some_claimed, timeout=60, every=0.005)
         await set_status(client, tokens, brand_id, campaign_id, "paused")
         pause_answered.append(time.monotonic())
 

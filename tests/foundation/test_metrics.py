@@ -11,10 +11,13 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from discount_codes.config import Settings
+from discount_codes.db import Database
 from discount_codes.metrics import MULTIPROC_ENV, TOP_CAMPAIGNS, prepare_multiprocess_dir
 
 from ..claim.helpers import add_codes, campaign_with_codes, claim, new_campaign
-from ..conftest import ServerFactory, Tokens
+from ..conftest import ServerFactory, Tokens, worker_running
+from ..robustness.helpers import poll
 
 
 def samples(text: str, name: str, **labels: str) -> list[float]:
@@ -72,7 +75,7 @@ def test_the_multiprocess_directory_is_fresh_or_emptied(
 
 
 async def test_codes_left_per_active_campaign_and_batch_progress(
-    client: httpx.AsyncClient, tokens: Tokens, brand_id: str
+    client: httpx.AsyncClient, tokens: Tokens, brand_id: str, settings: Settings, db: Database
 ) -> None:
     campaign_id = await campaign_with_codes(client, tokens, brand_id, 5)
     for _ in range(2):
@@ -102,3 +105,14 @@ async def test_codes_left_per_active_campaign_and_batch_progress(
     await add_codes(client, tokens, brand_id, campaign_id, 4)
     text = (await client.get("/metrics")).text
     assert samples(text, left, campaign_id=campaign_id) == [7]
+
+    # A worker makes the batch: it leaves the gauges (they cover unfinished batches only).
+    async with worker_running(settings, db):
+
+        async def finished() -> bool:
+            text = (await client.get("/metrics")).text
+            return samples(text, "discount_codes_code_batch_requested", batch_id=batch_id) == []
+
+        await poll(finished, timeout=60)
+    text = (await client.get("/metrics")).text
+    assert samples(text, left, campaign_id=waiting) == [10_001]

@@ -138,12 +138,12 @@ async def test_one_claim_is_one_trace_across_request_sql_delivery_and_publish(
     assert request.attributes is not None
     assert request.attributes["http.response.status_code"] == 201
 
-    # The claim statement (SKIP LOCKED) is a child of the request.
+    # The claim statement (one call of dc_claim) is a child of the request.
     statements = [
         s
         for s in trace
         if s.kind == SpanKind.CLIENT
-        and "SKIP LOCKED" in str((s.attributes or {}).get("db.statement"))
+        and "dc_claim(" in str((s.attributes or {}).get("db.statement"))
     ]
     assert statements and all(hexes(s)[2] == request_id for s in statements)
 

@@ -1,56 +1,39 @@
 """SQL of the claim path.
 
-Written in SQLAlchemy Core, not the ORM: a claim is the hot path, and a couple of compiled
-statements with RETURNING cost far fewer round trips and far less Python than loading,
-changing and flushing objects.
+A claim is the hot path, so it costs one hop to the database and nothing more:
 
-``claim_code`` is the whole claim transaction (minus the commit, which the session
-dependency does): benchmarks compare it with the same work in raw asyncpg.
+- PostgreSQL: one call of the server-side function ``dc_claim`` (migration 0002), in its own
+  autocommit transaction, on a driver-level asyncpg connection: one round trip, where
+  BEGIN, the statements and COMMIT through SQLAlchemy's session cost four and a pool ping.
+- SQLite: the whole transaction as one function run on the database thread of the pooled
+  aiosqlite connection (one hop instead of one per statement), under ``BEGIN IMMEDIATE``.
+
+Both do the same thing, in the same order: lock the campaign (PostgreSQL ``FOR KEY SHARE``,
+so a pause waits for in-flight claims), return the user's claim if there is one, refuse a
+closed campaign, take a free code, insert the claim (the unique (campaign, user) constraint
+decides same-user races), count it, write the ``discount_code.claimed`` outbox row, and
+note low stock and exhaustion once. The other reads stay in SQLAlchemy Core.
 """
 
 from __future__ import annotations
 
+import json
 import random
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
-from functools import cache
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    ColumnElement,
-    Integer,
-    Select,
-    String,
-    and_,
-    bindparam,
-    exists,
-    false,
-    func,
-    insert,
-    literal,
-    or_,
-    select,
-    true,
-    update,
-)
-from sqlalchemy.dialects import postgresql, sqlite
+import asyncpg
+from sqlalchemy import ColumnElement, and_, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.elements import BindParameter
 
+from discount_codes import telemetry
 from discount_codes.codes.alphabet import display
+from discount_codes.db import Database
 from discount_codes.ids import new_id
-from discount_codes.models import (
-    Campaign,
-    Claim,
-    ClaimCounter,
-    Code,
-    CodeBatch,
-    Event,
-    UTCDateTime,
-)
-from discount_codes.outbox.service import NOTIFY_CHANNEL
+from discount_codes.models import Claim, Event
 from discount_codes.telemetry import current_traceparent
 
 #: Claimed-code counters per campaign: concurrent claims add to different rows.
@@ -58,23 +41,23 @@ COUNTER_SHARDS = 16
 #: Its event id is the claim's id, so a withdrawal finds the event by primary key to take
 #: the contact details out of it.
 CLAIMED_EVENT = "discount_code.claimed"
+#: SQLSTATE classes of a statement that failed on a healthy connection (data, integrity,
+#: transaction rollback, PL/pgSQL): the connection can serve the next claim.
+_STATEMENT_ERRORS = ("22", "23", "40", "P0")
+_CLAIM_STATEMENT = "SELECT * FROM dc_claim($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+#: Within this many codes of the end the claim checks whether it took the last one.
+NEAR_END = 256
 
 
 @dataclass(frozen=True)
 class CampaignState:
-    """The campaign as the claim saw it (read under the claim's lock on PostgreSQL)."""
+    """What the claim read of the campaign, for the rules' answer when it cannot claim."""
 
     id: str
     brand_id: str
     status: str
     starts_at: datetime | None
     ends_at: datetime | None
-    low_stock_threshold: int | None
-    low_stock_notified: bool
-    exhausted_notified: bool
-    codes_total: int
-    #: Sum of the claim counters in the statement's snapshot, before this claim.
-    claimed: int
 
 
 @dataclass(frozen=True)
@@ -92,12 +75,12 @@ class ClaimRecord:
 
 @dataclass(frozen=True)
 class ClaimAttempt:
-    """What ``claim_code`` did. ``claim`` is None when no code could be handed out: the
-    campaign is missing (``campaign`` None), not open, or out of codes."""
+    """What ``claim_code`` did: ``outcome`` is ``created``, ``existing``, ``closed``
+    (paused, not started or ended), ``exhausted`` or ``not_found``."""
 
+    outcome: str
     campaign: CampaignState | None
     claim: ClaimRecord | None
-    created: bool
 
 
 _CLAIM_COLUMNS = (
@@ -127,359 +110,25 @@ def _record(row: Any) -> ClaimRecord:
     )
 
 
-def _claimed_sum(campaign_id: str | BindParameter[str]) -> Any:
-    return (
-        select(func.coalesce(func.sum(ClaimCounter.claimed), 0))
-        .where(ClaimCounter.campaign_id == campaign_id)
-        .scalar_subquery()
-    )
+def rfc3339(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
 
 
-def _is_open(columns: Any, now: BindParameter[datetime]) -> ColumnElement[bool]:
-    """SQL twin of ``campaign.service.ensure_claimable``: active, started, not ended."""
-    return and_(
-        columns.status == "active",
-        or_(columns.starts_at.is_(None), columns.starts_at <= now),
-        or_(columns.ends_at.is_(None), columns.ends_at > now),
-    )
-
-
-def _state(row: Any) -> CampaignState:
-    return CampaignState(
-        id=row.id,
-        brand_id=row.brand_id,
-        status=row.status,
-        starts_at=row.starts_at,
-        ends_at=row.ends_at,
-        low_stock_threshold=row.low_stock_threshold,
-        low_stock_notified=bool(row.low_stock_notified),
-        exhausted_notified=bool(row.exhausted_notified),
-        codes_total=int(row.codes_total),
-        claimed=int(row.claimed),
-    )
-
-
-@dataclass(frozen=True)
-class _Taken:
-    campaign: CampaignState | None
-    existing: ClaimRecord | None
-    code_id: int | None
-    code: str | None
-
-
-_CAMPAIGN_COLUMNS = (
-    Campaign.id,
-    Campaign.brand_id,
-    Campaign.status,
-    Campaign.starts_at,
-    Campaign.ends_at,
-    Campaign.low_stock_threshold,
-    Campaign.low_stock_notified,
-    Campaign.exhausted_notified,
-    Campaign.codes_total,
-)
-
-
-@cache
-def _take_code_statement(skip_locked: bool) -> Select[Any]:
-    """One statement: lock the campaign row ``FOR KEY SHARE``, look for the user's claim,
-    and unless there is one, take the next available code (``SKIP LOCKED``: concurrent
-    claims never wait on each other) and mark it claimed.
-
-    ``FOR KEY SHARE`` (what the claim's foreign keys take anyway) makes a pause or end,
-    which locks the row ``FOR UPDATE``, wait for in-flight claims, and claims that start
-    later see the new status. ``FOR SHARE`` would deadlock two claims that both record
-    a low-stock crossing (an ``UPDATE`` of the same row).
-
-    Built once with bound parameters: building Core statements costs more Python than
-    the database spends on them. Parameter names start with ``p_``: a name equal to a
-    column of a table the statement writes would become an extra ``SET`` of that column.
-    """
-    campaign_id = bindparam("p_campaign_id", type_=String())
-    now = bindparam("p_now", type_=UTCDateTime())
-    camp = (
-        select(*_CAMPAIGN_COLUMNS)
-        .where(Campaign.id == campaign_id)
-        .with_for_update(read=True, key_share=True)
-        .cte("camp")
-    )
-    existing = (
-        select(*_CLAIM_COLUMNS)
-        .where(
-            Claim.campaign_id == campaign_id,
-            Claim.user_id == bindparam("p_user_id", type_=String()),
-        )
-        .cte("existing")
-    )
-    picked = (
-        select(Code.id)
-        .where(
-            Code.campaign_id == campaign_id,
-            Code.claimed_at.is_(None),
-            # Uncorrelated: evaluated once, before any code is locked.
-            exists(select(camp.c.id).where(_is_open(camp.c, now))),
-            Code.brand_id == select(camp.c.brand_id).scalar_subquery(),
-            ~exists(select(existing.c.id)),
-        )
-        # (campaign_id, id) is the order of ix_codes_available: the scan walks only
-        # that campaign's codes that were still free at the last vacuum.
-        .order_by(Code.campaign_id, Code.id)
-        .limit(1)
-        .with_for_update(skip_locked=skip_locked)
-        .cte("picked")
-    )
-    taken = (
-        update(Code)
-        .where(Code.id == picked.c.id, Code.claimed_at.is_(None))
-        .values(claimed_at=now)
-        .returning(Code.id, Code.code, Code.batch_id)
-        .cte("taken")
-    )
-    return select(
-        *camp.c,
-        _claimed_sum(campaign_id).label("claimed"),
-        *(c.label(f"existing_{c.name}") for c in existing.c),
-        taken.c.id.label("code_id"),
-        taken.c.code.label("code_value"),
-        CodeBatch.prefix.label("code_prefix"),
-        CodeBatch.length.label("code_length"),
-    ).select_from(
-        camp.outerjoin(existing, true())
-        .outerjoin(taken, true())
-        .outerjoin(CodeBatch, CodeBatch.id == taken.c.batch_id)
-    )
-
-
-async def _take_code_postgresql(
-    conn: AsyncConnection, campaign_id: str, user_id: str, now: datetime, *, skip_locked: bool
-) -> _Taken:
-    row = (
-        await conn.execute(
-            _take_code_statement(skip_locked),
-            {"p_campaign_id": campaign_id, "p_user_id": user_id, "p_now": now},
-        )
-    ).one_or_none()
-    if row is None:
-        return _Taken(None, None, None, None)
-    m = row._mapping
-    existing_record = None
-    if m["existing_id"] is not None:
-        existing_record = _record(_Prefixed(m, "existing_"))
-    code = None
-    if m["code_id"] is not None:
-        code = display(m["code_value"], m["code_length"], m["code_prefix"] or "")
-    return _Taken(_state(row), existing_record, m["code_id"], code)
-
-
-class _Prefixed:
-    """Attribute access to ``prefix``-named columns of a result mapping."""
-
-    def __init__(self, mapping: Any, prefix: str) -> None:
-        self._mapping = mapping
-        self._prefix = prefix
-
-    def __getattr__(self, name: str) -> Any:
-        return self._mapping[self._prefix + name]
-
-
-async def _take_code_sqlite(
-    conn: AsyncConnection, campaign_id: str, user_id: str, now: datetime
-) -> _Taken:
-    """Plain statements: every SQLite transaction is ``BEGIN IMMEDIATE``, so the claim
-    holds the database's write lock from its first read and nothing interleaves."""
-    row = (
-        await conn.execute(
-            select(*_CAMPAIGN_COLUMNS, _claimed_sum(campaign_id).label("claimed")).where(
-                Campaign.id == campaign_id
-            )
-        )
-    ).one_or_none()
-    if row is None:
-        return _Taken(None, None, None, None)
-    state = _state(row)
-    existing = await find_claim(conn, campaign_id, user_id)
-    if existing is not None:
-        return _Taken(state, existing, None, None)
-    if not _open_now(state, now):
-        return _Taken(state, None, None, None)
-    picked = (
-        await conn.execute(
-            select(Code.id, Code.code, CodeBatch.length, CodeBatch.prefix)
-            .outerjoin(CodeBatch, CodeBatch.id == Code.batch_id)
-            .where(
-                Code.campaign_id == campaign_id,
-                Code.claimed_at.is_(None),
-                Code.brand_id == state.brand_id,
-            )
-            .order_by(Code.id)
-            .limit(1)
-        )
-    ).one_or_none()
-    if picked is None:
-        return _Taken(state, None, None, None)
-    await conn.execute(update(Code).where(Code.id == picked.id).values(claimed_at=now))
-    code = display(picked.code, picked.length, picked.prefix or "")
-    return _Taken(state, None, picked.id, code)
-
-
-def _open_now(state: CampaignState, now: datetime) -> bool:
-    return (
-        state.status == "active"
-        and (state.starts_at is None or state.starts_at <= now)
-        and (state.ends_at is None or state.ends_at > now)
-    )
-
-
-def _claimed_event_data(record: ClaimRecord) -> dict[str, Any]:
+def claimed_event_data(
+    claim_id: str, campaign_id: str, user_id: str, email: str | None, name: str | None, at: str
+) -> dict[str, Any]:
+    """The ``discount_code.claimed`` payload, less ``brand_id`` and ``code``: the database
+    adds those, since only the claim's own statement knows which code it took."""
     return {
-        "claim_id": record.id,
-        "brand_id": record.brand_id,
-        "campaign_id": record.campaign_id,
-        "code": record.code,
-        "claimed_at": record.claimed_at.isoformat().replace("+00:00", "Z"),
-        "user": {
-            "id": record.user_id,
-            "email": record.contact_email,
-            "name": record.contact_name,
-        },
+        "claim_id": claim_id,
+        "campaign_id": campaign_id,
+        "claimed_at": at,
+        "user": {"id": user_id, "email": email, "name": name},
     }
-
-
-@cache
-def _record_claim_statement() -> Select[Any]:
-    """One statement: insert the claim (unless the user already has one: the unique
-    constraint decides, waiting for a concurrent twin to commit), add to a counter shard
-    and write the ``discount_code.claimed`` outbox row (and its NOTIFY, sent at commit)."""
-    campaign_id = bindparam("p_campaign_id", type_=String())
-    brand_id = bindparam("p_brand_id", type_=String())
-    claimed_at = bindparam("p_claimed_at", type_=UTCDateTime())
-    claim = (
-        postgresql.insert(Claim)
-        .values(
-            id=bindparam("p_claim_id", type_=String()),
-            campaign_id=campaign_id,
-            brand_id=brand_id,
-            user_id=bindparam("p_user_id", type_=String()),
-            code_id=bindparam("p_code_id", type_=BigInteger()),
-            code=bindparam("p_code", type_=String()),
-            claimed_at=claimed_at,
-            contact_email=bindparam("p_contact_email", type_=String()),
-            contact_name=bindparam("p_contact_name", type_=String()),
-            consent_given_at=claimed_at,
-        )
-        .on_conflict_do_nothing(constraint="uq_claims_campaign_id_user_id")
-        .returning(Claim.id)
-        .cte("new_claim")
-    )
-    counted = (
-        postgresql.insert(ClaimCounter)
-        .from_select(
-            ["campaign_id", "shard", "claimed"],
-            select(campaign_id, bindparam("p_shard", type_=Integer()), literal(1)).select_from(
-                claim
-            ),
-        )
-        .on_conflict_do_update(
-            index_elements=[ClaimCounter.campaign_id, ClaimCounter.shard],
-            set_={"claimed": ClaimCounter.claimed + 1},
-        )
-        .returning(ClaimCounter.shard)
-        .cte("counted")
-    )
-    event = (
-        insert(Event)
-        .from_select(
-            ["id", "type", "brand_id", "campaign_id", "data", "created_at", "traceparent"],
-            select(
-                bindparam("p_event_id", type_=String()),
-                literal(CLAIMED_EVENT, String()),
-                brand_id,
-                campaign_id,
-                bindparam("p_event_data", type_=Event.__table__.c.data.type),
-                claimed_at,
-                bindparam("p_traceparent", type_=String()),
-            ).select_from(claim),
-        )
-        .returning(Event.seq)
-        .cte("event")
-    )
-    return (
-        select(claim.c.id, func.pg_notify(NOTIFY_CHANNEL, ""))
-        .select_from(claim)
-        .add_cte(counted, event)
-    )
-
-
-async def _record_claim_postgresql(
-    conn: AsyncConnection, record: ClaimRecord, code_id: int, shard: int
-) -> bool:
-    params = {
-        "p_claim_id": record.id,
-        "p_campaign_id": record.campaign_id,
-        "p_brand_id": record.brand_id,
-        "p_user_id": record.user_id,
-        "p_code_id": code_id,
-        "p_code": record.code,
-        "p_claimed_at": record.claimed_at,
-        "p_contact_email": record.contact_email,
-        "p_contact_name": record.contact_name,
-        "p_shard": shard,
-        "p_event_id": record.id,
-        "p_event_data": _claimed_event_data(record),
-        "p_traceparent": current_traceparent(),
-    }
-    return (await conn.execute(_record_claim_statement(), params)).first() is not None
-
-
-async def _record_claim_sqlite(
-    conn: AsyncConnection, record: ClaimRecord, code_id: int, shard: int
-) -> bool:
-    inserted = (
-        await conn.execute(
-            sqlite.insert(Claim)
-            .values(
-                id=record.id,
-                campaign_id=record.campaign_id,
-                brand_id=record.brand_id,
-                user_id=record.user_id,
-                code_id=code_id,
-                code=record.code,
-                claimed_at=record.claimed_at,
-                contact_email=record.contact_email,
-                contact_name=record.contact_name,
-                consent_given_at=record.claimed_at,
-            )
-            .on_conflict_do_nothing(index_elements=["campaign_id", "user_id"])
-            .returning(Claim.id)
-        )
-    ).first()
-    if inserted is None:
-        return False
-    upsert = sqlite.insert(ClaimCounter).values(
-        campaign_id=record.campaign_id, shard=shard, claimed=1
-    )
-    await conn.execute(
-        upsert.on_conflict_do_update(
-            index_elements=["campaign_id", "shard"],
-            set_={"claimed": ClaimCounter.claimed + 1},
-        )
-    )
-    await conn.execute(
-        insert(Event).values(
-            id=record.id,
-            type=CLAIMED_EVENT,
-            brand_id=record.brand_id,
-            campaign_id=record.campaign_id,
-            data=_claimed_event_data(record),
-            created_at=record.claimed_at,
-            traceparent=current_traceparent(),
-        )
-    )
-    return True
 
 
 async def claim_code(
-    conn: AsyncConnection,
+    db: Database,
     *,
     campaign_id: str,
     user_id: str,
@@ -487,57 +136,243 @@ async def claim_code(
     name: str | None,
     now: datetime,
 ) -> ClaimAttempt:
-    """The claim transaction: hand the user one available code of the campaign, or give back
-    the one they already have. Records the claim with its consent record, marks the code
-    taken, counts it and writes the outbox event, all in the caller's transaction.
-
-    PostgreSQL: two statements in the common case. When ``SKIP LOCKED`` found nothing,
-    every remaining code is locked by an in-flight claim that may still roll back, so the
-    pick is retried waiting for those locks before the campaign is called exhausted.
-    """
-    is_pg = conn.dialect.name == "postgresql"
-    if is_pg:
-        taken = await _take_code_postgresql(conn, campaign_id, user_id, now, skip_locked=True)
-        if (
-            taken.campaign is not None
-            and taken.existing is None
-            and taken.code_id is None
-            and _open_now(taken.campaign, now)
-            # Every code claimed and committed: none can come back, no need to wait.
-            and taken.campaign.codes_total > taken.campaign.claimed
-        ):
-            taken = await _take_code_postgresql(conn, campaign_id, user_id, now, skip_locked=False)
-    else:
-        taken = await _take_code_sqlite(conn, campaign_id, user_id, now)
-    if taken.campaign is None:
-        return ClaimAttempt(None, None, created=False)
-    if taken.existing is not None:
-        return ClaimAttempt(taken.campaign, taken.existing, created=False)
-    if taken.code_id is None or taken.code is None:
-        return ClaimAttempt(taken.campaign, None, created=False)
-
-    record = ClaimRecord(
-        id=new_id(),
-        campaign_id=campaign_id,
-        brand_id=taken.campaign.brand_id,
-        user_id=user_id,
-        code=taken.code,
-        claimed_at=now,
-        contact_email=email,
-        contact_name=name,
-        consent_withdrawn_at=None,
-    )
+    """The claim transaction, committed: hand the user one free code of the campaign, or
+    give back the one they already hold."""
+    claim_id = new_id()
+    data = claimed_event_data(claim_id, campaign_id, user_id, email, name, rfc3339(now))
     shard = random.randrange(COUNTER_SHARDS)
-    record_claim = _record_claim_postgresql if is_pg else _record_claim_sqlite
-    if await record_claim(conn, record, taken.code_id, shard):
-        return ClaimAttempt(taken.campaign, record, created=True)
-    # A concurrent request of the same user won (the unique constraint waited for it to
-    # commit): give the code back and answer with the winner's claim.
-    await conn.execute(update(Code).where(Code.id == taken.code_id).values(claimed_at=None))
-    winner = await find_claim(conn, campaign_id, user_id)
-    if winner is None:  # pragma: no cover - the constraint only fires on a committed twin
-        raise RuntimeError("claim conflict without a committed claim")
-    return ClaimAttempt(taken.campaign, winner, created=False)
+    traceparent = current_traceparent()  # the request's, stored with the claim's events
+    if db.is_sqlite:
+        return await _claim_sqlite(
+            db, campaign_id, user_id, email, name, now, claim_id, shard, data, traceparent
+        )
+    pool = await db.driver_pool()
+    with telemetry.db_span("postgresql", _CLAIM_STATEMENT):
+        async with pool.acquire() as con:
+            try:
+                row = await con.fetchrow(
+                    _CLAIM_STATEMENT,
+                    campaign_id,
+                    user_id,
+                    email,
+                    name,
+                    now,
+                    claim_id,
+                    shard,
+                    json.dumps(data),
+                    new_id(),
+                    new_id(),
+                    False,  # no NOTIFY in the claim's commit: see Database.events_written
+                    traceparent,
+                )
+            except asyncpg.PostgresError as exc:
+                if not str(exc.sqlstate or "").startswith(_STATEMENT_ERRORS):
+                    con.terminate()  # the connection's state is unknown: never reuse it
+                raise
+            except BaseException:
+                con.terminate()
+                raise
+    assert row is not None  # the function always returns one row
+    attempt = _attempt(campaign_id, user_id, tuple(row))
+    if attempt.outcome in ("created", "exhausted"):
+        db.events_written()
+    return attempt
+
+
+def _attempt(campaign_id: str, user_id: str, row: tuple[Any, ...]) -> ClaimAttempt:
+    """(outcome, brand_id, status, starts_at, ends_at, claim_id, code, claimed_at, email,
+    name, consent_withdrawn_at) -> ClaimAttempt."""
+    outcome, brand_id, status, starts_at, ends_at, claim_id, code, at, email, name, gone = row
+    if outcome == "not_found":
+        return ClaimAttempt(outcome, None, None)
+    campaign = CampaignState(campaign_id, brand_id, status, starts_at, ends_at)
+    claim = None
+    if claim_id is not None:
+        claim = ClaimRecord(
+            id=claim_id,
+            campaign_id=campaign_id,
+            brand_id=brand_id,
+            user_id=user_id,
+            code=code,
+            claimed_at=at,
+            contact_email=email,
+            contact_name=name,
+            consent_withdrawn_at=gone,
+        )
+    return ClaimAttempt(outcome, campaign, claim)
+
+
+# --- SQLite: the same transaction, run on the connection's own thread ----------------------
+
+
+def _sqlite_time(at: datetime) -> str:
+    """How SQLAlchemy's DateTime stores a UTC time in SQLite (naive, microseconds)."""
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _sqlite_read_time(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+async def _claim_sqlite(
+    db: Database,
+    campaign_id: str,
+    user_id: str,
+    email: str | None,
+    name: str | None,
+    now: datetime,
+    claim_id: str,
+    shard: int,
+    data: dict[str, Any],
+    traceparent: str | None,
+) -> ClaimAttempt:
+    args = (campaign_id, user_id, email, name, now, claim_id, shard, data, traceparent)
+    row = await db.run_on_sqlite(_claim_sqlite_sync, *args)
+    values = list(row)
+    for i in (3, 4, 7, 10):
+        values[i] = _sqlite_read_time(values[i])
+    return _attempt(campaign_id, user_id, tuple(values))
+
+
+_SQLITE_PICK = (
+    "SELECT x.id, x.code, b.length, b.prefix FROM codes x "
+    "LEFT JOIN code_batches b ON b.id = x.batch_id "
+    "WHERE x.campaign_id = ? AND x.claimed_at IS NULL ORDER BY x.id LIMIT 1"
+)
+_SQLITE_CLAIM_OF_USER = (
+    "SELECT id, code, claimed_at, contact_email, contact_name, consent_withdrawn_at "
+    "FROM claims WHERE campaign_id = ? AND user_id = ?"
+)
+_SQLITE_EVENT = (
+    "INSERT INTO events (id, type, brand_id, campaign_id, data, created_at) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+_SQLITE_CLAIMED_EVENT = (
+    "INSERT INTO events (id, type, brand_id, campaign_id, data, created_at, traceparent) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _claim_sqlite_sync(
+    con: sqlite3.Connection,
+    campaign_id: str,
+    user_id: str,
+    email: str | None,
+    name: str | None,
+    now: datetime,
+    claim_id: str,
+    shard: int,
+    data: dict[str, Any],
+    traceparent: str | None,
+) -> tuple[Any, ...]:
+    """``dc_claim`` for SQLite: one writer at a time (``BEGIN IMMEDIATE``), so the reads
+    and writes below cannot interleave with another claim's."""
+    at = _sqlite_time(now)
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        result = _claim_in_transaction(
+            con, campaign_id, user_id, email, name, at, claim_id, shard, data, traceparent
+        )
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+    return result
+
+
+def _claim_in_transaction(
+    con: sqlite3.Connection,
+    campaign_id: str,
+    user_id: str,
+    email: str | None,
+    name: str | None,
+    at: str,
+    claim_id: str,
+    shard: int,
+    data: dict[str, Any],
+    traceparent: str | None,
+) -> tuple[Any, ...]:
+    campaign = con.execute(
+        "SELECT brand_id, status, starts_at, ends_at, low_stock_threshold, low_stock_notified, "
+        "exhausted_notified, codes_total FROM campaigns WHERE id = ?",
+        (campaign_id,),
+    ).fetchone()
+    if campaign is None:
+        return ("not_found", None, None, None, None, None, None, None, None, None, None)
+    brand_id, status, starts_at, ends_at, threshold, low_notified, exhausted_notified, total = (
+        campaign
+    )
+    head = (brand_id, status, starts_at, ends_at)
+    existing = con.execute(_SQLITE_CLAIM_OF_USER, (campaign_id, user_id)).fetchone()
+    if existing is not None:
+        return ("existing", *head, *existing)
+    is_open = (
+        status == "active"
+        and (starts_at is None or starts_at <= at)
+        and (ends_at is None or ends_at > at)
+    )
+    if not is_open:
+        return ("closed", *head, None, None, None, None, None, None)
+    picked = con.execute(_SQLITE_PICK, (campaign_id,)).fetchone()
+    if picked is None:
+        if not exhausted_notified:
+            _note_exhausted(con, brand_id, campaign_id, at)
+        return ("exhausted", *head, None, None, None, None, None, None)
+    code_id, raw_code, length, prefix = picked
+    code = display(raw_code, length, prefix or "")
+    con.execute("UPDATE codes SET claimed_at = ? WHERE id = ?", (at, code_id))
+    con.execute(
+        "INSERT INTO claims (id, campaign_id, brand_id, user_id, code_id, code, claimed_at, "
+        "contact_email, contact_name, consent_given_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (claim_id, campaign_id, brand_id, user_id, code_id, code, at, email, name, at),
+    )
+    con.execute(
+        "INSERT INTO claim_counters (campaign_id, shard, claimed) VALUES (?, ?, 1) "
+        "ON CONFLICT (campaign_id, shard) DO UPDATE SET claimed = claimed + 1",
+        (campaign_id, shard),
+    )
+    payload = {**data, "brand_id": brand_id, "code": code}
+    con.execute(
+        _SQLITE_CLAIMED_EVENT,
+        (claim_id, CLAIMED_EVENT, brand_id, campaign_id, json.dumps(payload), at, traceparent),
+    )
+    if (threshold is not None and not low_notified) or not exhausted_notified:
+        (claimed,) = con.execute(
+            "SELECT coalesce(sum(claimed), 0) FROM claim_counters WHERE campaign_id = ?",
+            (campaign_id,),
+        ).fetchone()
+        available = max(int(total) - int(claimed), 0)
+        if threshold is not None and not low_notified and available <= threshold:
+            con.execute("UPDATE campaigns SET low_stock_notified = 1 WHERE id = ?", (campaign_id,))
+            low = {
+                "brand_id": brand_id,
+                "campaign_id": campaign_id,
+                "available": available,
+                "threshold": threshold,
+            }
+            con.execute(
+                _SQLITE_EVENT,
+                (new_id(), "campaign.codes_low", brand_id, campaign_id, json.dumps(low), at),
+            )
+        if not exhausted_notified and available <= NEAR_END:
+            left = con.execute(
+                "SELECT 1 FROM codes WHERE campaign_id = ? AND claimed_at IS NULL LIMIT 1",
+                (campaign_id,),
+            ).fetchone()
+            if left is None:
+                _note_exhausted(con, brand_id, campaign_id, at)
+    return ("created", *head, claim_id, code, at, email, name, None)
+
+
+def _note_exhausted(con: sqlite3.Connection, brand_id: str, campaign_id: str, at: str) -> None:
+    con.execute("UPDATE campaigns SET exhausted_notified = 1 WHERE id = ?", (campaign_id,))
+    data = {"brand_id": brand_id, "campaign_id": campaign_id}
+    con.execute(
+        _SQLITE_EVENT,
+        (new_id(), "campaign.codes_exhausted", brand_id, campaign_id, json.dumps(data), at),
+    )
 
 
 async def find_claim(conn: AsyncConnection, campaign_id: str, user_id: str) -> ClaimRecord | None:
@@ -549,30 +384,6 @@ async def find_claim(conn: AsyncConnection, campaign_id: str, user_id: str) -> C
         )
     ).one_or_none()
     return None if row is None else _record(row)
-
-
-# --- campaign notices (only on crossings, so off the common path) --------------------------
-
-
-async def mark_low_stock_notified(conn: AsyncConnection, campaign_id: str) -> bool:
-    """Flip ``low_stock_notified`` from false to true; True for the one caller that did."""
-    result = await conn.execute(
-        update(Campaign)
-        .where(Campaign.id == campaign_id, Campaign.low_stock_notified == false())
-        .values(low_stock_notified=True)
-        .returning(Campaign.id)
-    )
-    return result.first() is not None
-
-
-async def mark_exhausted_notified(conn: AsyncConnection, campaign_id: str) -> bool:
-    result = await conn.execute(
-        update(Campaign)
-        .where(Campaign.id == campaign_id, Campaign.exhausted_notified == false())
-        .values(exhausted_notified=True)
-        .returning(Campaign.id)
-    )
-    return result.first() is not None
 
 
 # --- reads and consent ----------------------------------------------------------------------

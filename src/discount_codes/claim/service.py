@@ -20,7 +20,13 @@ from discount_codes.ids import is_id
 from discount_codes.models import Campaign, utcnow
 from discount_codes.outbox.service import record_event
 from discount_codes.pagination import decode_cursor, encode_cursor, split_page
-from discount_codes.problems import CodesExhausted, ConsentRequired, NotFound, ValidationFailed
+from discount_codes.problems import (
+    CampaignNotActive,
+    CodesExhausted,
+    ConsentRequired,
+    NotFound,
+    ValidationFailed,
+)
 
 
 @dataclass(frozen=True)
@@ -30,11 +36,13 @@ class ClaimResult:
 
 
 async def claim_code(
-    session: AsyncSession, principal: Principal, campaign_id: str, share_contact: bool | None
+    db: Database, principal: Principal, campaign_id: str, share_contact: bool | None
 ) -> ClaimResult:
     """Give the caller their code of the campaign: a new one (``created``) or the one they
     already hold. The unique constraint on (campaign, user) is the rule's guard, so it
-    holds under any concurrency; the session commits before the answer is sent."""
+    holds under any concurrency. The claim is committed when this returns (its own
+    transaction, one hop to the database), and low stock and exhaustion are recorded in
+    that same transaction."""
     if share_contact is not True:
         raise ConsentRequired(
             'Send {"share_contact": true} to agree to share your e-mail and name with the '
@@ -42,25 +50,24 @@ async def claim_code(
         )
     if not is_id(campaign_id):
         raise NotFound("No campaign with this id.")
-    conn = await session.connection()
     now = utcnow()
     attempt = await repository.claim_code(
-        conn,
+        db,
         campaign_id=campaign_id,
         user_id=principal.user_id,
         email=principal.email,
         name=principal.name,
         now=now,
     )
-    campaign = attempt.campaign
-    if campaign is None:
+    if attempt.campaign is None:
         raise NotFound("No campaign with this id.")
     if attempt.claim is not None:
-        if attempt.created:
-            await _note_low_stock(conn, campaign, now)
-        return ClaimResult(attempt.claim, attempt.created)
-    campaign_service.ensure_claimable(_as_campaign(campaign), now)
-    raise await _exhausted(conn, campaign, now)
+        return ClaimResult(attempt.claim, attempt.outcome == "created")
+    if attempt.outcome == "closed":
+        campaign_service.ensure_claimable(_as_campaign(attempt.campaign), now)
+        raise CampaignNotActive("This campaign is not open for claims.")
+    # Exhausted (the database recorded ``campaign.codes_exhausted`` once, committed).
+    raise CodesExhausted("Every code of this campaign has been handed out.")
 
 
 def _as_campaign(state: CampaignState) -> Campaign:
@@ -72,55 +79,6 @@ def _as_campaign(state: CampaignState) -> Campaign:
         starts_at=state.starts_at,
         ends_at=state.ends_at,
     )
-
-
-async def _note_low_stock(conn: AsyncConnection, campaign: CampaignState, now: datetime) -> None:
-    """Record ``campaign.codes_low`` once per crossing of the threshold: the first claim
-    that sees the stock at or under it flips ``low_stock_notified`` and alone records it.
-
-    ``available`` comes from the claim's snapshot, so under concurrency it may be a few
-    high; a later claim then notices the crossing."""
-    threshold = campaign.low_stock_threshold
-    if threshold is None or campaign.low_stock_notified:
-        return
-    available = max(campaign.codes_total - campaign.claimed - 1, 0)
-    if available > threshold:
-        return
-    if await repository.mark_low_stock_notified(conn, campaign.id):
-        await record_event(
-            conn,
-            "campaign.codes_low",
-            brand_id=campaign.brand_id,
-            campaign_id=campaign.id,
-            data={
-                "brand_id": campaign.brand_id,
-                "campaign_id": campaign.id,
-                "available": available,
-                "threshold": threshold,
-            },
-            at=now,
-        )
-
-
-async def _exhausted(
-    conn: AsyncConnection, campaign: CampaignState, now: datetime
-) -> CodesExhausted:
-    """The problem to answer; the first caller to find the campaign empty also records
-    ``campaign.codes_exhausted`` and has it committed with the answer."""
-    exc = CodesExhausted("Every code of this campaign has been handed out.")
-    if not campaign.exhausted_notified and await repository.mark_exhausted_notified(
-        conn, campaign.id
-    ):
-        await record_event(
-            conn,
-            "campaign.codes_exhausted",
-            brand_id=campaign.brand_id,
-            campaign_id=campaign.id,
-            data={"brand_id": campaign.brand_id, "campaign_id": campaign.id},
-            at=now,
-        )
-        exc.commit = True
-    return exc
 
 
 # --- the shopper's claims ---------------------------------------------------------------------
@@ -201,7 +159,7 @@ async def _record_withdrawn(conn: AsyncConnection, claim: ClaimRecord, now: date
             "brand_id": claim.brand_id,
             "campaign_id": claim.campaign_id,
             "user_id": claim.user_id,
-            "withdrawn_at": now.isoformat().replace("+00:00", "Z"),
+            "withdrawn_at": repository.rfc3339(now),
         },
         at=now,
     )

@@ -12,7 +12,7 @@ import random
 from contextlib import suppress
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg
 import structlog
 from sqlalchemy.engine import make_url
 

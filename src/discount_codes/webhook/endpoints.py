@@ -38,7 +38,7 @@ BrandId = Annotated[
 EndpointId = Annotated[str, Path(max_length=64, description="The webhook endpoint's id.")]
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 

@@ -1,7 +1,7 @@
 """erasure of withdrawn contact details; events carry the originating traceparent
 
 Revision ID: 0005
-Revises: 0001
+Revises: 0001 (0002's claim function writes the column)
 Create Date: 2026-12-01 09:30:00
 """
 

@@ -1,0 +1,194 @@
+"""What the one-hop claim path promises beyond the claim rules: the brand hears of sold-out
+stock from the claim that took the last code, the database shows codes exactly as the
+service does, a repeat token is not verified twice, and load beyond capacity is shed at
+once instead of queued."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import asyncpg
+import httpx
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from discount_codes.auth import Principal, VerifiedTokens
+from discount_codes.codes.alphabet import CROCKFORD, display
+from discount_codes.db import Database
+
+from ..conftest import ServerFactory, Tokens, gather_limited, run_sync
+from .helpers import campaign_with_codes, claim, events
+
+
+async def test_the_claim_that_takes_the_last_code_tells_the_brand_it_is_sold_out(
+    client: httpx.AsyncClient, tokens: Tokens, brand_id: str, db: Database
+) -> None:
+    campaign_id = await campaign_with_codes(client, tokens, brand_id, 30)
+    answers = await gather_limited(
+        16, [claim(client, tokens.shopper(), campaign_id) for _ in range(30)]
+    )
+    assert [r.status_code for r in answers] == [201] * 30
+    # No shopper was turned away, yet the brand knows the stock reached zero: once.
+    assert await events(db, campaign_id, "campaign.codes_exhausted") == [
+        {"brand_id": brand_id, "campaign_id": campaign_id}
+    ]
+    turned_away = await claim(client, tokens.shopper(), campaign_id)
+    assert turned_away.json()["type"] == "/problems/codes-exhausted"
+    assert len(await events(db, campaign_id, "campaign.codes_exhausted")) == 1
+
+
+async def test_sold_out_is_told_once_when_many_more_shoppers_than_codes_race(
+    client: httpx.AsyncClient, tokens: Tokens, brand_id: str, db: Database
+) -> None:
+    campaign_id = await campaign_with_codes(client, tokens, brand_id, 40)
+    answers = await gather_limited(
+        32, [claim(client, tokens.shopper(), campaign_id) for _ in range(100)]
+    )
+    assert sorted(r.status_code for r in answers) == [201] * 40 + [409] * 60
+    assert len({r.json()["code"] for r in answers if r.status_code == 201}) == 40
+    assert len(await events(db, campaign_id, "campaign.codes_exhausted")) == 1
+
+
+async def test_the_claimed_event_carries_the_code_and_brand_as_the_answer_shows_them(
+    client: httpx.AsyncClient, tokens: Tokens, brand_id: str, db: Database
+) -> None:
+    campaign_id = await campaign_with_codes(client, tokens, brand_id, 0)
+    r = await client.post(
+        f"/v1/campaigns/{campaign_id}/code-batches",
+        json={"count": 3, "length": 10, "prefix": "SPRING"},
+        headers=tokens.brand(brand_id),
+    )
+    assert r.status_code == 201, r.text
+    answer = await claim(client, tokens.shopper(), campaign_id)
+    assert answer.status_code == 201
+    body = answer.json()
+    assert body["code"].startswith("SPRING-") and len(body["code"]) == len("SPRING-") + 12
+    (event,) = await events(db, campaign_id, "discount_code.claimed")
+    assert event["code"] == body["code"]
+    assert event["brand_id"] == brand_id
+    assert event["claim_id"] == body["id"]
+    assert event["campaign_id"] == campaign_id
+    assert event["claimed_at"] == body["claimed_at"]
+
+
+_symbols = st.text(alphabet=CROCKFORD, min_size=8, max_size=36)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    code=_symbols,
+    length=st.one_of(st.none(), st.integers(min_value=8, max_value=40)),
+    prefix=st.sampled_from(["", "SPRING", "X1"]),
+)
+def test_the_database_shows_a_code_exactly_as_the_service_does(
+    pg_url: str, code: str, length: int | None, prefix: str
+) -> None:
+    """The claim function writes the claimed event, so it groups the code in SQL
+    (``dc_display``); that grouping must be the service's, for every length and prefix."""
+
+    async def in_sql() -> str:
+        con = await asyncpg.connect(pg_url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            return str(await con.fetchval("SELECT dc_display($1, $2, $3)", code, length, prefix))
+        finally:
+            await con.close()
+
+    assert run_sync(in_sql()) == display(code, length, prefix)
+
+
+def _principal(user: str) -> Principal:
+    return Principal(user_id=user, email=None, name=None, brand_ids=frozenset())
+
+
+def test_a_verified_token_is_remembered_until_its_expiry_and_no_longer() -> None:
+    cache = VerifiedTokens(size=10, ttl=300)
+    now = 1_000_000.0
+    cache.put("tok-a", _principal("a"), exp=now + 60, now=now)
+    assert cache.get("tok-a", now + 1) == _principal("a")
+    # A token one character off is another token.
+    assert cache.get("tok-b", now + 1) is None
+    # Past exp plus the verifier's leeway it is verified again (and refused).
+    assert cache.get("tok-a", now + 60 + 31) is None
+
+
+def test_the_token_cache_is_bounded_and_keeps_what_is_used() -> None:
+    cache = VerifiedTokens(size=3, ttl=300)
+    now = 0.0
+    for name in "abc":
+        cache.put(name, _principal(name), exp=1e9, now=now)
+    assert cache.get("a", now) is not None  # used: kept
+    cache.put("d", _principal("d"), exp=1e9, now=now)
+    assert cache.get("b", now) is None  # least recently used: gone
+    assert all(cache.get(n, now) is not None for n in "acd")
+    # Never longer than the ttl, whatever the token's exp says.
+    short = VerifiedTokens(size=3, ttl=5)
+    short.put("e", _principal("e"), exp=1e9, now=now)
+    assert short.get("e", now + 6) is None
+
+
+async def test_an_expired_token_is_refused_even_after_it_was_accepted(
+    client: httpx.AsyncClient, tokens: Tokens
+) -> None:
+    token = tokens.token(f"shopper-{uuid.uuid4().hex[:6]}", ttl=-31)
+    r = await client.get("/v1/me/claims", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 401
+    fresh = tokens.token(f"shopper-{uuid.uuid4().hex[:6]}", ttl=600)
+    for _ in range(2):  # the second call is served from the cache
+        r = await client.get("/v1/me/claims", headers={"Authorization": f"Bearer {fresh}"})
+        assert r.status_code == 200
+    tampered = fresh[:-2] + ("A" if fresh[-2] != "A" else "B") + fresh[-1]
+    r = await client.get("/v1/me/claims", headers={"Authorization": f"Bearer {tampered}"})
+    assert r.status_code == 401
+
+
+async def _hold_open(port: int, n: int) -> list[asyncio.StreamWriter]:
+    """``n`` requests that stay in flight: headers announce a body that never comes."""
+    writers = []
+    for _ in range(n):
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            f"POST /v1/campaigns/{uuid.uuid4()}/claims HTTP/1.1\r\n".encode()
+            + b"Host: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n{"
+        )
+        await writer.drain()
+        writers.append(writer)
+    return writers
+
+
+async def test_requests_beyond_the_limit_are_shed_at_once_and_health_still_answers(
+    live_server: ServerFactory, tokens: Tokens
+) -> None:
+    server = live_server("--no-worker", DISCOUNT_CODES_MAX_REQUESTS_IN_FLIGHT="2")
+    port = int(server.url.rsplit(":", 1)[1])
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as c:
+        held = await _hold_open(port, 2)
+        try:
+            # Poll until the server has taken both held requests in.
+            started = time.monotonic()
+            shed = None
+            for _ in range(200):
+                shed = await c.get("/v1/me/claims", headers=tokens.shopper())
+                if shed.status_code == 503:
+                    break
+                await asyncio.sleep(0.01)
+            assert shed is not None and shed.status_code == 503, shed.text if shed else None
+            assert time.monotonic() - started < 5
+            assert shed.headers["retry-after"] == "1"
+            assert shed.headers["content-type"].startswith("application/problem+json")
+            assert shed.json()["type"] == "/problems/service-unavailable"
+            assert (await c.get("/healthz")).status_code == 200
+            metrics = (await c.get("/metrics")).text
+            assert "http_requests_shed_total" in metrics
+        finally:
+            for w in held:
+                w.close()
+        # The held requests end (their clients went away): capacity comes back.
+        for _ in range(300):
+            r = await c.get("/v1/me/claims", headers=tokens.shopper())
+            if r.status_code == 200:
+                break
+            await asyncio.sleep(0.01)
+        assert r.status_code == 200, r.text
