@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format typecheck bench soak demo migrate clean
+.PHONY: run test lint format typecheck bench soak demo screenshots migrate clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ soak: $(STAMP)
 ## demo: end to end on SQLite: 100,000 codes, 1,000 shoppers, verified webhooks (DEMO_ARGS=--quick)
 demo: $(STAMP)
 	$(BIN)/python -m discount_codes.demo $(DEMO_ARGS)
+
+## screenshots: the README's console pictures (docs/img/), by Chromium over a seeded demo
+screenshots: $(STAMP)
+	$(BIN)/python -m tests.console.screenshots
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -14,11 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import load, raw
+from benchmarks import load, openloop, raw
 
 KINDS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "claims_closed": load.claims_closed,
     "claims_open": load.claims_open,
+    "claims_openloop": openloop.claims_openloop,
     "posts_open": load.posts_open,
     "posts_closed": load.posts_closed,
     "pg_copy": raw.pg_copy,

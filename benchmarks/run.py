@@ -130,7 +130,7 @@ Scenario = Callable[[Run, ScenarioResult], None]
 
 
 def scenarios() -> dict[str, tuple[str, Scenario]]:
-    from benchmarks.scenarios import claims, export, generation, webhooks
+    from benchmarks.scenarios import claims, claims_ref, export, generation, overload, webhooks
 
     return {
         "generation-pg": ("1. 1M-code generation through the API, PostgreSQL", generation.pg),
@@ -138,6 +138,14 @@ def scenarios() -> dict[str, tuple[str, Scenario]]:
         "export": ("2. CSV export of the generated codes, PostgreSQL", export.pg),
         "claims-pg": ("3. Claims through HTTP, PostgreSQL", claims.pg),
         "claims-sqlite": ("3b. Claims through HTTP, SQLite", claims.sqlite),
+        "claims-ref": (
+            "3c. Claims beside minimal reference apps (wrk, ES256, same run)",
+            claims_ref.scenario,
+        ),
+        "claims-open": (
+            "3d. Claims offered open loop at twice the capacity (shedding), PostgreSQL",
+            overload.scenario,
+        ),
         "webhook-latency": ("4. Claim-to-webhook latency, PostgreSQL", webhooks.latency),
         "deliveries": ("5. Webhook deliveries per second, PostgreSQL", webhooks.deliveries),
     }

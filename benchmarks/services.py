@@ -155,6 +155,7 @@ class Api:
     url: str
     proc: Proc
     processes: int
+    key: tuple[Any, ...] = ()
 
 
 def _wait_ready(url: str, proc: Proc, timeout: float = 60) -> None:
@@ -168,6 +169,54 @@ def _wait_ready(url: str, proc: Proc, timeout: float = 60) -> None:
         time.sleep(0.1)
     proc.stop(signal.SIGKILL)
     raise NotRun(f"{proc.name} not ready within {timeout:.0f} s: {proc.tail(600)}")
+
+
+def server_pids(proc: Proc, processes: int) -> list[int]:
+    """The processes that serve: the process itself, or its ``processes`` children when
+    uvicorn runs ``--workers N`` (the parent only supervises)."""
+    if processes <= 1:
+        return [proc.pid]
+    with suppress(psutil.Error):
+        return [c.pid for c in psutil.Process(proc.pid).children()]
+    return []
+
+
+def wait_every_process(url: str, proc: Proc, processes: int, timeout: float = 60) -> None:
+    """With ``--workers N`` the first answer comes from whichever worker finished start-up
+    first; a load that starts then meets a half-started server. Hold a few fresh
+    connections open at once until each worker process owns one of them (a worker accepts
+    only once its start-up is done)."""
+    if processes <= 1:
+        return
+    host, port = url.rsplit("//", 1)[1].split(":")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        socks = []
+        try:
+            for _ in range(4 * processes):
+                s = socket.create_connection((host, int(port)), timeout=5)
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n")
+                socks.append(s)
+            for s in socks:
+                s.recv(4096)  # answered: the worker accepted and served it
+            local = {s.getsockname()[1] for s in socks}
+            owners = set()
+            for pid in server_pids(proc, processes):
+                with suppress(psutil.Error):
+                    for c in psutil.Process(pid).net_connections("tcp"):
+                        if c.raddr and c.raddr.port in local:
+                            owners.add(pid)
+            if len(owners) >= processes:
+                return
+        except OSError:
+            pass
+        finally:
+            for s in socks:
+                s.close()
+        if not proc.alive():
+            raise NotRun(f"{proc.name} exited with {proc.process.returncode}: {proc.tail(600)}")
+        time.sleep(0.1)
+    raise NotRun(f"{proc.name}: not every one of its {processes} processes served in time")
 
 
 # --- stores ----------------------------------------------------------------------------------
@@ -278,19 +327,25 @@ class Stack:
 
     # -- the service --
 
-    def start_api(self, processes: int = 1) -> Api:
-        """``serve --dev --no-worker``; one API at a time (stops another one first)."""
-        if self.api is not None and self.api.processes == processes and self.api.proc.alive():
+    def start_api(self, processes: int = 1, *, dev: bool = True, **env: str) -> Api:
+        """``serve --no-worker`` (``--dev`` unless ``dev=False``: then ``env`` must name a
+        verification key, see ``benchmarks.es256``); one API at a time (stops another one
+        first). Returns once every API process serves, not only the first."""
+        key = (processes, dev, tuple(sorted(env.items())))
+        if self.api is not None and self.api.key == key and self.api.proc.alive():
             return self.api
         self.stop_api()
         port = free_port()
-        argv = cli("serve", "--dev", "--no-worker", "--port", str(port))
+        argv = cli("serve", "--no-worker", "--port", str(port))
+        if dev:
+            argv.append("--dev")
         if processes > 1:
             argv += ["--workers", str(processes)]
-        proc = self.spawn(f"{self.label}-api{processes}", argv)
+        proc = self.spawn(f"{self.label}-api{processes}{'' if dev else '-prod'}", argv, **env)
         url = f"http://127.0.0.1:{port}"
         _wait_ready(url, proc)
-        self.api = Api(url, proc, processes)
+        wait_every_process(url, proc, processes)
+        self.api = Api(url, proc, processes, key)
         return self.api
 
     def stop_api(self) -> None:

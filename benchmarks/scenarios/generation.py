@@ -1,9 +1,12 @@
 """Scenario 1: a brand asks for N codes through the API (``POST code-batches`` -> 202, poll
 ``GET /v1/code-batches/{id}`` until completed); the worker process makes them.
 
-Raw baseline: the same number of pre-made rows written straight into an identical table
-(asyncpg ``copy_records_to_table`` / sqlite3 ``executemany`` in one transaction), in a
-process of its own. Also the peak RSS of the worker while it generates.
+Raw baseline, in a process of its own, before and after ours: PostgreSQL, asyncpg
+``copy_records_to_table`` of the same number of pre-made rows into a table with the
+service's columns, its primary key and the two indexes a claim needs (``unique (brand_id,
+code)``, available codes ``(campaign_id, id) WHERE claimed_at IS NULL``; no foreign key, no
+other index: issue 12's definition); SQLite, sqlite3 ``executemany`` in one transaction
+into a copy of the service's table. Also the peak RSS of the worker while it generates.
 """
 
 from __future__ import annotations
@@ -20,12 +23,20 @@ if TYPE_CHECKING:
 
 MB = 2**20
 RSS_LIMIT_MB = 250
+TARGET_RATIO = 1.5  # issue 12 (was 2.0)
 
 
 def pg(run: Run, res: ScenarioResult) -> None:
     n = run.cfg.generate_pg
     stack = run.stack("postgresql", "codes-pg")
-    _generate(run, res, stack, n, raw_kind="pg_copy", raw_name="asyncpg copy_records_to_table")
+    _generate(
+        run,
+        res,
+        stack,
+        n,
+        raw_kind="pg_copy",
+        raw_name="asyncpg COPY into a table with the claim's two indexes",
+    )
     run.shared["pg_codes"] = res.details["campaign"]
 
 
@@ -77,7 +88,7 @@ def _generate(
             "s",
             raw_s,
             raw_name,
-            Target("ratio", "<=", 2.0),
+            Target("ratio", "<=", TARGET_RATIO if stack.backend == "postgresql" else 2.0),
         )
     )
     res.add(Figure(f"{label}: rate", n / took, "codes/s", n / raw_s, raw_name))

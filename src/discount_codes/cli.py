@@ -92,6 +92,7 @@ def serve(
         access_log=False,
         log_config=None,
         timeout_graceful_shutdown=20,
+        timeout_keep_alive=settings.http_keep_alive_s,
     )
 
 

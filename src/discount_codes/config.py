@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     inline_batch_limit: int = Field(default=10_000, ge=0, le=1_000_000)
     max_batch_count: int = Field(default=1_000_000, ge=1, le=1_000_000)
     webhook_allow_private_urls: bool = False
+    #: Receivers on this machine (http too), private and metadata addresses still refused;
+    #: unset, it follows ``dev`` so ``make run`` can call a local test receiver.
+    webhook_allow_loopback_urls: bool | None = None
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
@@ -54,7 +57,12 @@ class Settings(BaseSettings):
     #: Requests handled at once by one API process; beyond it a request is answered
     #: ``503 service-unavailable`` with ``Retry-After`` at once instead of queueing, so the
     #: ones accepted keep a bounded latency when the offer exceeds capacity. 0: no limit.
-    max_requests_in_flight: int = Field(default=256, ge=0, le=100_000)
+    #: Seconds uvicorn keeps an idle connection open. Longer than any client's or proxy's
+    #: reuse window (httpx 5 s, nginx upstream and common load balancers 60 s), so the
+    #: client closes an idle connection first: when the server closed it just as a client
+    #: reused it, that request was reset with nothing logged.
+    http_keep_alive_s: int = Field(default=75, ge=1, le=3600)
+    max_requests_in_flight: int = Field(default=128, ge=0, le=100_000)
     #: Verified tokens remembered (by their SHA-256) until their ``exp``, at most
     #: ``token_cache_ttl_s``: a repeat call skips the signature check. 0 turns it off.
     token_cache_size: int = Field(default=10_000, ge=0, le=1_000_000)
@@ -163,6 +171,12 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def webhook_loopback_allowed(self) -> bool:
+        if self.webhook_allow_loopback_urls is None:
+            return self.dev
+        return self.webhook_allow_loopback_urls
 
     @property
     def dev_key_path(self) -> Path:

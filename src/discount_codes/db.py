@@ -56,6 +56,10 @@ class Database:
             # fairly on the pool instead of in SQLite's busy handler, which sleeps up to
             # 100 ms between retries (it starved the dispatcher and cut claims to ~140/s).
             kwargs.update(pool_size=1, max_overflow=0, pool_timeout=SQLITE_BUSY_TIMEOUT_S)
+            # No rollback on return to the pool: a Connection ends its own transaction when
+            # it closes, and the claim's raw transaction always ends in COMMIT or ROLLBACK;
+            # the reset was one more hop to the database thread per claim.
+            kwargs["pool_reset_on_return"] = None
         else:
             kwargs.update(
                 pool_size=settings.db_pool_size,

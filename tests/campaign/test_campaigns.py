@@ -1,5 +1,5 @@
 """Campaigns through the API: brand staff create, list, read and change them; shoppers
-read an active one without its counts."""
+read an active one without its counts, and a closed one's name and state."""
 
 from __future__ import annotations
 
@@ -137,22 +137,73 @@ async def test_list_newest_first_with_cursor_pages(
     assert bad.status_code == 422
 
 
+COUNTS = ("codes_total", "codes_available", "codes_claimed", "low_stock_threshold")
+
+
 async def test_shopper_reads_an_active_campaign_without_counts(
     client: httpx.AsyncClient, tokens: Tokens, brand_id: str
 ) -> None:
-    campaign_id = (await create(client, tokens, brand_id, low_stock_threshold=5)).json()["id"]
+    campaign_id = (
+        await create(client, tokens, brand_id, low_stock_threshold=5, terms="One each")
+    ).json()["id"]
     r = await client.get(f"/v1/campaigns/{campaign_id}", headers=tokens.shopper())
     assert r.status_code == 200
     body = r.json()
     assert body["name"] == "Spring sale" and body["status"] == "active"
-    for hidden in ("codes_total", "codes_available", "codes_claimed", "low_stock_threshold"):
+    assert body["terms"] == "One each"
+    for hidden in COUNTS:
         assert hidden not in body
 
-    await client.patch(
-        f"/v1/campaigns/{campaign_id}", json={"status": "paused"}, headers=tokens.brand(brand_id)
+
+@pytest.mark.parametrize("state", ["paused", "ended"])
+async def test_shopper_reads_a_closed_campaigns_name_and_state_only(
+    client: httpx.AsyncClient, tokens: Tokens, brand_id: str, state: str
+) -> None:
+    campaign_id = (
+        await create(client, tokens, brand_id, description="Secret launch", terms="T&C")
+    ).json()["id"]
+    r = await client.patch(
+        f"/v1/campaigns/{campaign_id}", json={"status": state}, headers=tokens.brand(brand_id)
     )
+    assert r.status_code == 200, r.text
     r = await client.get(f"/v1/campaigns/{campaign_id}", headers=tokens.shopper())
-    assert r.status_code == 404
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["name"], body["status"], body["brand_id"]) == ("Spring sale", state, brand_id)
+    assert body["description"] is None and body["terms"] is None
+    for hidden in COUNTS:
+        assert hidden not in body
+
+
+async def test_an_end_date_in_the_past_is_refused_at_creation(
+    client: httpx.AsyncClient, tokens: Tokens, brand_id: str
+) -> None:
+    past = iso(datetime.now(UTC) - timedelta(minutes=5))
+    r = await create(client, tokens, brand_id, ends_at=past)
+    assert r.status_code == 422, r.text
+    problem = r.json()
+    assert problem["type"] == "/problems/validation-failed"
+    assert "in the past" in problem["detail"]
+    assert problem["errors"][0]["loc"] == ["body", "ends_at"]
+    listed = await client.get(f"/v1/brands/{brand_id}/campaigns", headers=tokens.brand(brand_id))
+    assert listed.json()["items"] == []
+
+
+async def test_the_low_stock_threshold_can_be_changed_and_cleared(
+    client: httpx.AsyncClient, tokens: Tokens, brand_id: str
+) -> None:
+    headers = tokens.brand(brand_id)
+    campaign_id = (await create(client, tokens, brand_id, low_stock_threshold=5)).json()["id"]
+    url = f"/v1/campaigns/{campaign_id}"
+    r = await client.patch(url, json={"low_stock_threshold": 50}, headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["low_stock_threshold"] == 50
+    r = await client.patch(url, json={"low_stock_threshold": None}, headers=headers)
+    assert r.json()["low_stock_threshold"] is None
+    for bad in (-1, 1_000_000_001, "5", 2.5):
+        r = await client.patch(url, json={"low_stock_threshold": bad}, headers=headers)
+        assert r.status_code == 422, bad
+    assert (await client.get(url, headers=headers)).json()["low_stock_threshold"] is None
 
 
 @pytest.mark.parametrize("campaign_id", [MISSING_ID, "not-a-uuid", "1' OR '1'='1"])
@@ -213,7 +264,7 @@ async def test_ends_at_in_the_past_reads_as_ended(
     assert r.status_code == 200
     assert r.json()["status"] == "ended"
     assert (await client.get(url, headers=headers)).json()["status"] == "ended"
-    assert (await client.get(url, headers=tokens.shopper())).status_code == 404
+    assert (await client.get(url, headers=tokens.shopper())).json()["status"] == "ended"
     r = await client.patch(url, json={"status": "active"}, headers=headers)
     assert r.status_code == 410
     listed = await client.get(f"/v1/brands/{brand_id}/campaigns", headers=headers)

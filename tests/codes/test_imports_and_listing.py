@@ -41,6 +41,7 @@ async def test_import_reports_imported_duplicates_and_rejected_lines(
     assert r.json() == {
         "imported": 2,
         "duplicates": 0,
+        "duplicate_codes": [],
         "rejected": [{"line": 4, "reason": "a code has 4 to 64 characters"}],
     }
     body = (
@@ -55,6 +56,7 @@ async def test_import_reports_imported_duplicates_and_rejected_lines(
     assert r.status_code == 201, r.text
     result = r.json()
     assert (result["imported"], result["duplicates"]) == (2, 2)
+    assert sorted(result["duplicate_codes"]) == ["SUMMER-2024-0001", "new-code-1"]
     assert [x["line"] for x in result["rejected"]] == [5]
     assert sorted(await stored_codes(db, campaign_id=second)) == ["NEWC0DE1", "NEWC0DE2"]
     assert await codes_total(db, first) == 2
@@ -69,6 +71,51 @@ async def test_import_reports_imported_duplicates_and_rejected_lines(
     listed = await client.get(f"/v1/campaigns/{second}/codes", headers=tokens.brand(brand_id))
     assert [c["code"] for c in listed.json()["items"]] == ["NEWC0DE1", "NEWC0DE2"]
     assert all(c["batch_id"] is None for c in listed.json()["items"])
+
+
+async def test_import_reads_the_code_column_by_its_header_and_takes_quoted_codes(
+    client: httpx.AsyncClient, tokens: Tokens, brand_id: str, db: Database
+) -> None:
+    source = await new_campaign(client, tokens, brand_id)
+    made = await client.post(
+        f"/v1/campaigns/{source}/code-batches", json={"count": 3}, headers=tokens.brand(brand_id)
+    )
+    assert made.status_code == 201, made.text
+    export = await client.get(f"/v1/campaigns/{source}/codes.csv", headers=tokens.brand(brand_id))
+    exported = [row.split(",")[0] for row in export.text.splitlines()[1:]]
+
+    # The console's own export, sent back: every code named as one the brand already has.
+    r = await post_import(client, tokens, brand_id, source, export.content, "text/csv")
+    assert r.status_code == 201, r.text
+    assert r.json() == {
+        "imported": 0,
+        "duplicates": 3,
+        "duplicate_codes": exported,
+        "rejected": [],
+    }
+
+    # A shop's export: the code is the second column, quoted; a row without one is named.
+    target = await new_campaign(client, tokens, brand_id)
+    body = b'discount,Code\r\n"10%","SHOP-0001"\r\n20%,SHOP-0002\r\n30%\r\n'
+    r = await post_import(client, tokens, brand_id, target, body, "text/csv")
+    assert r.status_code == 201, r.text
+    assert r.json() == {
+        "imported": 2,
+        "duplicates": 0,
+        "duplicate_codes": [],
+        "rejected": [{"line": 4, "reason": "no value in the code column"}],
+    }
+
+    # Quoted codes, one a line, as plain text.
+    r = await post_import(client, tokens, brand_id, target, b"\"SHOP-0003\"\n'SHOP-0004'\n")
+    assert r.status_code == 201, r.text
+    assert r.json()["imported"] == 2
+    assert sorted(await stored_codes(db, campaign_id=target)) == [
+        "SH0P0001",
+        "SH0P0002",
+        "SH0P0003",
+        "SH0P0004",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -137,7 +184,12 @@ async def test_large_import_streams_in_chunks(
         headers={**tokens.brand(brand_id), "Content-Type": "text/plain"},
     )
     assert r.status_code == 201, r.text
-    assert r.json() == {"imported": 25_000, "duplicates": 10, "rejected": []}
+    assert r.json() == {
+        "imported": 25_000,
+        "duplicates": 10,
+        "duplicate_codes": lines[:10],
+        "rejected": [],
+    }
     assert await codes_total(db, campaign_id) == 25_000
 
 

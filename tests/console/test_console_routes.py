@@ -67,7 +67,12 @@ async def test_pages_forbid_outside_scripts(local: httpx.AsyncClient) -> None:
 async def test_a_minted_dev_token_administers_the_brand(
     local: httpx.AsyncClient, brand_id: str
 ) -> None:
-    assert (await local.get("/console/config")).json() == {"dev": True}
+    assert (await local.get("/console/config")).json() == {
+        "dev": True,
+        "webhook_loopback_urls": True,
+        "webhook_private_urls": True,  # the tests' setting
+        "max_batch_count": 1_000_000,
+    }
     r = await local.post("/console/dev-token", json={"sub": "staff-1", "brands": [brand_id]})
     assert r.status_code == 200, r.text
     token = r.json()["token"]
@@ -121,7 +126,8 @@ async def test_outside_dev_mode_there_is_no_token_minter(tmp_path: Path, sqlite_
     app = create_app(settings)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as c:
-        assert (await c.get("/console/config")).json() == {"dev": False}
+        config = (await c.get("/console/config")).json()
+        assert config["dev"] is False and config["webhook_loopback_urls"] is False
         r = await c.post("/console/dev-token", json={"sub": "x", "brands": ["b"]})
         assert r.status_code in (404, 405)
         assert (await c.get("/console/")).status_code == 200

@@ -43,7 +43,7 @@ PROBLEM = "application/problem+json"
 
 #: Routes any logged-in user may call on another brand's resources, and why.
 SHOPPER_ROUTES = {
-    ("GET", "/v1/campaigns/{campaign_id}"): "anyone may read an active campaign (no counts)",
+    ("GET", "/v1/campaigns/{campaign_id}"): "anyone may read a campaign's public face (no counts)",
     ("POST", "/v1/campaigns/{campaign_id}/claims"): "any logged-in user may claim a code",
 }
 #: What a reader who is not the brand's staff must not see of a campaign.

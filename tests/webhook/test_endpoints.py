@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -14,6 +15,7 @@ from discount_codes.db import Database
 from discount_codes.models import WebhookEndpoint
 from discount_codes.outbox.service import record_event
 from discount_codes.webhook.dispatcher import Dispatcher, new_client
+from discount_codes.webhook.urls import target
 
 from ..conftest import Tokens, asgi_client, make_settings, running_app
 from .receiver import Receiver
@@ -66,7 +68,12 @@ async def test_endpoint_lifecycle(client: httpx.AsyncClient, tokens: Tokens, bra
 @pytest.fixture(scope="module")
 async def strict_app(sqlite_url: str, data_dir: Path) -> AsyncIterator[FastAPI]:
     async with running_app(
-        make_settings(sqlite_url, data_dir, webhook_allow_private_urls=False)
+        make_settings(
+            sqlite_url,
+            data_dir,
+            webhook_allow_private_urls=False,
+            webhook_allow_loopback_urls=False,
+        )
     ) as app:
         yield app
 
@@ -113,6 +120,46 @@ async def test_private_urls_are_refused(strict_app: FastAPI, tokens: Tokens, bra
         assert r.status_code == 422 and r.json()["type"] == "/problems/webhook-url-refused"
         r = await c.delete(f"/v1/webhook-endpoints/{public_id}", headers=tokens.brand(brand_id))
         assert r.status_code == 204
+
+
+@pytest.fixture(scope="module")
+async def dev_app(sqlite_url: str, data_dir: Path) -> AsyncIterator[FastAPI]:
+    """``make run``: dev mode, private addresses refused (the loopback setting unset)."""
+    async with running_app(
+        make_settings(sqlite_url, data_dir, webhook_allow_private_urls=False)
+    ) as app:
+        yield app
+
+
+async def test_dev_mode_takes_a_receiver_on_this_machine_and_nothing_else_private(
+    dev_app: FastAPI, tokens: Tokens, brand_id: str
+) -> None:
+    async with asgi_client(dev_app) as c:
+        for url in ("http://127.0.0.1:8765/hook", "http://localhost:8765/hook", "https://[::1]/h"):
+            r = await c.post(
+                f"/v1/brands/{brand_id}/webhook-endpoints",
+                json={"url": url},
+                headers=tokens.brand(brand_id),
+            )
+            assert r.status_code == 201, (url, r.text)
+            endpoint = f"/v1/webhook-endpoints/{r.json()['id']}"
+            await c.delete(endpoint, headers=tokens.brand(brand_id))
+        for url in (
+            "http://10.0.0.1/hook",
+            "https://192.168.1.10:8443/hook",
+            "https://169.254.169.254/latest/meta-data",
+            "http://93.184.215.14/hook",
+        ):
+            r = await c.post(
+                f"/v1/brands/{brand_id}/webhook-endpoints",
+                json={"url": url},
+                headers=tokens.brand(brand_id),
+            )
+            assert r.status_code == 422, (url, r.text)
+            assert "this machine" in r.json()["detail"], r.json()
+    pinned = await target("http://localhost:8765/hook", allow_private=False, allow_loopback=True)
+    assert urlsplit(pinned.url).hostname in {"127.0.0.1", "::1"}
+    assert pinned.host_header == "localhost:8765" and pinned.sni_hostname is None
 
 
 async def test_private_address_is_refused_again_when_connecting(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, Path, Query, Response, status
 
 from discount_codes.auth import CurrentPrincipal
-from discount_codes.campaign import service
+from discount_codes.campaign import activity, service
 from discount_codes.campaign.schemas import (
+    ActivityOut,
     CampaignCreate,
     CampaignOut,
     CampaignPublic,
@@ -25,6 +26,7 @@ from discount_codes.pagination import (
     split_page,
 )
 from discount_codes.problems import problem_responses
+from discount_codes.timebuckets import Bucket
 
 router = APIRouter(tags=["campaigns"])
 BrandId = Annotated[
@@ -42,14 +44,16 @@ def to_out(campaign: Campaign, counts: service.Counts) -> CampaignOut:
     )
 
 
-def _public(campaign: Campaign) -> CampaignPublic:
+def _public(campaign: Campaign, *, staff: bool = True) -> CampaignPublic:
+    status = service.effective_status(campaign)
+    full = staff or status == "active"  # a shopper gets a closed campaign's name and state
     return CampaignPublic(
         id=campaign.id,
         brand_id=campaign.brand_id,
         name=campaign.name,
-        description=campaign.description,
-        terms=campaign.terms,
-        status=service.effective_status(campaign),
+        description=campaign.description if full else None,
+        terms=campaign.terms if full else None,
+        status=status,
         starts_at=campaign.starts_at,
         ends_at=campaign.ends_at,
         created_at=campaign.created_at,
@@ -100,8 +104,9 @@ async def list_campaigns(
 @router.get(
     "/campaigns/{campaign_id}",
     summary="Read a campaign",
-    description="Brand staff see everything including the counts; shoppers may read an "
-    "active campaign, without its counts.",
+    description="Brand staff see everything including the counts. Anyone else sees an "
+    "active campaign without its counts, and of a paused or ended one only its name, state "
+    "and dates (`description` and `terms` null), so a shopper can be told at once.",
     responses=problem_responses(401, 404),
 )
 async def get_campaign(
@@ -109,7 +114,7 @@ async def get_campaign(
 ) -> CampaignOut | CampaignPublic:
     campaign, is_staff = await service.get_visible(session, principal, campaign_id)
     if not is_staff:
-        return _public(campaign)
+        return _public(campaign, staff=False)
     counts = await service.counts(session, [campaign])
     return to_out(campaign, counts[campaign.id])
 
@@ -117,8 +122,8 @@ async def get_campaign(
 @router.patch(
     "/campaigns/{campaign_id}",
     summary="Update a campaign",
-    description="Change texts, `ends_at` or `status` (`active` <-> `paused`, either -> `ended`, "
-    "which is final).",
+    description="Change texts, `ends_at`, `low_stock_threshold` or `status` (`active` <-> "
+    "`paused`, either -> `ended`, which is final).",
     responses=problem_responses(401, 403, 404, 409, 410, 422),
 )
 async def update_campaign(
@@ -127,3 +132,19 @@ async def update_campaign(
     campaign = await service.update_campaign(session, principal, campaign_id, body)
     counts = await service.counts(session, [campaign])
     return to_out(campaign, counts[campaign.id])
+
+
+@router.get(
+    "/campaigns/{campaign_id}/activity",
+    summary="Claims over time",
+    description="Codes handed out per hour or per day (UTC), oldest first, counted by the "
+    "database: what the console's chart draws. Brand staff only.",
+    responses=problem_responses(401, 403, 404, 422),
+)
+async def get_activity(
+    campaign_id: str,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    bucket: Annotated[Bucket, Query(description="`hour` or `day`.")] = "hour",
+) -> ActivityOut:
+    return await activity.claims_over_time(session, principal, campaign_id, bucket)

@@ -53,13 +53,17 @@ class CampaignUpdate(BaseModel):
     description: str | None = Field(default=None, max_length=5000)
     terms: str | None = Field(default=None, max_length=20000)
     ends_at: Timestamp | None = None
+    low_stock_threshold: StrictInt | None = Field(
+        default=None, ge=0, le=1_000_000_000, description="null: no low-stock alert."
+    )
     status: CampaignStatus | None = Field(
         default=None, description="`active` <-> `paused`; either -> `ended` (final)."
     )
 
 
 class CampaignPublic(BaseModel):
-    """What a shopper sees of an active campaign."""
+    """What a shopper sees of a campaign: all of an active one; of a paused or ended one,
+    its name and state (``description`` and ``terms`` are null)."""
 
     id: str
     brand_id: str
@@ -79,3 +83,29 @@ class CampaignOut(CampaignPublic):
     codes_available: int
     codes_claimed: int
     low_stock_threshold: int | None
+
+
+class ActivityBucket(BaseModel):
+    start: datetime = Field(description="Start of the hour or day (UTC).")
+    claimed: int = Field(description="Codes handed out in it.")
+
+
+class ActivityOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "bucket": "hour",
+                    "items": [
+                        {"start": "2026-11-26T10:00:00Z", "claimed": 412},
+                        {"start": "2026-11-26T11:00:00Z", "claimed": 97},
+                    ],
+                }
+            ]
+        }
+    )
+
+    bucket: Literal["hour", "day"]
+    items: list[ActivityBucket] = Field(
+        description="Oldest first; a bucket without a claim is left out."
+    )

@@ -12,7 +12,13 @@ from discount_codes.campaign import repository
 from discount_codes.campaign.schemas import CampaignCreate, CampaignUpdate
 from discount_codes.ids import is_id, new_id
 from discount_codes.models import Campaign, utcnow
-from discount_codes.problems import CampaignEnded, CampaignNotActive, Conflict, NotFound
+from discount_codes.problems import (
+    CampaignEnded,
+    CampaignNotActive,
+    Conflict,
+    NotFound,
+    ValidationFailed,
+)
 
 ALLOWED_TRANSITIONS = {
     ("active", "paused"),
@@ -75,13 +81,11 @@ async def get_for_staff(
 async def get_visible(
     session: AsyncSession, principal: Principal, campaign_id: str
 ) -> tuple[Campaign, bool]:
-    """The campaign and whether the caller is its staff. Shoppers see active campaigns only."""
+    """The campaign and whether the caller is its staff. Anyone signed in may read any
+    campaign's public face, so a shopper sent to a paused or ended one is told so at once;
+    the counts stay with the brand's staff."""
     campaign = await get_campaign(session, campaign_id)
-    if principal.administers(campaign.brand_id):
-        return campaign, True
-    if effective_status(campaign) != "active":
-        raise NotFound("No campaign with this id.")
-    return campaign, False
+    return campaign, principal.administers(campaign.brand_id)
 
 
 async def counts(session: AsyncSession, campaigns: list[Campaign]) -> dict[str, Counts]:
@@ -94,6 +98,10 @@ async def create_campaign(
 ) -> Campaign:
     require_brand(principal, brand_id)
     now = utcnow()
+    if data.ends_at is not None and data.ends_at <= now:
+        # A campaign born ended is never what a brand meant: it is a typo in the date.
+        message = "The end date is in the past: a campaign must end after it is created."
+        raise ValidationFailed(message, errors=[{"loc": ["body", "ends_at"], "msg": message}])
     campaign = Campaign(
         id=new_id(),
         brand_id=brand_id,
@@ -140,6 +148,9 @@ async def update_campaign(
         campaign.description = data.description
     if "terms" in fields:
         campaign.terms = data.terms
+    if "low_stock_threshold" in fields and data.low_stock_threshold != campaign.low_stock_threshold:
+        campaign.low_stock_threshold = data.low_stock_threshold
+        campaign.low_stock_notified = False  # the new threshold gets its own alert
     if "ends_at" in fields:
         if data.ends_at is not None and campaign.starts_at and data.ends_at <= campaign.starts_at:
             raise Conflict("ends_at must be after starts_at.")

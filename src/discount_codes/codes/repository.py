@@ -82,6 +82,18 @@ async def insert_codes_ignoring(conn: AsyncConnection, target: Target, codes: Se
     return int(result.rowcount)
 
 
+async def existing_codes(conn: AsyncConnection, brand_id: str, codes: Sequence[str]) -> list[str]:
+    """Which of these (normalised) codes the brand already has, in any of its campaigns."""
+    found: list[str] = []
+    for i in range(0, len(codes), 5000):  # within SQLite's bound-parameter limit
+        chunk = codes[i : i + 5000]
+        rows = await conn.execute(
+            select(Code.code).where(Code.brand_id == brand_id, Code.code.in_(chunk))
+        )
+        found += [str(r[0]) for r in rows]
+    return found
+
+
 async def count_codes_like(
     conn: AsyncConnection, brand_id: str, prefix: str, total_length: int
 ) -> int:

@@ -92,6 +92,7 @@ class ImportResult(BaseModel):
                 {
                     "imported": 9998,
                     "duplicates": 1,
+                    "duplicate_codes": ["SPRING-0042"],
                     "rejected": [{"line": 17, "reason": "a code has 4 to 64 characters"}],
                 }
             ]
@@ -101,6 +102,10 @@ class ImportResult(BaseModel):
     imported: int = Field(description="New codes added to the campaign.")
     duplicates: int = Field(
         description="Valid lines whose code the brand already had (or that repeat a line)."
+    )
+    duplicate_codes: list[str] = Field(
+        description="Those codes as the body wrote them (the first 100), so the brand can "
+        "see which ones it already had."
     )
     rejected: list[RejectedLine] = Field(
         description="Lines that are not a valid code (the first 1000)."

@@ -45,6 +45,7 @@ IDEMPOTENCY_TTL = timedelta(hours=24)
 SPARSENESS = 1_000_000
 IMPORT_FLUSH = 10_000
 MAX_REJECTED_REPORTED = 1000
+MAX_DUPLICATES_REPORTED = 100
 EXPORT_PAGE = 5000
 _UNIQUE_VIOLATION = "23505"
 
@@ -485,15 +486,59 @@ async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
         yield pending
 
 
-def _csv_field(line: str, number: int) -> str:
+def _csv_fields(line: str, number: int) -> list[str]:
     try:
-        rows = list(csv.reader([line], strict=True))
+        rows = list(csv.reader([line], strict=True, skipinitialspace=True))
     except csv.Error as exc:
         raise _bad_body(f"Line {number} is not valid CSV ({exc}).", number) from None
-    fields = rows[0] if rows else []
-    if len(fields) > 1:
-        raise _bad_body(f"Line {number} has {len(fields)} columns; send one code per line.", number)
-    return fields[0] if fields else ""
+    return [f.strip() for f in rows[0]] if rows else []
+
+
+def _unquote(value: str) -> str:
+    """A code pasted or saved with quotes around it ("ABCD-1234" or 'ABCD-1234')."""
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        return value[1:-1].strip()
+    return value
+
+
+class _ImportColumns:
+    """Which field of each line holds the code. A CSV file whose first row names a ``code``
+    column (the console's own ``codes.csv``, a shop's ``code,discount`` export) is read by
+    that column; otherwise each line is one code."""
+
+    def __init__(self, media: str) -> None:
+        self.csv = media == "text/csv"
+        self.index: int | None = None  # the code column, once a header named it
+        self.started = False
+
+    def value(self, line: str, number: int) -> tuple[str | None, str | None]:
+        """(the code text, None), (None, why the line is rejected), or (None, None) to skip."""
+        if not self.csv:
+            return _unquote(line), None
+        fields = _csv_fields(line, number)
+        if not any(fields):
+            return None, None
+        if not self.started:
+            self.started = True
+            names = [f.lower() for f in fields]
+            if "code" in names:
+                self.index = names.index("code")
+                return None, None  # the header row
+            if len(fields) > 1:
+                raise _bad_body(
+                    f"Line {number} has {len(fields)} columns and no header row names the "
+                    "code column: add a first line such as code,discount, or send one code "
+                    "per line.",
+                    number,
+                )
+        if self.index is None:
+            if len(fields) > 1:
+                return None, f"{len(fields)} columns where one code was expected"
+            return fields[0], None
+        if self.index >= len(fields) or not fields[self.index]:
+            return None, "no value in the code column"
+        return fields[self.index], None
 
 
 async def import_codes(
@@ -513,40 +558,56 @@ async def import_codes(
         raise CampaignEnded("This campaign has ended; it takes no more codes.")
     conn = await session.connection()
     target = repo.Target(campaign.brand_id, campaign.id, None)
+    columns = _ImportColumns(media)
     imported = valid = 0
     rejected: list[RejectedLine] = []
     rejected_count = 0
-    buffer: list[str] = []
+    duplicate_codes: list[str] = []
+    buffer: dict[str, str] = {}  # normalised code -> as the brand wrote it
+
+    async def flush() -> int:
+        # Name the duplicates (the first few): which codes the brand already has.
+        if len(duplicate_codes) < MAX_DUPLICATES_REPORTED:
+            known = set(await repo.existing_codes(conn, campaign.brand_id, list(buffer)))
+            in_order = [written for code, written in buffer.items() if code in known]
+            duplicate_codes.extend(in_order[: MAX_DUPLICATES_REPORTED - len(duplicate_codes)])
+        added = await repo.insert_codes_ignoring(conn, target, list(buffer))
+        buffer.clear()
+        return added
+
     number = 0
-    seen_content = False
     async for raw in _lines(chunks):
         number += 1
         line = raw.rstrip("\r")
         if any(ch < " " and ch != "\t" for ch in line):
             raise _bad_body(f"Line {number} holds control characters (binary data?).", number)
-        if media == "text/csv":
-            line = _csv_field(line, number)
-        if not line.strip():
-            continue
-        if not seen_content and media == "text/csv" and line.strip().lower() == "code":
-            seen_content = True
-            continue  # header row
-        seen_content = True
-        code, reason = check_importable(line)
+        text, why = columns.value(line, number)
+        if why is None and not (text or "").strip():
+            continue  # a blank line or the header row
+        code, reason = check_importable(text) if text is not None else (None, why)
         if code is None:
             rejected_count += 1
             if len(rejected) < MAX_REJECTED_REPORTED:
                 rejected.append(RejectedLine(line=number, reason=reason or "invalid"))
             continue
         valid += 1
-        buffer.append(code)
+        written = (text or code).strip()
+        if code in buffer:  # repeats a line of this chunk
+            if len(duplicate_codes) < MAX_DUPLICATES_REPORTED:
+                duplicate_codes.append(written)
+            continue
+        buffer[code] = written
         if len(buffer) >= IMPORT_FLUSH:
-            imported += await repo.insert_codes_ignoring(conn, target, buffer)
-            buffer = []
+            imported += await flush()
     if buffer:
-        imported += await repo.insert_codes_ignoring(conn, target, buffer)
+        imported += await flush()
     if valid == 0 and rejected_count == 0:
         raise _bad_body("The import is empty: send one code per line.")
     if imported:
         await repo.add_to_campaign(conn, campaign.id, imported)
-    return ImportResult(imported=imported, duplicates=valid - imported, rejected=rejected)
+    return ImportResult(
+        imported=imported,
+        duplicates=valid - imported,
+        duplicate_codes=duplicate_codes,
+        rejected=rejected,
+    )

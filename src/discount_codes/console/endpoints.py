@@ -39,6 +39,9 @@ _LOOPBACK_HOST = re.compile(r"^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|localhost|\[::1\]
 
 class ConsoleConfig(BaseModel):
     dev: bool = Field(description="Whether the console may mint dev tokens.")
+    webhook_loopback_urls: bool = Field(description="Receivers on this machine are accepted.")
+    webhook_private_urls: bool = Field(description="Private addresses are accepted.")
+    max_batch_count: int = Field(description="The most codes one batch may ask for.")
 
 
 class DevTokenRequest(BaseModel):
@@ -80,7 +83,12 @@ def _router(settings: Settings) -> APIRouter:
 
     @router.get("/config")
     async def console_config() -> ConsoleConfig:
-        return ConsoleConfig(dev=settings.dev)
+        return ConsoleConfig(
+            dev=settings.dev,
+            webhook_loopback_urls=settings.webhook_loopback_allowed,
+            webhook_private_urls=settings.webhook_allow_private_urls,
+            max_batch_count=settings.max_batch_count,
+        )
 
     if settings.dev:
 

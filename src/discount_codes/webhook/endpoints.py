@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
 from discount_codes.auth import CurrentPrincipal
 from discount_codes.config import Settings
@@ -20,9 +20,11 @@ from discount_codes.pagination import (
     split_page,
 )
 from discount_codes.problems import problem_responses
-from discount_codes.webhook import service
+from discount_codes.timebuckets import Bucket
+from discount_codes.webhook import service, stats
 from discount_codes.webhook.schemas import (
     AttemptOut,
+    DeliveryStats,
     EndpointCreate,
     EndpointOut,
     EndpointUpdate,
@@ -153,9 +155,12 @@ async def rotate_secret(
     return _with_secret(await service.rotate_secret(session, principal, endpoint_id))
 
 
-def _attempt(a: DeliveryAttempt) -> AttemptOut:
+def _attempt(a: DeliveryAttempt, events: dict[str, tuple[str, str | None]]) -> AttemptOut:
+    event_type, code = events.get(a.event_id, (None, None))
     return AttemptOut(
         event_id=a.event_id,
+        event_type=event_type,
+        code=code,
         attempt=a.attempt,
         status_code=a.status_code,
         error=a.error,
@@ -183,7 +188,24 @@ async def list_deliveries(
         session, principal, endpoint_id, cursor=decode_int_cursor(cursor), limit=limit + 1
     )
     rows, next_cursor = split_page(rows, limit, lambda r: encode_cursor(r.id))
-    return Page[AttemptOut](items=[_attempt(a) for a in rows], next_cursor=next_cursor)
+    events = await service.describe_events(session, rows)
+    return Page[AttemptOut](items=[_attempt(a, events) for a in rows], next_cursor=next_cursor)
+
+
+@router.get(
+    "/webhook-endpoints/{endpoint_id}/delivery-stats",
+    summary="Delivery success rate and latency over time",
+    description="Attempts, successes (2xx) and average and longest duration per hour or day "
+    "(UTC), oldest first, counted by the database: what the console's chart draws.",
+    responses=problem_responses(401, 403, 404, 422),
+)
+async def get_delivery_stats(
+    endpoint_id: EndpointId,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    bucket: Annotated[Bucket, Query(description="`hour` or `day`.")] = "hour",
+) -> DeliveryStats:
+    return await stats.delivery_stats(session, principal, endpoint_id, bucket)
 
 
 @router.post(

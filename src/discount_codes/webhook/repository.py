@@ -51,6 +51,23 @@ async def list_attempts(
     return list((await session.execute(stmt)).scalars())
 
 
+async def event_summaries(
+    session: AsyncSession, event_ids: Sequence[str]
+) -> dict[str, tuple[str, str | None]]:
+    """Each event's type and, when it names one, its discount code (for the deliveries list;
+    a pruned event is simply absent)."""
+    if not event_ids:
+        return {}
+    rows = await session.execute(
+        select(Event.id, Event.type, Event.data).where(Event.id.in_(set(event_ids)))
+    )
+    out: dict[str, tuple[str, str | None]] = {}
+    for event_id, type_, data in rows:
+        code = data.get("code") if isinstance(data, dict) else None
+        out[event_id] = (type_, code if isinstance(code, str) else None)
+    return out
+
+
 def _insert(dialect: str) -> Any:
     return (postgresql if dialect == "postgresql" else sqlite).insert(WebhookDelivery)
 

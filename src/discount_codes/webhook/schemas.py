@@ -115,6 +115,8 @@ class AttemptOut(BaseModel):
             "examples": [
                 {
                     "event_id": "0192f0c1-7a3e-7c41-9a55-2b1f0e6c9d11",
+                    "event_type": "discount_code.claimed",
+                    "code": "7KQ2-M9XD-4TRA",
                     "attempt": 2,
                     "status_code": 503,
                     "error": "HTTP 503",
@@ -127,6 +129,12 @@ class AttemptOut(BaseModel):
     )
 
     event_id: str
+    event_type: str | None = Field(
+        default=None, description="The event's type (null once the event was pruned)."
+    )
+    code: str | None = Field(
+        default=None, description="The discount code the event is about, if any."
+    )
     attempt: int
     status_code: int | None
     error: str | None
@@ -149,3 +157,37 @@ class ReplayResult(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"replayed": 42}]})
 
     replayed: int = Field(description="Events queued for delivery to this endpoint again.")
+
+
+class DeliveryStatsBucket(BaseModel):
+    start: datetime = Field(description="Start of the hour or day (UTC).")
+    attempts: int
+    succeeded: int = Field(description="Attempts answered with a 2xx status.")
+    avg_duration_ms: float
+    max_duration_ms: int
+
+
+class DeliveryStats(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "bucket": "hour",
+                    "items": [
+                        {
+                            "start": "2026-11-26T11:00:00Z",
+                            "attempts": 120,
+                            "succeeded": 118,
+                            "avg_duration_ms": 38.5,
+                            "max_duration_ms": 412,
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+    bucket: Literal["hour", "day"]
+    items: list[DeliveryStatsBucket] = Field(
+        description="Oldest first; a bucket without an attempt is left out."
+    )

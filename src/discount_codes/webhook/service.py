@@ -32,7 +32,11 @@ async def create_endpoint(
     body: EndpointCreate,
 ) -> WebhookEndpoint:
     require_brand(principal, brand_id)
-    await check_url(body.url, allow_private=settings.webhook_allow_private_urls)
+    await check_url(
+        body.url,
+        allow_private=settings.webhook_allow_private_urls,
+        allow_loopback=settings.webhook_loopback_allowed,
+    )
     now = utcnow()
     endpoint = WebhookEndpoint(
         id=new_id(),
@@ -84,7 +88,11 @@ async def update_endpoint(
     endpoint = await get_endpoint(session, principal, endpoint_id)
     changes = body.model_dump(exclude_unset=True)
     if changes.get("url") is not None:
-        await check_url(changes["url"], allow_private=settings.webhook_allow_private_urls)
+        await check_url(
+            changes["url"],
+            allow_private=settings.webhook_allow_private_urls,
+            allow_loopback=settings.webhook_loopback_allowed,
+        )
         endpoint.url = changes["url"]
     if "event_types" in changes:
         endpoint.event_types = _types(changes["event_types"])
@@ -132,6 +140,13 @@ async def list_attempts(
 ) -> list[DeliveryAttempt]:
     endpoint = await get_endpoint(session, principal, endpoint_id)
     return await repository.list_attempts(session, endpoint.id, before_id=cursor, limit=limit)
+
+
+async def describe_events(
+    session: AsyncSession, attempts: list[DeliveryAttempt]
+) -> dict[str, tuple[str, str | None]]:
+    """Type and code of the events these attempts carried (attempts already authorised)."""
+    return await repository.event_summaries(session, [a.event_id for a in attempts])
 
 
 async def replay(

@@ -59,8 +59,21 @@ def refused_address(ip: IPAddress) -> str | None:
     return None
 
 
-def parse(url: str, *, allow_private: bool) -> SplitResult:
-    """The rules that need no DNS: length, scheme, userinfo, a host."""
+HTTPS_ONLY = "Webhook URLs must use https."
+DEV_HTTP = (
+    "Webhook URLs must use https; in dev mode plain http is accepted only for a receiver on "
+    "this machine (127.0.0.1, ::1 or localhost)."
+)
+
+
+def _is_loopback(ip: IPAddress) -> bool:
+    inner = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    return (inner or ip).is_loopback
+
+
+def parse(url: str, *, allow_private: bool, allow_loopback: bool = False) -> SplitResult:
+    """The rules that need no DNS: length, scheme, userinfo, a host. With ``allow_loopback``
+    (dev mode) plain http passes here and ``target`` insists that it goes to loopback."""
     if len(url) > MAX_URL_LENGTH:
         raise WebhookUrlRefused(f"The URL is longer than {MAX_URL_LENGTH} characters.")
     try:
@@ -68,9 +81,9 @@ def parse(url: str, *, allow_private: bool) -> SplitResult:
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError:
         raise WebhookUrlRefused("The URL cannot be parsed.") from None
-    allowed = {"https", "http"} if allow_private else {"https"}
+    allowed = {"https", "http"} if allow_private or allow_loopback else {"https"}
     if parts.scheme not in allowed:
-        raise WebhookUrlRefused("Webhook URLs must use https.")
+        raise WebhookUrlRefused(DEV_HTTP if allow_loopback else HTTPS_ONLY)
     if not parts.hostname:
         raise WebhookUrlRefused("The URL has no host.")
     if not allow_private and (parts.username is not None or parts.password is not None):
@@ -100,27 +113,40 @@ async def resolve(host: str, port: int) -> list[IPAddress]:
     return addresses
 
 
-async def check_url(url: str, *, allow_private: bool) -> None:
+async def check_url(url: str, *, allow_private: bool, allow_loopback: bool = False) -> None:
     """Raise ``WebhookUrlRefused`` unless the URL may be registered."""
-    await target(url, allow_private=allow_private)
+    await target(url, allow_private=allow_private, allow_loopback=allow_loopback)
 
 
-async def target(url: str, *, allow_private: bool) -> Target:
+async def target(url: str, *, allow_private: bool, allow_loopback: bool = False) -> Target:
     """Check the URL and say where to connect. Every address the host resolves to must be
     public (a host with one private address among public ones is refused, so round-robin
-    DNS cannot smuggle one in); the connection then goes to the first of them."""
-    parts = parse(url, allow_private=allow_private)
+    DNS cannot smuggle one in); the connection then goes to the first of them.
+
+    ``allow_loopback`` (dev mode) also lets a host that resolves to loopback only through,
+    over http or https, so ``make run`` can call a receiver on the same machine; private,
+    link-local and metadata addresses stay refused."""
+    parts = parse(url, allow_private=allow_private, allow_loopback=allow_loopback)
     host = parts.hostname or ""
     netloc_host = parts.netloc.rsplit("@", 1)[-1]
     if allow_private:
         return Target(url=url, host_header=netloc_host, sni_hostname=None)
-    port = parts.port or 443
+    port = parts.port or (443 if parts.scheme == "https" else 80)
     addresses = await resolve(host, port)
+    local = allow_loopback and all(_is_loopback(a) for a in addresses)
+    if parts.scheme != "https" and not local:
+        raise WebhookUrlRefused(DEV_HTTP)
     for address in addresses:
-        why = refused_address(address)
+        why = None if local else refused_address(address)
         if why is not None:
-            raise WebhookUrlRefused(f"The host {host!r} resolves to {why}.")
+            hint = " (in dev mode only a receiver on this machine is accepted)"
+            hint = hint if allow_loopback else ""
+            raise WebhookUrlRefused(f"The host {host!r} resolves to {why}{hint}.")
     pinned = addresses[0]
     pinned_host = f"[{pinned}]" if pinned.version == 6 else str(pinned)
     pinned_url = parts._replace(netloc=f"{pinned_host}:{port}").geturl()
-    return Target(url=pinned_url, host_header=netloc_host, sni_hostname=host)
+    return Target(
+        url=pinned_url,
+        host_header=netloc_host,
+        sni_hostname=host if parts.scheme == "https" else None,
+    )

@@ -2,18 +2,86 @@
 // Everything the API returns is put on the page with textContent, never as HTML.
 
 export const numberFormat = new Intl.NumberFormat();
-const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
+const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+const fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "long" });
+const timeFormat = new Intl.DateTimeFormat(undefined, { timeStyle: "short" });
+const relative = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+
+/** The user's time zone, named once beside a list instead of on every row. */
+export const timeZone = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
 
 /** A number with the user's thousands separators. */
 export function fmtNumber(n) {
   return n === null || n === undefined ? "—" : numberFormat.format(n);
 }
 
-/** A <time> element showing an RFC 3339 instant in the user's locale and time zone. */
-export function fmtDate(iso) {
+/** "3.4 MB", "12 KB", "512 bytes": a size as people say it. */
+export function fmtBytes(n) {
+  const one = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });
+  if (n < 1000) return `${numberFormat.format(n)} bytes`;
+  if (n < 1_000_000) return `${one.format(n / 1000)} KB`;
+  if (n < 1_000_000_000) return `${one.format(n / 1_000_000)} MB`;
+  return `${one.format(n / 1_000_000_000)} GB`;
+}
+
+/** "in 5 minutes", "3 hours ago": close instants read better relative to now. */
+export function fmtRelative(iso, now = Date.now()) {
+  const seconds = Math.round((new Date(iso).getTime() - now) / 1000);
+  const abs = Math.abs(seconds);
+  if (abs < 45) return relative.format(0, "second");
+  if (abs < 45 * 60) return relative.format(Math.round(seconds / 60), "minute");
+  if (abs < 22 * 3600) return relative.format(Math.round(seconds / 3600), "hour");
+  return relative.format(Math.round(seconds / 86400), "day");
+}
+
+function sameDay(a, b) {
+  return a.getFullYear() === b.getFullYear() && a.getMonth() === b.getMonth() && a.getDate() === b.getDate();
+}
+
+/**
+ * A <time> element for an RFC 3339 instant in the user's locale and time zone: today's as
+ * a time of day, others with their date; `relative` says "5 minutes ago" when close. The
+ * full date with its time zone is in the tooltip.
+ */
+export function fmtDate(iso, { relative: rel = false } = {}) {
   if (!iso) return text("—");
   const when = new Date(iso);
-  return el("time", { datetime: iso, title: when.toISOString() }, dateFormat.format(when));
+  const close = Math.abs(when.getTime() - Date.now()) < 22 * 3600 * 1000;
+  const shown = rel && close ? fmtRelative(iso) : sameDay(when, new Date()) ? timeFormat.format(when) : dateFormat.format(when);
+  return el("time", { datetime: iso, title: fullFormat.format(when) }, shown);
+}
+
+/** A file name from a campaign's name: "Spring sale" -> "spring-sale". */
+export function slug(name) {
+  const s = String(name || "")
+    .replace(/ß/g, "ss")
+    .normalize("NFKD")
+    .replace(/[\u0300-\u036f]/g, "")
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, "-")
+    .replace(/^-+|-+$/g, "")
+    .slice(0, 60);
+  return s || "campaign";
+}
+
+/** "1 line", "3 lines". */
+export function plural(n, one, many) {
+  return `${fmtNumber(n)} ${n === 1 ? one : many}`;
+}
+
+/** What each event type means, in words. */
+export const EVENT_LABELS = {
+  "discount_code.claimed": "Code claimed",
+  "code_batch.completed": "Codes generated",
+  "campaign.codes_low": "Stock running low",
+  "campaign.codes_exhausted": "Sold out",
+  "contact_consent.withdrawn": "Consent withdrawn",
+  "discount_code.redeemed": "Code redeemed",
+  "discount_code.redemption_reversed": "Redemption reversed",
+};
+
+export function eventLabel(type) {
+  return EVENT_LABELS[type] || type;
 }
 
 export function text(s) {
@@ -147,25 +215,62 @@ export function slugOf(problem) {
   return String(problem?.type || "").split("/").pop();
 }
 
-/** One line for the user: the problem's detail, and the first validation errors. */
+// What people call the fields the API validates.
+const FIELD_NAMES = {
+  name: "Name",
+  description: "Description",
+  terms: "Terms",
+  ends_at: "End date",
+  starts_at: "Start date",
+  low_stock_threshold: "Low-stock alert",
+  count: "How many codes",
+  length: "Random symbols",
+  prefix: "Prefix",
+  url: "Endpoint URL",
+  event_types: "Events",
+  since: "Since",
+};
+
+/** A validator's message in plain words ("String should have at least 1 character" -> "is required"). */
+function plainMessage(msg) {
+  let m;
+  if (/at least 1 character/.test(msg) || /Field required/i.test(msg)) return "is required";
+  if ((m = /at least (\d+) characters?/.exec(msg))) return `needs at least ${m[1]} characters`;
+  if ((m = /at most (\d+) characters?/.exec(msg))) return `can be at most ${fmtNumber(Number(m[1]))} characters`;
+  if ((m = /less than or equal to (\d+)/.exec(msg))) return `can be at most ${fmtNumber(Number(m[1]))}`;
+  if ((m = /greater than or equal to (\d+)/.exec(msg))) return `must be at least ${fmtNumber(Number(m[1]))}`;
+  if (/valid integer/.test(msg)) return "must be a whole number";
+  if (/should match pattern/.test(msg)) return "has characters that are not allowed";
+  if (/valid datetime|timezone|Timestamp/i.test(msg)) return "is not a valid date and time";
+  return msg.replace(/^Value error, /, "").replace(/`/g, "");
+}
+
+/** The field each validation error is about, and its message in words. */
+export function fieldErrors(problem) {
+  if (!Array.isArray(problem?.errors)) return [];
+  return problem.errors.map((e) => {
+    const loc = Array.isArray(e.loc) ? e.loc.filter((p) => p !== "body" && typeof p === "string") : [];
+    const key = loc[loc.length - 1] || "";
+    return { field: key, label: FIELD_NAMES[key] || "", message: plainMessage(String(e.msg || "")) };
+  });
+}
+
+/** One line for the user: the problem's detail, then what is wrong with which field. */
 export function problemText(problem) {
-  let message = problem.detail && problem.detail !== problem.title
-    ? `${problem.title}: ${problem.detail}`
-    : problem.title;
-  if (Array.isArray(problem.errors) && problem.errors.length) {
-    const parts = problem.errors.slice(0, 3).map((e) => {
-      const where = Array.isArray(e.loc) ? e.loc.filter((p) => p !== "body").join(".") : "";
-      return where ? `${where}: ${e.msg}` : e.msg;
-    });
-    message += ` (${parts.join("; ")})`;
+  const detail = problem.detail && problem.detail !== problem.title ? problem.detail : "";
+  const errors = fieldErrors(problem).filter((e) => e.message && e.message !== detail);
+  if (errors.length) {
+    const parts = errors.slice(0, 3).map((e) => (e.label ? `${e.label} ${e.message}` : e.message));
+    const head = detail ? detail.replace(/[.:]$/, "") : "Please check the form";
+    return `${head}: ${parts.join("; ")}.`;
   }
-  return message;
+  return detail ? (/[.!?]$/.test(detail) ? detail : `${detail}.`) : problem.title;
 }
 
 /** Saves a response body as a file (the browser cannot add a bearer header to a link). */
-export async function download(response, fallbackName) {
+export async function download(response, fallbackName, preferOurs = false) {
   const disposition = response.headers.get("content-disposition") || "";
-  const match = /filename="?([^";]+)"?/.exec(disposition);
+  const match = preferOurs ? null : /filename="?([^";]+)"?/.exec(disposition);
   const blob = await response.blob();
   const url = URL.createObjectURL(blob);
   const link = el("a", { href: url, download: match ? match[1] : fallbackName, hidden: true });

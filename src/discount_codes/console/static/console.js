@@ -7,15 +7,22 @@ import {
   copyButton,
   download,
   el,
+  eventLabel,
   field,
+  fieldErrors,
+  fmtBytes,
   fmtDate,
   fmtNumber,
+  plural,
   problemText,
+  slug,
   store,
+  timeZone,
   tokenClaims,
   tokenExpired,
   wireSkipLink,
 } from "./common.js";
+import { chartFrame, claimsChart, deliveriesChart } from "./charts.js";
 
 const TOKEN_KEY = "dc.brandToken";
 const BRAND_KEY = "dc.brand";
@@ -34,7 +41,7 @@ const nav = document.getElementById("nav");
 const sessionBox = document.getElementById("session");
 const toastBox = document.getElementById("toast");
 
-let config = { dev: false };
+let config = { dev: false, webhook_loopback_urls: false, webhook_private_urls: false, max_batch_count: 1000000 };
 let session = null; // {token, claims, brand}
 let view = null; // AbortController of the page on screen: its timers stop when it goes
 let signInMessage = "";
@@ -85,6 +92,34 @@ function hideError(box) {
   box.hidden = true;
 }
 
+/** A form's server error goes as soon as the person changes what it was about. */
+function clearOnInput(form, ...boxes) {
+  form.addEventListener("input", () => boxes.forEach(hideError));
+  form.addEventListener("change", () => boxes.forEach(hideError));
+}
+
+/** Puts each validation error beside its field (by input name) and the rest in `box`. */
+function showProblem(form, box, problem) {
+  for (const old of form.querySelectorAll(".field-error")) old.remove();
+  for (const input of form.querySelectorAll("[aria-invalid]")) input.removeAttribute("aria-invalid");
+  const placed = [];
+  for (const e of fieldErrors(problem)) {
+    const input = e.field ? form.querySelector(`[name="${e.field}"]`) : null;
+    if (!input) continue;
+    const id = `${input.id}-error`;
+    input.setAttribute("aria-invalid", "true");
+    input.setAttribute("aria-errormessage", id);
+    input.closest(".field")?.append(el("p", { class: "field-error", id }, `${e.label || "This field"} ${e.message}.`));
+    placed.push(e);
+  }
+  showError(box, problem);
+}
+
+function clearFieldErrors(form) {
+  for (const old of form.querySelectorAll(".field-error")) old.remove();
+  for (const input of form.querySelectorAll("[aria-invalid]")) input.removeAttribute("aria-invalid");
+}
+
 let focusHeading = false; // after an in-page navigation, focus goes to the new page's title
 
 function heading(title) {
@@ -97,8 +132,33 @@ function heading(title) {
   return h1;
 }
 
+const STATUS_WORDS = { active: "Active", paused: "Paused", ended: "Ended" };
+
 function statusBadge(status) {
-  return el("span", { class: `badge badge-${status}` }, status);
+  return el("span", { class: `badge badge-status badge-${status}`, dataset: { status } }, STATUS_WORDS[status] || status);
+}
+
+/** "Sold out" once every code is out, "Low stock" at the brand's alert threshold. */
+function stockBadge(c) {
+  if (c.codes_total > 0 && c.codes_available === 0) {
+    return el("span", { class: "badge badge-ended badge-stock", dataset: { stock: "sold-out" } }, "Sold out");
+  }
+  if (c.low_stock_threshold !== null && c.codes_total > 0 && c.codes_available <= c.low_stock_threshold) {
+    return el("span", { class: "badge badge-paused badge-stock", dataset: { stock: "low" } }, "Low stock");
+  }
+  return null;
+}
+
+function badges(c) {
+  return el("span", { class: "badges" }, statusBadge(c.status), stockBadge(c));
+}
+
+/** A datetime-local value ("2026-12-01T10:30") for an instant, in the user's time zone. */
+function localInput(iso) {
+  if (!iso) return "";
+  const d = new Date(iso);
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
 }
 
 function cell(label, ...content) {
@@ -193,10 +253,10 @@ function renderSession() {
 
 function useToken(token) {
   const claims = tokenClaims(token.trim());
-  if (!claims) return "This is not a JWT (three base64url parts separated by dots).";
+  if (!claims) return "This is not a sign-in token: paste the whole token, it has two dots in it.";
   if (tokenExpired(claims)) return "This token has expired.";
   if (!Array.isArray(claims.brands) || !claims.brands.length) {
-    return "This token administers no brand (it has no `brands` claim): it is a shopper's token.";
+    return "This token does not administer any brand: it is a shopper's token. Use a brand staff token.";
   }
   store.set(TOKEN_KEY, token.trim());
   store.set(BRAND_KEY, String(claims.brands[0]));
@@ -274,7 +334,7 @@ function signInView(signal) {
       field(
         "Bearer token",
         tokenInput,
-        "A JWT from the marketplace's identity service whose `brands` claim lists your brand.",
+        "A token from the marketplace's sign-in service that lists your brand among the brands you manage.",
       ),
       error,
       el("button", { type: "submit" }, "Use this token"),
@@ -313,7 +373,7 @@ function statusActions(campaign, onChange, error) {
     busy(button, false);
     if (!r.ok) return showError(error, r.problem);
     hideError(error);
-    toast(`“${r.data.name}” is now ${r.data.status}.`);
+    toast(`“${r.data.name}” is now ${STATUS_WORDS[r.data.status].toLowerCase()}.`);
     onChange(r.data);
   };
   const button = (label, status) => {
@@ -333,7 +393,7 @@ function campaignRow(campaign, error) {
     append(
       row,
       cell("Name", el("a", { href: `#/campaigns/${enc(c.id)}` }, c.name)),
-      cell("Status", statusBadge(c.status)),
+      cell("Status", badges(c)),
       cell("Available", el("span", { class: "num" }, fmtNumber(c.codes_available))),
       cell("Claimed", el("span", { class: "num" }, fmtNumber(c.codes_claimed))),
       cell("Total", el("span", { class: "num" }, fmtNumber(c.codes_total))),
@@ -343,6 +403,52 @@ function campaignRow(campaign, error) {
   };
   fill(campaign);
   return row;
+}
+
+/** The campaign's editable fields; `campaign` given: prefilled for editing. */
+function campaignFields(campaign) {
+  const name = el("input", { type: "text", name: "name", required: true, maxlength: 200, value: campaign?.name || "" });
+  const description = el("textarea", { name: "description", rows: 2, maxlength: 5000 });
+  description.value = campaign?.description || "";
+  const terms = el("textarea", { name: "terms", rows: 2, maxlength: 20000 });
+  terms.value = campaign?.terms || "";
+  const threshold = el("input", {
+    type: "number",
+    name: "low_stock_threshold",
+    min: 0,
+    max: 1000000000,
+    step: 1,
+    inputmode: "numeric",
+    value: campaign && campaign.low_stock_threshold !== null ? String(campaign.low_stock_threshold) : "",
+  });
+  const endsAt = el("input", { type: "datetime-local", name: "ends_at", value: localInput(campaign?.ends_at) });
+  return { name, description, terms, threshold, endsAt };
+}
+
+/** What the form says, as the API's JSON; `before` given: only what changed. */
+function campaignJson(f, before) {
+  const now = {
+    name: f.name.value.trim(),
+    description: f.description.value.trim() || null,
+    terms: f.terms.value.trim() || null,
+    low_stock_threshold: f.threshold.value === "" ? null : Number(f.threshold.value),
+    ends_at: f.endsAt.value ? new Date(f.endsAt.value).toISOString() : null,
+  };
+  if (!before) {
+    return Object.fromEntries(Object.entries(now).filter(([, v]) => v !== null));
+  }
+  const changed = {};
+  for (const [key, value] of Object.entries(now)) {
+    const old = before[key] ?? null;
+    const same = key === "ends_at" ? (old ? localInput(old) : "") === f.endsAt.value : old === value;
+    if (!same) changed[key] = value;
+  }
+  return changed;
+}
+
+/** An end date before now is almost always a typo: ask before it ends the campaign. */
+function endsInThePast(f) {
+  return f.endsAt.value && new Date(f.endsAt.value) <= new Date();
 }
 
 function campaignsView(signal) {
@@ -367,11 +473,7 @@ function campaignsView(signal) {
   };
   more.addEventListener("click", load);
 
-  const name = el("input", { type: "text", name: "name", required: true, maxlength: 200 });
-  const description = el("textarea", { name: "description", rows: 2, maxlength: 5000 });
-  const terms = el("textarea", { name: "terms", rows: 2, maxlength: 20000 });
-  const threshold = el("input", { type: "number", name: "low_stock_threshold", min: 0, step: 1, inputmode: "numeric" });
-  const endsAt = el("input", { type: "datetime-local", name: "ends_at" });
+  const f = campaignFields(null);
   const paused = el("input", { type: "checkbox", name: "paused", id: "new-campaign-paused" });
   const formError = errorBox();
   const submit = el("button", { type: "submit" }, "Create campaign");
@@ -383,15 +485,19 @@ function campaignsView(signal) {
       onsubmit: async (event) => {
         event.preventDefault();
         hideError(formError);
-        const json = { name: name.value.trim(), status: paused.checked ? "paused" : "active" };
-        if (description.value.trim()) json.description = description.value.trim();
-        if (terms.value.trim()) json.terms = terms.value.trim();
-        if (threshold.value !== "") json.low_stock_threshold = Number(threshold.value);
-        if (endsAt.value) json.ends_at = new Date(endsAt.value).toISOString();
+        clearFieldErrors(form);
+        if (endsInThePast(f)) {
+          return showProblem(form, formError, {
+            title: "The end date is in the past",
+            detail: "The end date is in the past: a new campaign must end later than now.",
+            errors: [{ loc: ["body", "ends_at"], msg: "must be later than now" }],
+          });
+        }
+        const json = { ...campaignJson(f, null), status: paused.checked ? "paused" : "active" };
         busy(submit, true);
         const r = await call(`/v1/brands/${enc(brand)}/campaigns`, { method: "POST", json });
         busy(submit, false);
-        if (!r.ok) return showError(formError, r.problem);
+        if (!r.ok) return showProblem(form, formError, r.problem);
         toast(`Campaign “${r.data.name}” created.`);
         location.hash = `#/campaigns/${enc(r.data.id)}`;
       },
@@ -400,16 +506,17 @@ function campaignsView(signal) {
     el(
       "div",
       { class: "grid" },
-      field("Campaign name", name),
-      field("Low-stock alert at", threshold, "Codes left when the brand is told stock is low (optional)."),
-      field("Description", description),
-      field("Terms shown to shoppers", terms),
-      field("Ends at (your time)", endsAt, "Optional; shoppers cannot claim after it."),
+      field("Campaign name", f.name),
+      field("Low-stock alert at", f.threshold, "You are told when this few codes are left (optional)."),
+      field("Description", f.description),
+      field("Terms shown to shoppers", f.terms),
+      field(`Ends at (your time, ${timeZone})`, f.endsAt, "Optional; shoppers cannot claim after it."),
     ),
     el("div", { class: "check" }, paused, el("label", { for: paused.id }, "Start paused (load codes before shoppers can claim)")),
     formError,
     submit,
   );
+  clearOnInput(form, formError);
 
   append(
     main,
@@ -432,15 +539,20 @@ function campaignsView(signal) {
   load();
 }
 
+function endsText(campaign) {
+  if (campaign.ends_at) return fmtDate(campaign.ends_at);
+  return campaign.status === "ended" ? "Ended by the brand" : "No end date";
+}
+
 function statsList(campaign) {
   const items = [
     ["Available", el("span", { class: "num", id: "stat-available" }, fmtNumber(campaign.codes_available))],
     ["Claimed", el("span", { class: "num", id: "stat-claimed" }, fmtNumber(campaign.codes_claimed))],
     ["Total codes", el("span", { class: "num", id: "stat-total" }, fmtNumber(campaign.codes_total))],
-    ["Status", statusBadge(campaign.status)],
-    ["Low-stock alert at", campaign.low_stock_threshold === null ? "—" : fmtNumber(campaign.low_stock_threshold)],
-    ["Starts", fmtDate(campaign.starts_at)],
-    ["Ends", fmtDate(campaign.ends_at)],
+    ["Status", badges(campaign)],
+    ["Low-stock alert at", campaign.low_stock_threshold === null ? "None" : fmtNumber(campaign.low_stock_threshold)],
+    ["Starts", campaign.starts_at ? fmtDate(campaign.starts_at) : "At creation"],
+    ["Ends", el("span", { id: "stat-ends" }, endsText(campaign))],
     ["Created", fmtDate(campaign.created_at)],
   ];
   return el(
@@ -450,12 +562,108 @@ function statsList(campaign) {
   );
 }
 
+function editSection(campaign, onSaved) {
+  const f = campaignFields(campaign);
+  const error = errorBox();
+  const submit = el("button", { type: "submit" }, "Save changes");
+  const form = el(
+    "form",
+    {
+      onsubmit: async (event) => {
+        event.preventDefault();
+        hideError(error);
+        clearFieldErrors(form);
+        const json = campaignJson(f, campaign);
+        if (!Object.keys(json).length) return showError(error, "Nothing has changed.");
+        if ("ends_at" in json && endsInThePast(f) && !confirm(`The end date is in the past: saving it ends “${campaign.name}” now, for good. Save it?`)) {
+          return;
+        }
+        busy(submit, true);
+        const r = await call(`/v1/campaigns/${enc(campaign.id)}`, { method: "PATCH", json });
+        busy(submit, false);
+        if (!r.ok) return showProblem(form, error, r.problem);
+        toast(`“${r.data.name}” saved.`);
+        details.open = false;
+        onSaved(r.data);
+      },
+    },
+    el(
+      "div",
+      { class: "grid" },
+      field("Campaign name", f.name),
+      field("Low-stock alert at", f.threshold, "Empty: no alert."),
+      field("Description", f.description),
+      field("Terms shown to shoppers", f.terms),
+      field(`Ends at (your time, ${timeZone})`, f.endsAt, "Empty: no end date."),
+    ),
+    error,
+    submit,
+  );
+  clearOnInput(form, error);
+  const details = el("details", { class: "card edit", id: "edit-campaign" }, el("summary", {}, "Edit campaign"), form);
+  return details;
+}
+
+function activitySection(signal, getCampaign) {
+  const frame = chartFrame("claims-chart", "Claims over time");
+  const bucketButtons = ["hour", "day"].map((b) =>
+    el("button", { type: "button", class: "secondary", "aria-pressed": "false", dataset: { bucket: b } }, b === "hour" ? "By hour" : "By day"),
+  );
+  let bucket = null;
+  let drawn = null;
+  let lastKey = "";
+  const draw = async (force = false) => {
+    const campaign = getCampaign();
+    if (!bucket) {
+      const age = Date.now() - new Date(campaign.created_at).getTime();
+      bucket = age > 3 * 86400 * 1000 ? "day" : "hour";
+    }
+    for (const b of bucketButtons) b.setAttribute("aria-pressed", String(b.dataset.bucket === bucket));
+    // Asked again only when something it shows has changed (a claim, the stock, the hour).
+    const hourNow = Math.floor(Date.now() / 3_600_000);
+    const key = JSON.stringify([bucket, hourNow, campaign.codes_claimed, campaign.codes_total, campaign.low_stock_threshold]);
+    if (!force && key === lastKey) return;
+    lastKey = key;
+    const r = await call(`/v1/campaigns/${enc(campaign.id)}/activity?bucket=${bucket}`);
+    if (signal.aborted) return;
+    if (!r.ok) {
+      lastKey = "";
+      return;
+    }
+    if (drawn) drawn.destroy();
+    clear(frame.drawing);
+    if (!r.data.items.length) {
+      drawn = null;
+      frame.summary.textContent = "No claims yet: the chart fills in as shoppers get codes.";
+      return;
+    }
+    drawn = claimsChart(frame.drawing, r.data, campaign);
+    frame.summary.textContent = drawn.summary;
+  };
+  for (const b of bucketButtons) {
+    b.addEventListener("click", () => {
+      bucket = b.dataset.bucket;
+      draw(true);
+    });
+  }
+  signal.addEventListener("abort", () => drawn && drawn.destroy());
+  return {
+    node: el(
+      "section",
+      { class: "card", "aria-labelledby": "claims-chart-title" },
+      el("div", { class: "toolbar" }, el("div", { role: "group", "aria-label": "Bucket size" }, ...bucketButtons)),
+      frame.node,
+    ),
+    draw,
+  };
+}
+
 async function campaignView(signal, id) {
   const r = await call(`/v1/campaigns/${enc(id)}`);
   if (signal.aborted) return;
   const back = el("p", {}, el("a", { href: "#/campaigns" }, "← All campaigns"));
-  // A staff token of another brand may read an active campaign as a shopper would; the
-  // console shows only the brand's own campaigns.
+  // A staff token of another brand may read a campaign's public face as a shopper would;
+  // the console shows only the brand's own campaigns.
   if (!r.ok || r.data.brand_id !== session.brand || r.data.codes_total === undefined) {
     append(
       main,
@@ -473,15 +681,32 @@ async function campaignView(signal, id) {
   }
   let campaign = r.data;
   const title = heading(campaign.name);
+  // (the sections below read `campaign` through closures: it is replaced on every refresh)
   const description = el("p", { class: "lead" }, campaign.description || "");
   const stats = el("div");
   const actionsError = errorBox();
   const actions = el("div");
+  const edit = el("div");
+  const closedNote = el("p", { class: "warning", id: "ended-note", hidden: true }, "This campaign has ended: it takes no more codes, and shoppers cannot claim.");
+  const activity = activitySection(signal, () => campaign);
+  const generate = generateSection(signal, campaign, () => reload());
+  const codes = codesSection(campaign, () => reload());
   const refresh = (c) => {
     campaign = c;
     title.textContent = c.name;
+    document.title = `${c.name} · Brand console`;
+    description.textContent = c.description || "";
     clear(stats).append(statsList(c));
     clear(actions).append(statusActions(c, refresh, actionsError));
+    const ended = c.status === "ended";
+    // An ended campaign takes no codes: nothing on screen should offer to add some.
+    generate.hidden = ended;
+    codes.importForm.hidden = ended;
+    closedNote.hidden = !ended;
+    // The edit form is rebuilt from what the service says, unless someone is typing in it.
+    if (ended) clear(edit);
+    else if (!edit.querySelector("details")?.open) clear(edit).append(editSection(c, refresh));
+    codes.setCampaign(c);
   };
   refresh(campaign);
 
@@ -497,35 +722,67 @@ async function campaignView(signal, id) {
       el("a", { href: `/console/shop/${enc(campaign.id)}`, target: "_blank", rel: "noopener", class: "button secondary" }, "Open the shopper page"),
     ),
     actionsError,
+    closedNote,
     el("section", { "aria-labelledby": "stats-title" }, el("h2", { id: "stats-title", class: "visually-hidden" }, "Counts"), stats),
-    generateSection(signal, campaign, () => reload()),
-    codesSection(campaign, () => reload()),
-    claimsSection(signal, campaign),
+    activity.node,
+    edit,
+    generate,
+    codes.node,
+    claimsSection(signal, () => campaign),
   );
 
   async function reload() {
     const again = await call(`/v1/campaigns/${enc(campaign.id)}`);
-    if (!signal.aborted && again.ok) refresh(again.data);
+    if (!signal.aborted && again.ok) {
+      refresh(again.data);
+      await activity.draw();
+    }
   }
   every(3000, reload, signal);
 }
 
-function generateSection(signal, campaign, onDone) {
-  const count = el("input", { type: "number", name: "count", min: 1, max: 1000000, step: 1, required: true, inputmode: "numeric", value: "1000" });
-  const prefix = el("input", { type: "text", name: "prefix", maxlength: 12, pattern: "[A-Z0-9]{0,12}", autocapitalize: "characters", spellcheck: "false", autocomplete: "off" });
+function generateSection(signal, campaign, onProgress) {
+  const max = config.max_batch_count || 1000000;
+  const count = el("input", { type: "number", name: "count", min: 1, max, step: 1, required: true, inputmode: "numeric", placeholder: "1000" });
+  const prefix = el("input", { type: "text", name: "prefix", maxlength: 12, pattern: "[A-Za-z0-9]{0,12}", autocapitalize: "characters", spellcheck: "false", autocomplete: "off" });
   const length = el("input", { type: "number", name: "length", min: 8, max: 24, step: 1, value: "12", inputmode: "numeric" });
   const error = errorBox();
   const submit = el("button", { type: "submit" }, "Generate codes");
   const bar = el("progress", { id: "batch-progress", max: 1, value: 0 });
+  const barLabel = el("label", { for: "batch-progress", id: "batch-progress-label" }, "Generating codes…");
   const barText = el("p", { id: "batch-progress-text", class: "num" });
   const announce = el("p", { class: "visually-hidden", role: "status", "aria-live": "polite" });
-  const progress = el(
-    "div",
-    { class: "progress", hidden: true },
-    el("label", { for: "batch-progress" }, "Generating codes"),
-    bar,
-    barText,
-  );
+  const progress = el("div", { class: "progress", hidden: true }, barLabel, bar, barText);
+  const pastKey = `${BATCH_KEY}${campaign.id}.done`;
+  const pastList = el("ul", { class: "batches", id: "past-batches" });
+  const past = el("div", { hidden: true }, el("h3", {}, "Batches made from this tab"), pastList);
+  const paintPast = () => {
+    let items = [];
+    try {
+      items = JSON.parse(store.get(pastKey) || "[]");
+    } catch {
+      items = [];
+    }
+    clear(pastList);
+    for (const b of items) {
+      pastList.append(
+        el("li", {}, `${fmtNumber(b.generated)} codes`, b.prefix ? ` with prefix ${b.prefix}` : "", " · ", fmtDate(b.completed_at, { relative: true }), b.status === "failed" ? " · failed" : ""),
+      );
+    }
+    past.hidden = items.length === 0;
+  };
+  const remember = (batch) => {
+    let items = [];
+    try {
+      items = JSON.parse(store.get(pastKey) || "[]");
+    } catch {
+      items = [];
+    }
+    if (items.some((b) => b.id === batch.id)) return;
+    items.unshift({ id: batch.id, generated: batch.generated, prefix: batch.prefix, status: batch.status, completed_at: batch.completed_at || new Date().toISOString() });
+    store.set(pastKey, JSON.stringify(items.slice(0, 20)));
+    paintPast();
+  };
 
   const show = (batch) => {
     progress.hidden = false;
@@ -536,20 +793,29 @@ function generateSection(signal, campaign, onDone) {
     barText.textContent = `${fmtNumber(batch.generated)} of ${fmtNumber(batch.requested)} codes (${pct}%)`;
     progress.dataset.status = batch.status;
     if (batch.status === "completed") {
+      barLabel.textContent = `Generated ${plural(batch.generated, "code", "codes")}`;
       barText.textContent += " · done";
       announce.textContent = `Done: ${fmtNumber(batch.generated)} codes generated.`;
     } else if (batch.status === "failed") {
+      barLabel.textContent = "The batch failed";
       showError(error, `The batch failed: ${batch.error || "unknown error"}.`);
       announce.textContent = "The batch failed.";
+    } else {
+      barLabel.textContent = "Generating codes…";
     }
   };
 
+  let lastGenerated = -1;
   const follow = async (batch) => {
     show(batch);
     busy(submit, batch.status === "pending" || batch.status === "running");
+    if (batch.generated !== lastGenerated) {
+      lastGenerated = batch.generated;
+      await onProgress(); // the counters at the top move with the bar
+    }
     if (batch.status === "completed" || batch.status === "failed") {
       store.remove(BATCH_KEY + campaign.id);
-      onDone();
+      remember(batch);
       return;
     }
     store.set(BATCH_KEY + campaign.id, batch.id);
@@ -568,12 +834,15 @@ function generateSection(signal, campaign, onDone) {
     "form",
     {
       class: "card",
+      id: "generate",
       "aria-labelledby": "generate-title",
       onsubmit: async (event) => {
         event.preventDefault();
         hideError(error);
+        clearFieldErrors(form);
         const json = { count: Number(count.value), length: Number(length.value || 12) };
         if (prefix.value) json.prefix = prefix.value.toUpperCase();
+        if (json.count >= 10000 && !confirm(`Generate ${fmtNumber(json.count)} new codes for “${campaign.name}”?`)) return;
         busy(submit, true);
         announce.textContent = `Generating ${fmtNumber(json.count)} codes…`;
         // One key per click: a retried request cannot make a second batch.
@@ -585,8 +854,10 @@ function generateSection(signal, campaign, onDone) {
         if (!r.ok) {
           busy(submit, false);
           announce.textContent = "";
-          return showError(error, r.problem);
+          return showProblem(form, error, r.problem);
         }
+        count.value = ""; // a second click must be a decision, not a leftover
+        lastGenerated = -1;
         follow(r.data);
       },
     },
@@ -594,15 +865,18 @@ function generateSection(signal, campaign, onDone) {
     el(
       "div",
       { class: "grid grid-3" },
-      field("How many codes", count),
-      field("Prefix", prefix, "Optional: A–Z and 0–9, up to 12, e.g. SPRING."),
-      field("Random symbols", length, "8 to 24; 12 symbols are 60 bits."),
+      field("How many codes", count, `Up to ${fmtNumber(max)} at a time.`),
+      field("Prefix", prefix, "Optional: letters and digits, up to 12, e.g. SPRING."),
+      field("Random symbols", length, "8 to 24. Longer codes are harder to guess; 12 suits most campaigns."),
     ),
     error,
     submit,
     progress,
     announce,
+    past,
   );
+  clearOnInput(form, error);
+  paintPast();
   const running = store.get(BATCH_KEY + campaign.id);
   if (running) {
     call(`/v1/code-batches/${enc(running)}`).then((r) => {
@@ -613,9 +887,15 @@ function generateSection(signal, campaign, onDone) {
   return form;
 }
 
-function codesSection(campaign, onImported) {
+/** "codes-spring-sale-2026-12-01.csv": the campaign's name, not its id. */
+function csvName(kind, campaign) {
+  return `${kind}-${slug(campaign.name)}-${new Date().toISOString().slice(0, 10)}.csv`;
+}
+
+function codesSection(initial, onImported) {
+  let campaign = initial;
   const downloadError = errorBox();
-  const downloadStatus = el("span", { class: "muted", role: "status" });
+  const downloadStatus = el("span", { class: "muted", role: "status", id: "codes-download-status" });
   const downloadButton = el("button", { type: "button", class: "secondary" }, "Download codes CSV");
   downloadButton.addEventListener("click", async () => {
     hideError(downloadError);
@@ -627,43 +907,51 @@ function codesSection(campaign, onImported) {
       downloadStatus.textContent = "";
       return showError(downloadError, r.problem);
     }
-    const size = await download(r.response, `codes-${campaign.id}.csv`);
+    const size = await download(r.response, csvName("codes", campaign), true);
     busy(downloadButton, false);
-    downloadStatus.textContent = `Saved (${fmtNumber(Math.ceil(size / 1024))} KB).`;
+    downloadStatus.textContent = `Saved (${fmtBytes(size)}).`;
   });
 
   const file = el("input", { type: "file", name: "file", accept: ".csv,.txt,text/csv,text/plain" });
   const pasted = el("textarea", { name: "codes", rows: 4, spellcheck: "false", autocomplete: "off" });
   const importError = errorBox();
-  const result = el("div", { class: "result", role: "status" });
+  const result = el("div", { class: "result", role: "status", id: "import-result" });
   const submit = el("button", { type: "submit" }, "Import codes");
   const form = el(
     "form",
     {
+      id: "import",
       onsubmit: async (event) => {
         event.preventDefault();
         hideError(importError);
         clear(result);
         const chosen = file.files && file.files[0];
         if (!chosen && !pasted.value.trim()) return showError(importError, "Choose a file or paste codes first.");
-        const isCsv = chosen && (chosen.type === "text/csv" || chosen.name.toLowerCase().endsWith(".csv"));
+        // Pasted text and .csv files are read as CSV (a `code` header column is used); .txt as lines.
+        const isText = chosen && (chosen.type === "text/plain" || chosen.name.toLowerCase().endsWith(".txt"));
         busy(submit, true);
         const r = await call(`/v1/campaigns/${enc(campaign.id)}/code-imports`, {
           method: "POST",
           body: chosen || pasted.value,
-          headers: { "Content-Type": isCsv ? "text/csv" : "text/plain" },
+          headers: { "Content-Type": isText ? "text/plain" : "text/csv" },
         });
         busy(submit, false);
         if (!r.ok) return showError(importError, r.problem);
-        const { imported, duplicates, rejected } = r.data;
+        const { imported, duplicates, duplicate_codes: known = [], rejected } = r.data;
+        const parts = [`Imported ${plural(imported, "code", "codes")}.`];
+        if (duplicates) parts.push(`${plural(duplicates, "code was", "codes were")} already known to the brand and left as they are.`);
+        if (rejected.length) parts.push(`${plural(rejected.length, "line was", "lines were")} not a code.`);
         append(
           result,
-          el(
-            "p",
-            {},
-            `Imported ${fmtNumber(imported)} codes; ${fmtNumber(duplicates)} already known; `,
-            `${fmtNumber(rejected.length)} lines rejected.`,
-          ),
+          el("p", {}, parts.join(" ")),
+          known.length
+            ? el(
+                "div",
+                {},
+                el("p", { class: "muted" }, duplicates > known.length ? `The first ${fmtNumber(known.length)} already known:` : "Already known:"),
+                el("ul", { class: "duplicates" }, known.map((c) => el("li", {}, el("code", {}, c)))),
+              )
+            : null,
           rejected.length
             ? el("ul", { class: "rejected" }, rejected.slice(0, 50).map((x) => el("li", {}, `Line ${fmtNumber(x.line)}: ${x.reason}`)))
             : null,
@@ -673,12 +961,18 @@ function codesSection(campaign, onImported) {
       },
     },
     el("h3", {}, "Import the shop's own codes"),
-    el("div", { class: "grid" }, field("CSV or text file, one code per line", file), field("Or paste codes, one per line", pasted)),
+    el(
+      "div",
+      { class: "grid" },
+      field("CSV or text file", file, "One code per line, or a CSV with a “code” column (such as the download above)."),
+      field("Or paste codes, one per line", pasted),
+    ),
     importError,
     submit,
     result,
   );
-  return el(
+  clearOnInput(form, importError);
+  const node = el(
     "section",
     { class: "card", "aria-labelledby": "codes-title" },
     el("h2", { id: "codes-title" }, "Codes"),
@@ -686,6 +980,7 @@ function codesSection(campaign, onImported) {
     downloadError,
     form,
   );
+  return { node, importForm: form, setCampaign: (c) => (campaign = c) };
 }
 
 function claimRow(claim) {
@@ -695,8 +990,8 @@ function claimRow(claim) {
   return el(
     "tr",
     { dataset: { claimId: claim.id } },
-    cell("Claimed", fmtDate(claim.claimed_at)),
-    cell("Code", el("code", {}, claim.code)),
+    cell("Claimed", fmtDate(claim.claimed_at, { relative: true })),
+    cell("Code", el("code", { class: "code-value" }, claim.code)),
     cell("Shopper", claim.user_id),
     cell("E-mail", claim.shared_contact?.email || "—"),
     cell("Name", claim.shared_contact?.name || "—"),
@@ -704,7 +999,8 @@ function claimRow(claim) {
   );
 }
 
-function claimsSection(signal, campaign) {
+function claimsSection(signal, getCampaign) {
+  const campaign = getCampaign();
   const body = el("tbody", { id: "claims-body" });
   const error = errorBox();
   const empty = el("p", { class: "muted" }, "No claims yet.");
@@ -756,9 +1052,9 @@ function claimsSection(signal, campaign) {
       busy(csv, false);
       return showError(error, r.problem);
     }
-    const size = await download(r.response, `claims-${campaign.id}.csv`);
+    const size = await download(r.response, csvName("claims", getCampaign()), true);
     busy(csv, false);
-    csvStatus.textContent = `Saved (${fmtNumber(Math.ceil(size / 1024))} KB).`;
+    csvStatus.textContent = `Saved (${fmtBytes(size)}).`;
   });
 
   return el(
@@ -773,6 +1069,7 @@ function claimsSection(signal, campaign) {
       el("span", { class: "check" }, live, el("label", { for: live.id }, "Show new claims as they come")),
     ),
     error,
+    el("p", { class: "muted tz-note" }, `Times in your time zone (${timeZone}).`),
     table("Claims, newest first", ["Claimed", "Code", "Shopper", "E-mail", "Name", "Consent"], body),
     empty,
     more,
@@ -816,11 +1113,40 @@ function secretPanel() {
   };
 }
 
+function attemptResult(a) {
+  const good = a.status_code !== null && a.status_code >= 200 && a.status_code < 300;
+  const label = a.status_code !== null ? `HTTP ${a.status_code}` : "No answer";
+  return { good, label };
+}
+
 function deliveriesPanel(endpoint) {
   const body = el("tbody");
   const error = errorBox();
   const empty = el("p", { class: "muted", hidden: true }, "No delivery attempts yet.");
   const refresh = el("button", { type: "button", class: "secondary" }, "Refresh");
+  const live = el("input", { type: "checkbox", id: `deliveries-live-${endpoint.id}`, checked: true });
+  const frame = chartFrame(`deliveries-chart-${endpoint.id}`, "Success rate and answer time, per hour");
+  let chart = null;
+  let lastStats = "";
+  let timer = null;
+
+  const drawChart = async () => {
+    const r = await call(`/v1/webhook-endpoints/${enc(endpoint.id)}/delivery-stats?bucket=hour`);
+    if (!r.ok) return;
+    const key = JSON.stringify(r.data);
+    if (key === lastStats) return;
+    lastStats = key;
+    if (chart) chart.destroy();
+    clear(frame.drawing);
+    chart = null;
+    if (!r.data.items.length) {
+      frame.summary.textContent = "No attempts yet.";
+      return;
+    }
+    chart = deliveriesChart(frame.drawing, r.data);
+    frame.summary.textContent = chart.summary;
+  };
+
   const load = async () => {
     busy(refresh, true);
     const r = await call(`/v1/webhook-endpoints/${enc(endpoint.id)}/deliveries?limit=100`);
@@ -828,26 +1154,54 @@ function deliveriesPanel(endpoint) {
     if (!r.ok) return showError(error, r.problem);
     hideError(error);
     clear(body);
-    for (const a of r.data.items) {
-      const good = a.status_code !== null && a.status_code >= 200 && a.status_code < 300;
+    // Oldest first, to tell a replay (the event went before) from the original.
+    const items = r.data.items;
+    const firstSeen = new Map();
+    for (let i = items.length - 1; i >= 0; i--) {
+      const a = items[i];
+      if (!firstSeen.has(a.event_id)) firstSeen.set(a.event_id, { index: i, ok: false });
+      const seen = firstSeen.get(a.event_id);
+      a._replay = a.attempt === 1 && seen.index !== i;
+      if (attemptResult(a).good) seen.ok = true;
+    }
+    for (const a of items) {
+      const { good, label } = attemptResult(a);
+      const what = el(
+        "span",
+        { class: "event-what" },
+        el("span", { class: "event-label" }, a.event_type ? eventLabel(a.event_type) : "Event (no longer kept)"),
+        a.code ? [" ", el("code", { class: "code-value" }, a.code)] : null,
+      );
+      const next = a.next_attempt_at
+        ? fmtDate(a.next_attempt_at, { relative: true })
+        : good
+          ? "Not needed"
+          : "None (given up)";
       body.append(
         el(
           "tr",
-          { dataset: { eventId: a.event_id } },
-          cell("At", fmtDate(a.at)),
-          cell("Event", el("code", { title: a.event_id }, a.event_id)),
-          cell("Attempt", fmtNumber(a.attempt)),
+          { dataset: { eventId: a.event_id, replay: a._replay ? "true" : "false" } },
+          cell("At", fmtDate(a.at, { relative: true })),
+          cell("Event", what),
+          cell("Attempt", a._replay ? el("span", { class: "badge badge-paused" }, "Replayed") : `${fmtNumber(a.attempt)}${a.attempt === 1 ? "st" : a.attempt === 2 ? "nd" : a.attempt === 3 ? "rd" : "th"}`),
           cell(
             "Result",
-            el("span", { class: `badge ${good ? "badge-active" : "badge-ended"}` }, a.status_code !== null ? `HTTP ${a.status_code}` : "No answer"),
-            a.error && !good ? ` ${a.error}` : "",
+            el("span", { class: `badge ${good ? "badge-active" : "badge-ended"}` }, label),
+            a.error && !good && a.error !== label ? ` ${a.error}` : "",
           ),
-          cell("Duration", `${fmtNumber(a.duration_ms)} ms`),
-          cell("Next attempt", a.next_attempt_at ? fmtDate(a.next_attempt_at) : good ? "—" : "None (given up)"),
+          cell("Took", `${fmtNumber(a.duration_ms)} ms`),
+          cell("Next attempt", next),
         ),
       );
     }
-    empty.hidden = r.data.items.length > 0;
+    empty.hidden = items.length > 0;
+    await drawChart();
+  };
+  const tick = async () => {
+    clearTimeout(timer);
+    if (!panel.isConnected) return;
+    if (live.checked && !panel.closest("[hidden]")) await load();
+    timer = setTimeout(tick, 3000);
   };
   refresh.addEventListener("click", load);
 
@@ -869,26 +1223,108 @@ function deliveriesPanel(endpoint) {
         });
         busy(replayButton, false);
         if (!r.ok) return showError(replayError, r.problem);
-        replayStatus.textContent = `Queued ${fmtNumber(r.data.replayed)} events for delivery again.`;
-        setTimeout(load, 1500);
+        replayStatus.textContent = `Queued ${plural(r.data.replayed, "event", "events")} for delivery again.`;
       },
     },
-    field("Resend events since (your time)", since),
+    field(`Resend events since (your time, ${timeZone})`, since),
     replayButton,
   );
   const panel = el(
     "div",
     { class: "deliveries" },
-    el("div", { class: "toolbar" }, el("h3", {}, `Deliveries to ${endpoint.url}`), refresh),
+    el("div", { class: "toolbar" }, el("h3", {}, `Deliveries to ${endpoint.url}`), refresh, el("span", { class: "check" }, live, el("label", { for: live.id }, "Update every few seconds"))),
+    frame.node,
     error,
-    table("Delivery attempts, newest first", ["At", "Event", "Attempt", "Result", "Duration", "Next attempt"], body),
+    el("p", { class: "muted tz-note" }, `Times in your time zone (${timeZone}).`),
+    table("Delivery attempts, newest first", ["At", "Event", "Attempt", "Result", "Took", "Next attempt"], body),
     empty,
     replay,
     replayError,
     replayStatus,
   );
-  load();
+  requestAnimationFrame(tick);
   return { panel, load };
+}
+
+function eventTypeBoxes(prefix, chosen) {
+  return EVENT_TYPES.map((t) =>
+    el("input", { type: "checkbox", name: "event_types", value: t, id: `${prefix}-${t.replace(/\W/g, "-")}`, checked: chosen ? chosen.includes(t) : false }),
+  );
+}
+
+function eventTypeFieldset(boxes) {
+  return el(
+    "fieldset",
+    {},
+    el("legend", {}, "Events to send (none ticked: all of them)"),
+    boxes.map((t) => el("div", { class: "check" }, t, el("label", { for: t.id }, eventLabel(t.value), " ", el("span", { class: "muted" }, `(${t.value})`)))),
+  );
+}
+
+function urlHint() {
+  if (config.webhook_private_urls) return "Any http or https address: this service is set to call private addresses too.";
+  if (config.webhook_loopback_urls) {
+    return "https, or in dev mode a receiver on this machine, such as http://127.0.0.1:8765/hook. Other private addresses are refused.";
+  }
+  return "https only; addresses on private networks are refused.";
+}
+
+function stateText(e) {
+  if (e.enabled) return null;
+  if (!e.disabled_reason || /^disabled by the brand$/i.test(e.disabled_reason)) return "by the brand";
+  return e.disabled_reason.replace(/^disabled\s*/i, "");
+}
+
+function endpointEditor(e, onSaved, onDeleted) {
+  const url = el("input", { type: "url", name: "url", required: true, maxlength: 2048, value: e.url, spellcheck: "false" });
+  const description = el("input", { type: "text", name: "description", maxlength: 500, value: e.description || "" });
+  const enabled = el("input", { type: "checkbox", name: "enabled", id: `edit-enabled-${e.id}`, checked: e.enabled });
+  const boxes = eventTypeBoxes(`edit-${e.id}`, e.event_types);
+  const error = errorBox();
+  const save = el("button", { type: "submit" }, "Save endpoint");
+  const remove = el("button", { type: "button", class: "danger", "aria-label": `Delete ${e.url}` }, "Delete endpoint");
+  const form = el(
+    "form",
+    {
+      class: "endpoint-edit",
+      onsubmit: async (event) => {
+        event.preventDefault();
+        hideError(error);
+        clearFieldErrors(form);
+        const chosen = boxes.filter((b) => b.checked).map((b) => b.value);
+        const json = {};
+        if (url.value.trim() !== e.url) json.url = url.value.trim();
+        if ((description.value.trim() || null) !== (e.description || null)) json.description = description.value.trim() || null;
+        if (enabled.checked !== e.enabled) json.enabled = enabled.checked;
+        const before = (e.event_types || []).slice().sort().join(",");
+        if (chosen.slice().sort().join(",") !== before) json.event_types = chosen.length ? chosen : null;
+        if (!Object.keys(json).length) return showError(error, "Nothing has changed.");
+        busy(save, true);
+        const r = await call(`/v1/webhook-endpoints/${enc(e.id)}`, { method: "PATCH", json });
+        busy(save, false);
+        if (!r.ok) return showProblem(form, error, r.problem);
+        toast(`${r.data.url} saved.`);
+        onSaved(r.data);
+      },
+    },
+    el("h3", {}, "Edit endpoint"),
+    el("div", { class: "grid" }, field("Endpoint URL", url, urlHint()), field("Description", description)),
+    eventTypeFieldset(boxes),
+    el("div", { class: "check" }, enabled, el("label", { for: enabled.id }, "Enabled (send events to it)")),
+    error,
+    el("div", { class: "actions" }, save, remove),
+  );
+  clearOnInput(form, error);
+  remove.addEventListener("click", async () => {
+    if (!confirm(`Delete the endpoint ${e.url}? Its delivery history goes with it; events stay in the feed.`)) return;
+    busy(remove, true);
+    const r = await call(`/v1/webhook-endpoints/${enc(e.id)}`, { method: "DELETE" });
+    busy(remove, false);
+    if (!r.ok) return showError(error, r.problem);
+    toast(`${e.url} deleted.`);
+    onDeleted();
+  });
+  return form;
 }
 
 function endpointRow(endpoint, secret, error) {
@@ -897,6 +1333,7 @@ function endpointRow(endpoint, secret, error) {
   const detailCell = el("td", { colspan: 6 });
   detailRow.append(detailCell);
   let deliveries = null;
+  let shown = null; // "deliveries" | "edit"
   const fill = (e) => {
     endpoint = e;
     clear(row);
@@ -915,26 +1352,53 @@ function endpointRow(endpoint, secret, error) {
       hideError(error);
       secret.show(r.data, true);
     };
-    const showDeliveries = el("button", { type: "button", class: "secondary", "aria-expanded": String(!detailRow.hidden), "aria-label": `Deliveries to ${e.url}` }, "Deliveries");
-    showDeliveries.addEventListener("click", () => {
-      detailRow.hidden = !detailRow.hidden;
-      showDeliveries.setAttribute("aria-expanded", String(!detailRow.hidden));
-      if (!detailRow.hidden) {
-        if (!deliveries) {
-          deliveries = deliveriesPanel(e);
-          detailCell.append(deliveries.panel);
-        } else deliveries.load();
+    const open = (what, button) => {
+      const closing = !detailRow.hidden && shown === what;
+      for (const b of row.querySelectorAll("[aria-expanded]")) b.setAttribute("aria-expanded", "false");
+      if (closing) {
+        detailRow.hidden = true;
+        shown = null;
+        return;
       }
-    });
+      shown = what;
+      detailRow.hidden = false;
+      button.setAttribute("aria-expanded", "true");
+      clear(detailCell);
+      if (what === "deliveries") {
+        deliveries = deliveriesPanel(e);
+        detailCell.append(deliveries.panel);
+      } else {
+        detailCell.append(
+          endpointEditor(
+            e,
+            (saved) => {
+              detailRow.hidden = true;
+              shown = null;
+              fill(saved);
+            },
+            () => {
+              row.remove();
+              detailRow.remove();
+            },
+          ),
+        );
+        detailCell.querySelector("input")?.focus();
+      }
+    };
+    const showDeliveries = el("button", { type: "button", class: "secondary", "aria-expanded": String(shown === "deliveries"), "aria-label": `Deliveries to ${e.url}` }, "Deliveries");
+    showDeliveries.addEventListener("click", () => open("deliveries", showDeliveries));
+    const edit = el("button", { type: "button", class: "secondary", "aria-expanded": String(shown === "edit"), "aria-label": `Edit ${e.url}` }, "Edit");
+    edit.addEventListener("click", () => open("edit", edit));
+    const why = stateText(e);
     append(
       row,
       cell("URL", el("code", { class: "url" }, e.url)),
       cell("Description", e.description || "—"),
-      cell("Events", e.event_types ? e.event_types.join(", ") : "All"),
+      cell("Events", e.event_types ? e.event_types.map(eventLabel).join(", ") : "All events"),
       cell(
         "State",
         el("span", { class: `badge ${e.enabled ? "badge-active" : "badge-paused"}` }, e.enabled ? "Enabled" : "Disabled"),
-        e.disabled_reason && !e.enabled ? ` ${e.disabled_reason}` : "",
+        why ? el("span", { class: "muted" }, ` ${why}`) : "",
       ),
       cell("Created", fmtDate(e.created_at)),
       cell(
@@ -944,6 +1408,7 @@ function endpointRow(endpoint, secret, error) {
           { class: "actions" },
           el("button", { type: "button", class: "secondary", onclick: toggle, "aria-label": `${e.enabled ? "Disable" : "Enable"} ${e.url}` }, e.enabled ? "Disable" : "Enable"),
           el("button", { type: "button", class: "secondary", onclick: rotate, "aria-label": `Rotate the secret of ${e.url}` }, "Rotate secret"),
+          edit,
           showDeliveries,
         ),
       ),
@@ -975,7 +1440,7 @@ function webhooksView(signal) {
 
   const url = el("input", { type: "url", name: "url", required: true, maxlength: 2048, placeholder: "https://shop.example.com/hooks", autocomplete: "url", spellcheck: "false" });
   const description = el("input", { type: "text", name: "description", maxlength: 500 });
-  const types = EVENT_TYPES.map((t) => el("input", { type: "checkbox", name: "event_types", value: t, id: `type-${t.replace(/\W/g, "-")}` }));
+  const types = eventTypeBoxes("type", null);
   const formError = errorBox();
   const submit = el("button", { type: "submit" }, "Add endpoint");
   const form = el(
@@ -986,6 +1451,7 @@ function webhooksView(signal) {
       onsubmit: async (event) => {
         event.preventDefault();
         hideError(formError);
+        clearFieldErrors(form);
         const json = { url: url.value.trim() };
         if (description.value.trim()) json.description = description.value.trim();
         const chosen = types.filter((t) => t.checked).map((t) => t.value);
@@ -993,7 +1459,7 @@ function webhooksView(signal) {
         busy(submit, true);
         const r = await call(`/v1/brands/${enc(brand)}/webhook-endpoints`, { method: "POST", json });
         busy(submit, false);
-        if (!r.ok) return showError(formError, r.problem);
+        if (!r.ok) return showProblem(form, formError, r.problem);
         form.reset();
         body.prepend(...endpointRow(r.data, secret, listError));
         empty.hidden = true;
@@ -1001,16 +1467,12 @@ function webhooksView(signal) {
       },
     },
     el("h2", { id: "new-endpoint-title" }, "Add a webhook endpoint"),
-    el("div", { class: "grid" }, field("Endpoint URL", url, "https only; the service refuses private and loopback hosts."), field("Description", description)),
-    el(
-      "fieldset",
-      {},
-      el("legend", {}, "Events to send (none ticked: all of them)"),
-      types.map((t) => el("div", { class: "check" }, t, el("label", { for: t.id }, t.value))),
-    ),
+    el("div", { class: "grid" }, field("Endpoint URL", url, urlHint()), field("Description", description)),
+    eventTypeFieldset(types),
     formError,
     submit,
   );
+  clearOnInput(form, formError);
 
   append(
     main,
@@ -1092,7 +1554,7 @@ function eventsView(signal) {
     const [label, kind] = deliveryText(row.event, attemptsByEvent.get(id));
     clear(row.deliveryCell).append(el("span", { class: `badge ${kind}` }, label));
     const next = (attemptsByEvent.get(id) || [])[0]?.next_attempt_at;
-    if (next && kind === "badge-ended") row.deliveryCell.append(" next ", fmtDate(next));
+    if (next && kind === "badge-ended") row.deliveryCell.append(" · next attempt ", fmtDate(next, { relative: true }));
   };
 
   const addEvents = (items) => {
@@ -1101,8 +1563,8 @@ function eventsView(signal) {
       const tr = el(
         "tr",
         { dataset: { eventId: event.id, type: event.type } },
-        cell("Time", fmtDate(event.timestamp)),
-        cell("Type", el("code", {}, event.type)),
+        cell("Time", fmtDate(event.timestamp, { relative: true })),
+        cell("Type", el("span", { class: "event-label" }, eventLabel(event.type)), " ", el("code", { class: "muted event-type" }, event.type)),
         cell("What", describe(event, names)),
         deliveryCell,
       );

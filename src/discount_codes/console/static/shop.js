@@ -132,23 +132,26 @@ function signIn() {
   append(main, ...parts);
 }
 
-function showCode(result, claim, again) {
+function showCode(result, claim, again, focus = false) {
   clear(result);
   result.dataset.outcome = "code";
   const code = el("p", { class: "code", id: "your-code" }, claim.code);
+  const title = el("h2", { tabindex: "-1", id: "result-title" }, again ? "You already have a code" : "Your code");
   append(
     result,
-    el("h2", {}, again ? "You already have a code" : "Your code"),
+    title,
     code,
     el("div", { class: "toolbar" }, ...copyButton("Copy code", () => claim.code)),
     el(
       "p",
       { class: "muted" },
-      again ? "You got it on " : "Claimed on ",
-      fmtDate(claim.claimed_at),
+      again ? "You got it on " : "Claimed ",
+      fmtDate(claim.claimed_at, { relative: !again }),
       ". One code per shopper per campaign.",
     ),
   );
+  // The answer replaces the button that was focused: take the keyboard to it.
+  if (focus) title.focus();
 }
 
 /** The service writes instants as RFC 3339; the shopper reads them in their own locale. */
@@ -158,31 +161,94 @@ function localiseDates(message) {
   );
 }
 
-function showReason(result, problem) {
+function showReason(result, problem, focus = false) {
   clear(result);
   const slug = slugOf(problem);
   result.dataset.outcome = "problem";
   result.dataset.reason = slug;
   const headline = REASONS[slug] || problem.title || "Something went wrong.";
+  const title = el("h2", { tabindex: "-1", id: "result-title" }, "No code");
   append(
     result,
-    el("h2", {}, "No code"),
+    title,
     el("p", { class: "reason" }, headline),
     problem.detail && problem.detail !== headline && slug !== "consent-required"
       ? el("p", { class: "detail" }, localiseDates(problem.detail))
       : null,
   );
+  if (focus) title.focus();
+}
+
+/** The shopper's claim on this campaign, if any: a reload must not forget the code. */
+async function existingClaim(who) {
+  let cursor = null;
+  for (let page = 0; page < 20; page++) {
+    const q = cursor ? `&cursor=${encodeURIComponent(cursor)}` : "";
+    const r = await api(`/v1/me/claims?limit=200${q}`, { token: who.token });
+    if (!r.ok) return null;
+    const mine = r.data.items.find((c) => c.campaign_id === campaignId);
+    if (mine) return mine;
+    cursor = r.data.next_cursor;
+    if (!cursor) return null;
+  }
+  return null;
+}
+
+/** Why this campaign hands out no code right now, before the shopper consents to anything. */
+function closedReason(campaign) {
+  if (campaign.status === "ended") {
+    return { slug: "campaign-ended", text: "This campaign has ended: it no longer hands out codes." };
+  }
+  if (campaign.status === "paused") {
+    return { slug: "campaign-not-active", text: "This campaign is paused: no codes are handed out right now. Try again later." };
+  }
+  if (campaign.starts_at && new Date(campaign.starts_at) > new Date()) {
+    return { slug: "campaign-not-active", text: `This campaign opens on ${fmtDate(campaign.starts_at).textContent}.` };
+  }
+  return null;
 }
 
 async function claimView(who) {
-  const r = await api(`/v1/campaigns/${encodeURIComponent(campaignId)}`, { token: who.token });
+  const [r, claim] = await Promise.all([
+    api(`/v1/campaigns/${encodeURIComponent(campaignId)}`, { token: who.token }),
+    existingClaim(who),
+  ]);
   if (r.status === 401) {
     store.remove(TOKEN_KEY);
     return render();
   }
-  const campaign = r.ok ? r.data : null;
-  document.title = `${campaign ? campaign.name : "Get your code"} · Get your code`;
-  const brand = campaign ? campaign.brand_id : "the brand running this campaign";
+  if (!r.ok) {
+    document.title = "No such campaign · Get your code";
+    const result = el("div", { id: "result", class: "result", "aria-live": "polite" });
+    append(main, el("h1", { tabindex: "-1", id: "campaign-name" }, "No such campaign"), result);
+    showReason(result, r.status === 404 ? { type: "/problems/not-found", title: REASONS["not-found"] } : r.problem);
+    return;
+  }
+  const campaign = r.data;
+  document.title = `${campaign.name} · Get your code`;
+  const brand = campaign.brand_id;
+  const result = el("div", { id: "result", class: "result", "aria-live": "polite" });
+  const header = [
+    el("h1", { tabindex: "-1", id: "campaign-name" }, campaign.name),
+    el("p", { class: "muted", id: "campaign-brand" }, "From ", el("strong", {}, brand)),
+    campaign.description ? el("p", { class: "lead" }, campaign.description) : null,
+  ];
+
+  if (claim) {
+    append(main, ...header, result);
+    showCode(result, claim, true);
+    return;
+  }
+  const closed = closedReason(campaign);
+  if (closed) {
+    append(
+      main,
+      ...header,
+      el("p", { class: `state state-${campaign.status}`, id: "campaign-state", dataset: { state: closed.slug } }, closed.text),
+    );
+    return;
+  }
+
   const email = who.claims.email;
   const name = who.claims.name;
   const sharing =
@@ -192,7 +258,6 @@ async function claimView(who) {
 
   const consent = el("input", { type: "checkbox", id: "consent", name: "share_contact", "aria-describedby": "consent-note" });
   const button = el("button", { type: "submit", id: "get-code" }, "Get your code");
-  const result = el("div", { id: "result", class: "result", "aria-live": "polite" });
   const form = el(
     "form",
     {
@@ -213,8 +278,10 @@ async function claimView(who) {
         });
         button.disabled = false;
         button.setAttribute("aria-busy", "false");
-        if (c.ok) showCode(result, c.data, c.status === 200);
-        else showReason(result, c.problem);
+        if (c.ok) {
+          form.remove(); // the code is the shopper's now: nothing left to ask
+          showCode(result, c.data, c.status === 200, true);
+        } else showReason(result, c.problem, true);
       },
     },
     el(
@@ -229,10 +296,9 @@ async function claimView(who) {
 
   append(
     main,
-    el("h1", { tabindex: "-1", id: "campaign-name" }, campaign ? campaign.name : "Get your code"),
-    campaign && campaign.description ? el("p", { class: "lead" }, campaign.description) : null,
-    campaign && campaign.ends_at ? el("p", { class: "muted" }, "Until ", fmtDate(campaign.ends_at)) : null,
-    campaign && campaign.terms
+    ...header,
+    campaign.ends_at ? el("p", { class: "muted" }, "Until ", fmtDate(campaign.ends_at)) : null,
+    campaign.terms
       ? el("details", {}, el("summary", {}, "Terms"), el("p", { class: "terms" }, campaign.terms))
       : null,
     form,
