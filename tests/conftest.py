@@ -136,8 +136,107 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+#: ``pytestmark = THROUGH_PGBOUNCER``: the module's tests also run with the service behind a
+#: real PgBouncer in transaction pooling mode (the claim, generation and webhook suites).
+THROUGH_PGBOUNCER = pytest.mark.parametrize(
+    "backend", ["sqlite", "postgresql", "pgbouncer"], indirect=True
+)
+PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+
+
+@dataclass
+class PgBouncer:
+    """A PgBouncer process in transaction pooling mode in front of the test PostgreSQL."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def url(self, database: str) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+
+def start_pgbouncer(workdir: Path, *, pool_size: int = 20) -> PgBouncer:
+    """Debian's ``pgbouncer`` (1.18: no prepared-statement support) on a free port, every
+    database name routed to the test PostgreSQL, ``pool_mode = transaction``."""
+    if not Path(PGBOUNCER).exists():
+        if REQUIRE_SERVICES:
+            pytest.fail("Debian's pgbouncer is not installed (.ci/run installs it)")
+        pytest.skip("pgbouncer not installed")
+    pg = PG_ADMIN_DSN.split("://", 1)[1].split("/", 1)[0].rsplit("@", 1)[-1]
+    host, _, pg_port = pg.partition(":")
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    ini = workdir / "pgbouncer.ini"
+    ini.write_text(
+        "[databases]\n"
+        f"* = host={host} port={pg_port or 5432} user=postgres\n"
+        "[pgbouncer]\n"
+        f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+        "auth_type = any\npool_mode = transaction\n"
+        f"default_pool_size = {pool_size}\nmax_client_conn = 1000\n"
+        "logfile =\npidfile =\n" + ("user = postgres\n" if os.geteuid() == 0 else "")
+        # PgBouncer refuses to run as root; CI runs as root.
+    )
+    log_path = workdir / "pgbouncer.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen([PGBOUNCER, str(ini)], stdout=log, stderr=subprocess.STDOUT)
+    bouncer = PgBouncer(port, process, log_path)
+    deadline = time.monotonic() + 30
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"pgbouncer exited {process.returncode}: {log_path.read_text()}")
+        with suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return bouncer
+        if time.monotonic() > deadline:
+            bouncer.stop()
+            raise RuntimeError(f"pgbouncer not listening: {log_path.read_text()}")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgBouncer]:
+    bouncer = start_pgbouncer(tmp_path_factory.mktemp("pgbouncer"))
+    yield bouncer
+    bouncer.stop()
+
+
+@dataclass(frozen=True)
+class PooledDatabase:
+    url: str  # through PgBouncer
+    direct_url: str
+
+
+@pytest.fixture(scope="session")
+def pgbouncer_db(pgbouncer: PgBouncer) -> Iterator[PooledDatabase]:
+    """A fresh database (migrated on the direct URL) and its URL through PgBouncer."""
+    direct, drop = create_pg_database("dc_pgb")
+    yield PooledDatabase(pgbouncer.url(direct.rsplit("/", 1)[1]), direct)
+    drop()
+
+
+def backend_overrides(backend: str, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Settings the backend needs beyond the URL (the pooler and its direct URL)."""
+    if backend != "pgbouncer":
+        return {}
+    pooled: PooledDatabase = request.getfixturevalue("pgbouncer_db")
+    return {"database_pooler": "pgbouncer", "database_direct_url": pooled.direct_url}
+
+
 @pytest.fixture(scope="session")
 def db_url(backend: str, request: pytest.FixtureRequest) -> str:
+    if backend == "pgbouncer":
+        pooled: PooledDatabase = request.getfixturevalue("pgbouncer_db")
+        return pooled.url
     return str(request.getfixturevalue("pg_url" if backend == "postgresql" else "sqlite_url"))
 
 
@@ -173,8 +272,8 @@ def make_settings(db_url: str, data_dir: Path, **overrides: Any) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def settings(db_url: str, data_dir: Path) -> Settings:
-    return make_settings(db_url, data_dir)
+def settings(db_url: str, data_dir: Path, backend: str, request: pytest.FixtureRequest) -> Settings:
+    return make_settings(db_url, data_dir, **backend_overrides(backend, request))
 
 
 @asynccontextmanager
@@ -333,14 +432,22 @@ ServerFactory = Callable[..., LiveServer]
 
 
 @pytest.fixture
-def live_server(db_url: str, data_dir: Path, tmp_path: Path) -> Iterator[ServerFactory]:
+def live_server(
+    db_url: str, data_dir: Path, tmp_path: Path, settings: Settings
+) -> Iterator[ServerFactory]:
     """Starts ``discount-codes serve`` processes on this test's database; stops them after."""
     started: list[LiveServer] = []
+    pooler: dict[str, str] = {}
+    if settings.database_pooler and settings.database_direct_url:
+        pooler = {
+            "DISCOUNT_CODES_DATABASE_POOLER": settings.database_pooler,
+            "DISCOUNT_CODES_DATABASE_DIRECT_URL": settings.database_direct_url,
+        }
 
     def start(*args: str, **env: str) -> LiveServer:
         port = free_port()
         log_path = tmp_path / f"server-{port}.log"
-        full_env = service_env(db_url, data_dir, **env)
+        full_env = service_env(db_url, data_dir, **{**pooler, **env})
         with log_path.open("wb") as log:
             process = subprocess.Popen(
                 cli("serve", "--port", str(port), *args),

@@ -12,11 +12,11 @@ from fastapi import FastAPI, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 from swagger_ui_bundle import swagger_ui_path
 
-from discount_codes import __version__, openapi, problems
+from discount_codes import __version__, openapi, problems, telemetry
 from discount_codes.auth import TokenVerifier
 from discount_codes.campaign.endpoints import router as campaign_router
 from discount_codes.claim.endpoints import router as claim_router
@@ -25,6 +25,7 @@ from discount_codes.config import Settings, get_settings
 from discount_codes.console.endpoints import install as install_console
 from discount_codes.db import Database, ping
 from discount_codes.logs import configure_logging
+from discount_codes.metrics import exposition
 from discount_codes.middleware import RequestContextMiddleware
 from discount_codes.migrate import schema_problem, upgrade_to_head_async
 from discount_codes.outbox.endpoints import router as events_router
@@ -48,6 +49,7 @@ service. Errors are RFC 9457 `application/problem+json`.
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings)
+    telemetry.setup()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -103,6 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         route_prefixes=prefixes,
         max_in_flight=settings.max_requests_in_flight,
     )
+    app.add_middleware(telemetry.TracingMiddleware, route_prefixes=prefixes)  # outermost
 
     _operations(app)
     install_console(app, settings)
@@ -152,8 +155,8 @@ def _operations(app: FastAPI) -> None:
         summary="Prometheus metrics",
         response_class=PlainTextResponse,
     )
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    async def metrics(request: Request) -> Response:
+        return Response(await exposition(request.app.state.db), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:

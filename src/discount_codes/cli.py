@@ -75,6 +75,9 @@ def serve(
         if why:
             typer.secho(f"discount-codes: refusing to start: {why}", err=True, fg="red")
             raise typer.Exit(2)
+    from discount_codes.metrics import prepare_multiprocess_dir
+
+    prepare_multiprocess_dir(workers)
     # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal to the handler
     # that was there before it; make that one a clean exit so orchestrators see status 0.
     signal.signal(signal.SIGTERM, _exit_cleanly)
@@ -128,11 +131,13 @@ def _print_dev_banner(settings: Settings, host: str, port: int) -> None:
 @app.command()
 def worker() -> None:
     """Run batch generation and event delivery alone (start more to scale out)."""
+    from discount_codes import telemetry
     from discount_codes.logs import configure_logging
     from discount_codes.worker import run_standalone
 
     settings = _settings()
     configure_logging(settings)
+    telemetry.setup()
     asyncio.run(run_standalone(settings))
 
 
@@ -142,7 +147,7 @@ def migrate() -> None:
     from discount_codes.migrate import head_revision, upgrade_to_head
 
     settings = _settings()
-    upgrade_to_head(settings.database_url)
+    upgrade_to_head(settings.direct_url)
     typer.echo(f"schema at {head_revision()}")
 
 

@@ -28,6 +28,10 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path("var")
     database_url: str = ""
+    #: ``pgbouncer``: ``database_url`` points at PgBouncer in transaction pooling mode.
+    database_pooler: Literal["pgbouncer"] | None = None
+    #: A direct PostgreSQL connection for LISTEN and migrations (behind a pooler; optional).
+    database_direct_url: str | None = None
     broker_url: str | None = None
 
     dev: bool = False
@@ -78,6 +82,11 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
+    @field_validator("database_pooler", "database_direct_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
     @field_validator("auth_algorithms", mode="before")
     @classmethod
     def _split_algorithms(cls, value: object) -> object:
@@ -95,6 +104,7 @@ class Settings(BaseSettings):
                 "DISCOUNT_CODES_DATABASE_URL must start with sqlite+aiosqlite:// or "
                 f"postgresql+asyncpg:// (got {scheme!r})"
             )
+        self._check_pooler()
         bad = [a for a in self.auth_algorithms if a not in ALLOWED_ALGORITHMS]
         if bad or not self.auth_algorithms:
             raise SettingsError(
@@ -132,6 +142,31 @@ class Settings(BaseSettings):
         if self.dev and self.auth_issuer is None:
             self.auth_issuer = DEV_ISSUER
         return self
+
+    def _check_pooler(self) -> None:
+        if self.database_pooler and not self.database_url.startswith("postgresql"):
+            raise SettingsError("DISCOUNT_CODES_DATABASE_POOLER needs a PostgreSQL DATABASE_URL")
+        if self.database_direct_url and not self.database_direct_url.startswith(
+            "postgresql+asyncpg://"
+        ):
+            raise SettingsError(
+                "DISCOUNT_CODES_DATABASE_DIRECT_URL must start with postgresql+asyncpg://"
+            )
+
+    @property
+    def direct_url(self) -> str:
+        """Where migrations run: the direct connection when one is given."""
+        return self.database_direct_url or self.database_url
+
+    @property
+    def listen_url(self) -> str | None:
+        """Where the worker LISTENs for new events; None: poll only (SQLite, or a
+        transaction pooler without a direct connection: LISTEN needs a session)."""
+        if self.is_sqlite:
+            return None
+        if self.database_pooler and not self.database_direct_url:
+            return None
+        return self.direct_url
 
     @property
     def is_sqlite(self) -> bool:

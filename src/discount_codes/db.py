@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from discount_codes import telemetry
 from discount_codes.config import Settings
 from discount_codes.problems import ProblemError
 
@@ -43,6 +44,8 @@ class Database:
         self.settings = settings
         self.url = settings.database_url
         self.is_sqlite = settings.is_sqlite
+        #: ``"pgbouncer"`` when ``url`` is a transaction pooler (no named prepared statements).
+        self.pooler = settings.database_pooler
         kwargs: dict[str, Any] = {}
         if self.is_sqlite:
             path = self.url.split("///", 1)[1]
@@ -61,20 +64,24 @@ class Database:
             kwargs.update(
                 pool_size=settings.db_pool_size,
                 max_overflow=settings.db_pool_size,
-                # No ping per checkout (a round trip on every request): a connection the
-                # server dropped fails its statement, is invalidated, and that request is
-                # answered 503; the next checkout connects afresh.
-                pool_pre_ping=False,
+                # The ping per checkout stays on this pool (requests other than the claim,
+                # the worker): after the server dropped connections (a restart, a failover)
+                # the first request still succeeds. The claim, the hot path, runs on the
+                # driver-level pool below, which needs no ping: asyncpg sees a server's
+                # termination notice on an idle connection and replaces it.
+                pool_pre_ping=True,
                 pool_recycle=1800,
                 pool_timeout=30,
                 connect_args={
                     "timeout": PG_CONNECT_TIMEOUT_S,
                     "command_timeout": settings.db_statement_timeout_s,
+                    **engine_options(settings),
                 },
             )
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.is_sqlite:
             _tune_sqlite(self.engine)
+        telemetry.instrument_engine(self.engine)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         self._driver_pool: asyncpg.Pool | None = None
         self._driver_pool_lock = asyncio.Lock()
@@ -163,6 +170,18 @@ class Database:
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
+
+
+def engine_options(settings: Settings) -> dict[str, Any]:
+    """asyncpg connect arguments for a transaction pooler (PgBouncer 1.18 has no prepared
+    statement support): one transaction's statements may run on a server connection that
+    another client prepared ``__asyncpg_stmt_1__`` on. With both statement caches off,
+    asyncpg prepares every statement unnamed, so names never collide and nothing piles up
+    on the server (unique names, the other documented fix, leave one statement behind per
+    transaction until PgBouncer recycles the server connection)."""
+    if settings.database_pooler != "pgbouncer":
+        return {}
+    return {"statement_cache_size": 0, "prepared_statement_cache_size": 0}
 
 
 async def _no_reset(_: Any) -> None:

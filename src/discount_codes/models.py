@@ -195,7 +195,9 @@ class Claim(Base):
     code_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("codes.id", ondelete="CASCADE"))
     code: Mapped[str] = mapped_column(String(64))
     claimed_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    # The consent record: what was shared with the brand, and when.
+    # What is shared with the brand while consent holds; erased (null) once it is withdrawn
+    # or the shopper erases their contact details. The consent record is the rest: who,
+    # which campaign, when given, when withdrawn.
     contact_email: Mapped[str | None] = mapped_column(String(320))
     contact_name: Mapped[str | None] = mapped_column(String(200))
     consent_given_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -263,6 +265,8 @@ class Event(Base):
     fanned_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Set once the broker confirmed the publish (only when a broker is configured).
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # W3C traceparent of the request that recorded it: deliveries and publishes join its trace.
+    traceparent: Mapped[str | None] = mapped_column(String(55))
 
     __table_args__ = (
         Index(None, "brand_id", "seq"),

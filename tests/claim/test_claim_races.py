@@ -15,7 +15,7 @@ from sqlalchemy import select
 from discount_codes.db import Database
 from discount_codes.models import Campaign, Claim
 
-from ..conftest import ServerFactory, Tokens, gather_limited
+from ..conftest import THROUGH_PGBOUNCER, ServerFactory, Tokens, gather_limited
 from ..robustness.helpers import poll
 from .helpers import (
     campaign_with_codes,
@@ -57,6 +57,8 @@ async def claim_once(
     raise AssertionError("unreachable")
 
 
+# Through PgBouncer too: two real processes, each with its own pool, sharing its servers.
+@THROUGH_PGBOUNCER
 async def test_2000_users_race_for_500_codes_through_two_server_processes(
     client: httpx.AsyncClient,
     tokens: Tokens,

@@ -13,7 +13,7 @@ import httpx
 
 from discount_codes.db import Database
 
-from ..conftest import Tokens
+from ..conftest import THROUGH_PGBOUNCER, Tokens
 from .helpers import (
     add_codes,
     campaign_with_codes,
@@ -25,6 +25,8 @@ from .helpers import (
     new_campaign,
     set_status,
 )
+
+pytestmark = THROUGH_PGBOUNCER
 
 GROUPED = re.compile(r"^[0-9A-Z]{4}(-[0-9A-Z]{4})+$")
 

@@ -16,8 +16,10 @@ from discount_codes.config import Settings
 from discount_codes.db import Database
 from discount_codes.models import Code, Event
 
-from ..conftest import Tokens, worker_running
+from ..conftest import THROUGH_PGBOUNCER, Tokens, worker_running
 from .helpers import ALPHABET, codes_total, new_campaign, stored_codes
+
+pytestmark = THROUGH_PGBOUNCER
 
 
 async def wait_completed(

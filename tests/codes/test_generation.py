@@ -7,8 +7,10 @@ import pytest
 
 from discount_codes.db import Database
 
-from ..conftest import Tokens
+from ..conftest import THROUGH_PGBOUNCER, Tokens
 from .helpers import ALPHABET, codes_total, new_campaign, stored_codes
+
+pytestmark = THROUGH_PGBOUNCER
 
 
 @pytest.mark.parametrize("count", [1, 10_000])

@@ -59,3 +59,32 @@ def test_lock_file_pins_every_dependency_exactly() -> None:
     pinned = {ln.split("==")[0].lower().replace("_", "-") for ln in lines}
     for needed in ("fastapi", "sqlalchemy", "asyncpg", "aiosqlite", "alembic", "pyjwt", "uvicorn"):
         assert needed in pinned
+
+
+def test_compose_runs_api_and_worker_behind_pgbouncer_with_a_direct_url() -> None:
+    services = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
+    bouncer = services["pgbouncer"]
+    assert bouncer.get("healthcheck"), "pgbouncer has no healthcheck"
+    assert "transaction" in bouncer["environment"].values()
+    assert bouncer["depends_on"]["postgres"]["condition"] == "service_healthy"
+    for name in ("api", "worker"):
+        env = services[name]["environment"]
+        assert env["DISCOUNT_CODES_DATABASE_POOLER"] == "pgbouncer"
+        assert "@pgbouncer:" in env["DISCOUNT_CODES_DATABASE_URL"]
+        assert "@postgres:" in env["DISCOUNT_CODES_DATABASE_DIRECT_URL"]
+        assert services[name]["depends_on"]["pgbouncer"]["condition"] == "service_healthy"
+        settings = Settings(
+            database_url=env["DISCOUNT_CODES_DATABASE_URL"],
+            database_pooler=env["DISCOUNT_CODES_DATABASE_POOLER"],
+            database_direct_url=env["DISCOUNT_CODES_DATABASE_DIRECT_URL"],
+            dev=True,
+        )
+        # LISTEN and migrations go around the pooler.
+        assert (
+            settings.listen_url == settings.direct_url == env["DISCOUNT_CODES_DATABASE_DIRECT_URL"]
+        )
+
+
+def test_ci_installs_pgbouncer_from_debian() -> None:
+    text = (ROOT / ".ci" / "run").read_text()
+    assert "apt-get install -y -qq pgbouncer" in text

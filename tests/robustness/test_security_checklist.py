@@ -462,7 +462,8 @@ async def test_no_token_secret_or_email_reaches_the_logs(
     server = live_server(DISCOUNT_CODES_LOG_LEVEL="DEBUG")
     email = f"log-{uuid.uuid4().hex[:8]}@private.example"
     staff_token = tokens.token(f"staff-{brand_id}", brands=[brand_id])
-    shopper_token = tokens.token(f"shopper-{uuid.uuid4().hex[:8]}", email=email, name="Log Name")
+    name = f"Log Name{uuid.uuid4().hex[:8]}"
+    shopper_token = tokens.token(f"shopper-{uuid.uuid4().hex[:8]}", email=email, name=name)
     forged = _forged_tokens(tokens, "forger")
     staff = {"Authorization": f"Bearer {staff_token}"}
     shopper = {"Authorization": f"Bearer {shopper_token}"}
@@ -496,6 +497,8 @@ async def test_no_token_secret_or_email_reaches_the_logs(
         await ok(await c.get(f"/v1/brands/{brand_id}/events", headers=staff))
         r = await c.delete(f"/v1/me/claims/{claim['id']}/consent", headers=shopper)
         assert r.status_code == 204
+        r = await c.delete("/v1/me/contact-details", headers=shopper)
+        assert r.status_code == 204
         # Tokens where they do not belong, or not valid: rejected, and still not logged.
         for token in [t for t in forged.values() if t]:
             r = await c.get("/v1/me/claims", headers={"Authorization": f"Bearer {token}"})
@@ -513,7 +516,7 @@ async def test_no_token_secret_or_email_reaches_the_logs(
     assert '"event": "request"' in logs  # there is a log to search
     for token in [staff_token, shopper_token, *[t for t in forged.values() if t]]:
         secrets += [token, *[part for part in token.split(".")[1:] if len(part) > 16]]
-    secrets.append(email)
+    secrets += [email, name]
     found = [s[:24] + "..." for s in secrets if s in logs]
     assert not found, f"in the logs: {found}"
 

@@ -16,10 +16,10 @@ from discount_codes.db import Database
 from discount_codes.outbox.service import record_event
 from discount_codes.webhook.dispatcher import Dispatcher, new_client, parse_retry_after
 
-from ..conftest import Tokens, worker_running
+from ..conftest import THROUGH_PGBOUNCER, Tokens, worker_running
 from .receiver import Received, Receiver, Reply
 
-pytestmark = pytest.mark.usefixtures("cleanup_brand")
+pytestmark = [pytest.mark.usefixtures("cleanup_brand"), THROUGH_PGBOUNCER]
 
 
 async def make_endpoint(

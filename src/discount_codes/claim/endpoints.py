@@ -129,13 +129,30 @@ async def list_my_claims(
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Withdraw consent to share contact details",
     description="The brand no longer sees the claim's contact details and is told "
-    "(`contact_consent.withdrawn`); the code stays the caller's. Idempotent.",
+    "(`contact_consent.withdrawn`); the claim's copy of the e-mail and name is erased (its "
+    "events' too); the code stays the caller's. Idempotent.",
     responses=problem_responses(401, 404),
 )
 async def withdraw_consent(
     claim_id: ClaimId, principal: CurrentPrincipal, session: SessionDep
 ) -> Response:
     await service.withdraw_consent(session, principal, claim_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.delete(
+    "/me/contact-details",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Erase my contact details",
+    description="The caller's e-mail and name are erased everywhere this service holds them "
+    "(claims, events, stored delivery payloads). Every claim still sharing them is withdrawn, "
+    "and its brand is told (`contact_consent.withdrawn`); the codes stay the caller's. What "
+    "remains is the consent record: who, which campaign, when given, when withdrawn. "
+    "Idempotent.",
+    responses=problem_responses(401),
+)
+async def erase_contact_details(principal: CurrentPrincipal, session: SessionDep) -> Response:
+    await service.erase_contact_details(session, principal)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

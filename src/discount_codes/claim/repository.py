@@ -29,10 +29,12 @@ import asyncpg
 from sqlalchemy import ColumnElement, Select, and_, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from discount_codes import telemetry
 from discount_codes.codes.alphabet import display
 from discount_codes.db import Database
 from discount_codes.ids import new_id
 from discount_codes.models import Claim, Event, Redemption
+from discount_codes.telemetry import current_traceparent
 
 #: Claimed-code counters per campaign: concurrent claims add to different rows.
 COUNTER_SHARDS = 16
@@ -42,6 +44,7 @@ CLAIMED_EVENT = "discount_code.claimed"
 #: SQLSTATE classes of a statement that failed on a healthy connection (data, integrity,
 #: transaction rollback, PL/pgSQL): the connection can serve the next claim.
 _STATEMENT_ERRORS = ("22", "23", "40", "P0")
+_CLAIM_STATEMENT = "SELECT * FROM dc_claim($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
 #: Within this many codes of the end the claim checks whether it took the last one.
 NEAR_END = 256
 
@@ -141,34 +144,37 @@ async def claim_code(
     claim_id = new_id()
     data = claimed_event_data(claim_id, campaign_id, user_id, email, name, rfc3339(now))
     shard = random.randrange(COUNTER_SHARDS)
+    traceparent = current_traceparent()  # the request's, stored with the claim's events
     if db.is_sqlite:
         return await _claim_sqlite(
-            db, campaign_id, user_id, email, name, now, claim_id, shard, data
+            db, campaign_id, user_id, email, name, now, claim_id, shard, data, traceparent
         )
     pool = await db.driver_pool()
-    async with pool.acquire() as con:
-        try:
-            row = await con.fetchrow(
-                "SELECT * FROM dc_claim($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                campaign_id,
-                user_id,
-                email,
-                name,
-                now,
-                claim_id,
-                shard,
-                json.dumps(data),
-                new_id(),
-                new_id(),
-                False,  # no NOTIFY in the claim's commit: see Database.events_written
-            )
-        except asyncpg.PostgresError as exc:
-            if not str(exc.sqlstate or "").startswith(_STATEMENT_ERRORS):
-                con.terminate()  # the connection's state is unknown: never reuse it
-            raise
-        except BaseException:
-            con.terminate()
-            raise
+    with telemetry.db_span("postgresql", _CLAIM_STATEMENT):
+        async with pool.acquire() as con:
+            try:
+                row = await con.fetchrow(
+                    _CLAIM_STATEMENT,
+                    campaign_id,
+                    user_id,
+                    email,
+                    name,
+                    now,
+                    claim_id,
+                    shard,
+                    json.dumps(data),
+                    new_id(),
+                    new_id(),
+                    False,  # no NOTIFY in the claim's commit: see Database.events_written
+                    traceparent,
+                )
+            except asyncpg.PostgresError as exc:
+                if not str(exc.sqlstate or "").startswith(_STATEMENT_ERRORS):
+                    con.terminate()  # the connection's state is unknown: never reuse it
+                raise
+            except BaseException:
+                con.terminate()
+                raise
     assert row is not None  # the function always returns one row
     attempt = _attempt(campaign_id, user_id, tuple(row))
     if attempt.outcome in ("created", "exhausted"):
@@ -223,8 +229,9 @@ async def _claim_sqlite(
     claim_id: str,
     shard: int,
     data: dict[str, Any],
+    traceparent: str | None,
 ) -> ClaimAttempt:
-    args = (campaign_id, user_id, email, name, now, claim_id, shard, data)
+    args = (campaign_id, user_id, email, name, now, claim_id, shard, data, traceparent)
     row = await db.run_on_sqlite(_claim_sqlite_sync, *args)
     values = list(row)
     for i in (3, 4, 7, 10):
@@ -245,6 +252,10 @@ _SQLITE_EVENT = (
     "INSERT INTO events (id, type, brand_id, campaign_id, data, created_at) "
     "VALUES (?, ?, ?, ?, ?, ?)"
 )
+_SQLITE_CLAIMED_EVENT = (
+    "INSERT INTO events (id, type, brand_id, campaign_id, data, created_at, traceparent) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 def _claim_sqlite_sync(
@@ -257,6 +268,7 @@ def _claim_sqlite_sync(
     claim_id: str,
     shard: int,
     data: dict[str, Any],
+    traceparent: str | None,
 ) -> tuple[Any, ...]:
     """``dc_claim`` for SQLite: one writer at a time (``BEGIN IMMEDIATE``), so the reads
     and writes below cannot interleave with another claim's."""
@@ -264,7 +276,7 @@ def _claim_sqlite_sync(
     con.execute("BEGIN IMMEDIATE")
     try:
         result = _claim_in_transaction(
-            con, campaign_id, user_id, email, name, at, claim_id, shard, data
+            con, campaign_id, user_id, email, name, at, claim_id, shard, data, traceparent
         )
     except BaseException:
         con.execute("ROLLBACK")
@@ -283,6 +295,7 @@ def _claim_in_transaction(
     claim_id: str,
     shard: int,
     data: dict[str, Any],
+    traceparent: str | None,
 ) -> tuple[Any, ...]:
     campaign = con.execute(
         "SELECT brand_id, status, starts_at, ends_at, low_stock_threshold, low_stock_notified, "
@@ -325,8 +338,8 @@ def _claim_in_transaction(
     )
     payload = {**data, "brand_id": brand_id, "code": code}
     con.execute(
-        _SQLITE_EVENT,
-        (claim_id, CLAIMED_EVENT, brand_id, campaign_id, json.dumps(payload), at),
+        _SQLITE_CLAIMED_EVENT,
+        (claim_id, CLAIMED_EVENT, brand_id, campaign_id, json.dumps(payload), at, traceparent),
     )
     if (threshold is not None and not low_notified) or not exhausted_notified:
         (claimed,) = con.execute(
@@ -502,3 +515,46 @@ async def campaign_claims_after(
         .limit(limit)
     )
     return [_redeemed_record(r) for r in rows]
+
+
+# --- erasure (contract v1.1, Personal data) -------------------------------------------------
+
+
+async def erase_claim_contact(conn: AsyncConnection, claim_id: str) -> None:
+    """The claim keeps its consent record (who, which campaign, when given and withdrawn),
+    not the contact details; its ``discount_code.claimed`` event loses them too."""
+    await conn.execute(
+        update(Claim).where(Claim.id == claim_id).values(contact_email=None, contact_name=None)
+    )
+    await scrub_claimed_event(conn, claim_id)
+
+
+async def withdraw_all_consents(
+    conn: AsyncConnection, user_id: str, now: datetime
+) -> list[ClaimRecord]:
+    """Withdraw consent on every claim of the user still sharing; those claims, each
+    returned to the one caller that withdrew it (a conditional update, as for one claim)."""
+    rows = await conn.execute(
+        update(Claim)
+        .where(Claim.user_id == user_id, Claim.consent_withdrawn_at.is_(None))
+        .values(consent_withdrawn_at=now)
+        .returning(*_CLAIM_COLUMNS)
+    )
+    return [_record(r) for r in rows]
+
+
+async def erase_user_contact(conn: AsyncConnection, user_id: str) -> int:
+    """Erase the user's e-mail and name from every claim and its event; how many claims."""
+    ids = list(
+        (
+            await conn.execute(
+                update(Claim)
+                .where(Claim.user_id == user_id)
+                .values(contact_email=None, contact_name=None)
+                .returning(Claim.id)
+            )
+        ).scalars()
+    )
+    for claim_id in ids:
+        await scrub_claimed_event(conn, claim_id)
+    return len(ids)

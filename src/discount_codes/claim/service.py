@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from discount_codes.auth import Principal
 from discount_codes.campaign import service as campaign_service
@@ -116,8 +116,8 @@ async def list_my_claims(
 
 async def withdraw_consent(session: AsyncSession, principal: Principal, claim_id: str) -> None:
     """Stop sharing the claim's contact details with the brand; the code stays the user's.
-    The brand's views and the stored ``discount_code.claimed`` event lose the contact
-    details; the claim keeps them as the user's consent record, shown to the user only.
+    The claim and its stored ``discount_code.claimed`` event lose the e-mail and name; the
+    claim keeps the consent record (who, which campaign, when given, when withdrawn).
     Idempotent: only the first withdrawal records ``contact_consent.withdrawn``."""
     conn = await session.connection()
     claim = (
@@ -128,22 +128,41 @@ async def withdraw_consent(session: AsyncSession, principal: Principal, claim_id
     if claim is None:
         raise NotFound("You have no claim with this id.")
     now = utcnow()
-    if await repository.withdraw_consent(conn, claim.id, now):
-        await repository.scrub_claimed_event(conn, claim.id)
-        await record_event(
-            conn,
-            "contact_consent.withdrawn",
-            brand_id=claim.brand_id,
-            campaign_id=claim.campaign_id,
-            data={
-                "claim_id": claim.id,
-                "brand_id": claim.brand_id,
-                "campaign_id": claim.campaign_id,
-                "user_id": claim.user_id,
-                "withdrawn_at": repository.rfc3339(now),
-            },
-            at=now,
-        )
+    withdrew = await repository.withdraw_consent(conn, claim.id, now)
+    # Erased on every call: a claim withdrawn before erasure existed loses its copy too.
+    await repository.erase_claim_contact(conn, claim.id)
+    if withdrew:
+        await _record_withdrawn(conn, claim, now)
+
+
+async def erase_contact_details(session: AsyncSession, principal: Principal) -> int:
+    """``DELETE /v1/me/contact-details``: the caller's e-mail and name leave every claim and
+    event; each claim still sharing them records ``contact_consent.withdrawn`` for its
+    brand. The codes stay the caller's. Returns how many claims were still sharing."""
+    conn = await session.connection()
+    now = utcnow()
+    withdrawn = await repository.withdraw_all_consents(conn, principal.user_id, now)
+    await repository.erase_user_contact(conn, principal.user_id)
+    for claim in withdrawn:
+        await _record_withdrawn(conn, claim, now)
+    return len(withdrawn)
+
+
+async def _record_withdrawn(conn: AsyncConnection, claim: ClaimRecord, now: datetime) -> None:
+    await record_event(
+        conn,
+        "contact_consent.withdrawn",
+        brand_id=claim.brand_id,
+        campaign_id=claim.campaign_id,
+        data={
+            "claim_id": claim.id,
+            "brand_id": claim.brand_id,
+            "campaign_id": claim.campaign_id,
+            "user_id": claim.user_id,
+            "withdrawn_at": repository.rfc3339(now),
+        },
+        at=now,
+    )
 
 
 # --- the brand's view -------------------------------------------------------------------------

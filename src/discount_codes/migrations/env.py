@@ -28,9 +28,14 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_async() -> None:
-    engine = create_async_engine(
-        config.get_main_option("sqlalchemy.url") or "", poolclass=pool.NullPool
+    url = config.get_main_option("sqlalchemy.url") or ""
+    # No named prepared statements: safe even when the URL is a transaction pooler.
+    connect_args = (
+        {"statement_cache_size": 0, "prepared_statement_cache_size": 0}
+        if url.startswith("postgresql")
+        else {}
     )
+    engine = create_async_engine(url, poolclass=pool.NullPool, connect_args=connect_args)
     async with engine.connect() as connection:
         await connection.run_sync(_run)
     await engine.dispose()

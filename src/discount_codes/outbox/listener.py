@@ -65,10 +65,14 @@ async def listen(database_url: str, wake: asyncio.Event, stop: asyncio.Event) ->
 
 
 def start_listener(
-    database_url: str, stop: asyncio.Event
+    database_url: str | None, stop: asyncio.Event
 ) -> tuple[asyncio.Event, asyncio.Task[None] | None]:
-    """A wake event and, on PostgreSQL, the task that sets it (None on SQLite: poll only)."""
+    """A wake event and, on PostgreSQL, the task that sets it (None: poll only).
+
+    Pass ``Settings.listen_url``: a direct connection, never one through a transaction
+    pooler (a LISTEN lives in a session, and PgBouncer hands the session to others after
+    each transaction); without a direct URL behind a pooler it is None and loops poll."""
     wake = asyncio.Event()
-    if not database_url.startswith("postgresql"):
+    if database_url is None or not database_url.startswith("postgresql"):
         return wake, None
     return wake, asyncio.create_task(listen(database_url, wake, stop))

@@ -17,8 +17,10 @@ from typing import Any
 
 import aio_pika
 import structlog
+from opentelemetry.trace import SpanKind
 from yarl import URL
 
+from discount_codes import telemetry
 from discount_codes.db import Database
 from discount_codes.models import Event, utcnow
 from discount_codes.outbox import repository
@@ -52,7 +54,15 @@ async def _publish(exchange: Any, events: Sequence[Event]) -> None:
     # One channel, one message at a time: RabbitMQ keeps a channel's order, and each
     # publish returns once the broker confirmed it.
     for event in events:
-        await exchange.publish(message(event), routing_key=event.type, timeout=CONFIRM_TIMEOUT_S)
+        with telemetry.span(
+            f"{EXCHANGE} publish",
+            kind=SpanKind.PRODUCER,
+            traceparent=event.traceparent,
+            attributes={"messaging.system": "rabbitmq", "messaging.message.id": event.id},
+        ):
+            msg = message(event)
+            telemetry.inject(msg.headers)
+            await exchange.publish(msg, routing_key=event.type, timeout=CONFIRM_TIMEOUT_S)
 
 
 async def publish_batch(db: Database, exchange: Any) -> int | None:
@@ -83,7 +93,7 @@ async def run_relay(ctx: WorkerContext) -> None:
     if not url:
         return
     poll = POLL_S_SQLITE if ctx.db.is_sqlite else POLL_S_POSTGRES
-    wake, listener = start_listener(ctx.settings.database_url, ctx.stop)
+    wake, listener = start_listener(ctx.settings.listen_url, ctx.stop)
     backoff = 0.5
     try:
         while not ctx.stopping:

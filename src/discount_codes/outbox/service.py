@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from discount_codes.ids import new_id
 from discount_codes.models import Event, utcnow
+from discount_codes.telemetry import current_traceparent
 
 EVENT_TYPES = (
     "discount_code.claimed",
@@ -49,6 +50,7 @@ async def record_event(
             campaign_id=campaign_id,
             data=data,
             created_at=at or utcnow(),
+            traceparent=current_traceparent(),
         )
     )
     dialect = (conn.get_bind() if isinstance(conn, AsyncSession) else conn.engine).dialect

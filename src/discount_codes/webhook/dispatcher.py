@@ -22,7 +22,9 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 import structlog
+from opentelemetry.trace import SpanKind
 
+from discount_codes import telemetry
 from discount_codes.config import Settings
 from discount_codes.db import Database
 from discount_codes.models import utcnow
@@ -144,6 +146,19 @@ class Dispatcher:
         self.held.difference_update(c.delivery_id for c in claimed)
 
     async def send(self, c: Claimed) -> Outcome:
+        """One HTTP attempt, traced as part of the originating request's trace."""
+        with telemetry.span(
+            "webhook deliver",
+            kind=SpanKind.CLIENT,
+            traceparent=c.traceparent,
+            attributes={"webhook.event_id": c.event_id, "webhook.attempt": c.attempt},
+        ) as span:
+            outcome = await self._send(c)
+            if not outcome.succeeded:
+                telemetry.fail(span, outcome.error or "failed")
+            return outcome
+
+    async def _send(self, c: Claimed) -> Outcome:
         """One HTTP attempt; never raises for the receiver's faults."""
         at = self.clock()
         started = time.monotonic()
@@ -159,6 +174,7 @@ class Dispatcher:
                 headers = signing.headers(c.event_id, datetime.now(UTC), body, c.secrets)
                 headers["content-type"] = "application/json"
                 headers["user-agent"] = USER_AGENT
+                telemetry.inject(headers)
                 extensions = {}
                 if target.sni_hostname is not None:
                     headers["host"] = target.host_header
@@ -276,7 +292,7 @@ async def run_dispatcher(ctx: WorkerContext) -> None:
     """The worker loop: wakes on NOTIFY (PostgreSQL) or polls, serves up to
     ``MAX_IN_FLIGHT`` endpoints at once, and on stop finishes the sends under way."""
     poll = POLL_S_SQLITE if ctx.db.is_sqlite else POLL_S_POSTGRES
-    wake, listener = start_listener(ctx.settings.database_url, ctx.stop)
+    wake, listener = start_listener(ctx.settings.listen_url, ctx.stop)
     async with new_client() as client:
         d = Dispatcher(ctx.settings, ctx.db, ctx.worker_id, client)
         in_flight: dict[str, asyncio.Task[None]] = {}

@@ -203,6 +203,8 @@ class Claimed:
     event_type: str
     event_data: dict[str, Any]
     event_created_at: datetime
+    #: W3C traceparent of the request that recorded the event (the delivery joins its trace).
+    traceparent: str | None = None
 
 
 async def claim_due(
@@ -260,6 +262,7 @@ async def claim_due(
                 Event.type,
                 Event.data,
                 Event.created_at,
+                Event.traceparent,
             )
             .join(ep, ep.id == d.endpoint_id)
             .join(Event, Event.seq == d.event_seq)
@@ -288,6 +291,7 @@ async def claim_due(
                 event_type=r.type,
                 event_data=r.data,
                 event_created_at=r.created_at,
+                traceparent=r.traceparent,
             )
         )
     return out

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0002"
-down_revision: str | None = "0001"
+down_revision: str | None = "0005"  # events.traceparent exists first
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -62,7 +62,8 @@ CREATE OR REPLACE FUNCTION dc_claim(
     p_event_data jsonb,
     p_low_event_id text,
     p_exhausted_event_id text,
-    p_notify boolean
+    p_notify boolean,
+    p_traceparent text DEFAULT NULL
 ) RETURNS TABLE (
     o_outcome text,
     o_brand_id text,
@@ -163,11 +164,12 @@ BEGIN
             UPDATE campaigns k SET exhausted_notified = true
              WHERE k.id = p_campaign_id AND NOT k.exhausted_notified;
             IF FOUND THEN
-                INSERT INTO events (id, type, brand_id, campaign_id, data, created_at)
+                INSERT INTO events (id, type, brand_id, campaign_id, data, created_at,
+                    traceparent)
                 VALUES (p_exhausted_event_id, 'campaign.codes_exhausted', c.brand_id,
                         p_campaign_id,
                         jsonb_build_object('brand_id', c.brand_id, 'campaign_id', p_campaign_id),
-                        p_now);
+                        p_now, p_traceparent);
                 IF p_notify THEN PERFORM pg_notify('discount_codes_events', ''); END IF;
             END IF;
         END IF;
@@ -203,10 +205,11 @@ BEGIN
     VALUES (p_campaign_id, p_shard, 1)
     ON CONFLICT (campaign_id, shard) DO UPDATE SET claimed = n.claimed + 1;
     -- The claimed event's id is the claim's id: a withdrawal finds it by primary key.
-    INSERT INTO events (id, type, brand_id, campaign_id, data, created_at)
+    INSERT INTO events (id, type, brand_id, campaign_id, data, created_at,
+                    traceparent)
     VALUES (p_claim_id, 'discount_code.claimed', c.brand_id, p_campaign_id,
             p_event_data || jsonb_build_object('brand_id', c.brand_id, 'code', v_display),
-            p_now);
+            p_now, p_traceparent);
 
     IF (c.low_stock_threshold IS NOT NULL AND NOT c.low_stock_notified)
        OR NOT c.exhausted_notified THEN
@@ -218,12 +221,13 @@ BEGIN
             UPDATE campaigns k SET low_stock_notified = true
              WHERE k.id = p_campaign_id AND NOT k.low_stock_notified;
             IF FOUND THEN
-                INSERT INTO events (id, type, brand_id, campaign_id, data, created_at)
+                INSERT INTO events (id, type, brand_id, campaign_id, data, created_at,
+                    traceparent)
                 VALUES (p_low_event_id, 'campaign.codes_low', c.brand_id, p_campaign_id,
                         jsonb_build_object('brand_id', c.brand_id, 'campaign_id', p_campaign_id,
                                            'available', v_available,
                                            'threshold', c.low_stock_threshold),
-                        p_now);
+                        p_now, p_traceparent);
             END IF;
         END IF;
         IF NOT c.exhausted_notified AND v_available <= 256 THEN
@@ -235,12 +239,13 @@ BEGIN
                 UPDATE campaigns k SET exhausted_notified = true
                  WHERE k.id = p_campaign_id AND NOT k.exhausted_notified;
                 IF FOUND THEN
-                    INSERT INTO events (id, type, brand_id, campaign_id, data, created_at)
+                    INSERT INTO events (id, type, brand_id, campaign_id, data, created_at,
+                    traceparent)
                     VALUES (p_exhausted_event_id, 'campaign.codes_exhausted', c.brand_id,
                             p_campaign_id,
                             jsonb_build_object('brand_id', c.brand_id,
                                                'campaign_id', p_campaign_id),
-                            p_now);
+                            p_now, p_traceparent);
                 END IF;
             END IF;
         END IF;
@@ -268,6 +273,6 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute(
             "DROP FUNCTION IF EXISTS dc_claim(text, text, text, text, timestamptz, text, "
-            "integer, jsonb, text, text, boolean)"
+            "integer, jsonb, text, text, boolean, text)"
         )
         op.execute("DROP FUNCTION IF EXISTS dc_display(text, integer, text)")
