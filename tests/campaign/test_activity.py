@@ -74,3 +74,37 @@ async def test_activity_is_for_the_brands_staff_only(
     assert r.status_code == 422
     missing = "/v1/campaigns/019a0000-0000-7000-8000-000000000000/activity"
     assert (await client.get(missing, headers=tokens.brand(brand_id))).status_code == 404
+
+
+async def test_redemptions_are_counted_beside_claims_and_a_reversal_takes_one_off(
+    client: httpx.AsyncClient, tokens: Tokens, brand_id: str
+) -> None:
+    campaign_id = await campaign_with_codes(client, tokens, brand_id, 3)
+    staff = tokens.brand(brand_id)
+    codes = []
+    for i in range(3):
+        r = await client.post(
+            f"/v1/campaigns/{campaign_id}/claims",
+            json={"share_contact": True},
+            headers=tokens.shopper(f"till-shopper-{i}"),
+        )
+        assert r.status_code == 201, r.text
+        codes.append(r.json()["code"])
+    redemptions = []
+    for i, code in enumerate(codes[:2]):
+        r = await client.post(
+            f"/v1/brands/{brand_id}/codes/{code}/redemptions",
+            json={"order_id": f"order-{i}"},
+            headers=staff,
+        )
+        assert r.status_code == 201, r.text
+        redemptions.append(r.json()["id"])
+    url = f"/v1/campaigns/{campaign_id}/activity"
+    items = (await client.get(url, params={"bucket": "day"}, headers=staff)).json()["items"]
+    assert sum(i["claimed"] for i in items) == 3
+    assert sum(i["redeemed"] for i in items) == 2
+
+    cancelled = await client.delete(f"/v1/redemptions/{redemptions[0]}", headers=staff)
+    assert cancelled.status_code == 204
+    items = (await client.get(url, params={"bucket": "day"}, headers=staff)).json()["items"]
+    assert sum(i["redeemed"] for i in items) == 1

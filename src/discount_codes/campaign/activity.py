@@ -1,7 +1,9 @@
-"""Claims over time for a campaign's chart: one row per hour or day, counted by the database
-(GROUP BY over the ``(campaign_id, claimed_at)`` index), never by paging claims."""
+"""Claims and redemptions over time for a campaign's chart: one row per hour or day,
+counted by the database (GROUP BY), never by paging claims."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -9,24 +11,37 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from discount_codes.auth import Principal
 from discount_codes.campaign.schemas import ActivityBucket, ActivityOut
 from discount_codes.campaign.service import get_for_staff
-from discount_codes.models import Claim
+from discount_codes.models import Claim, Redemption
 from discount_codes.timebuckets import Bucket, as_utc, bucket_start
 
 
 async def claims_over_time(
     session: AsyncSession, principal: Principal, campaign_id: str, bucket: Bucket
 ) -> ActivityOut:
-    """Claims per bucket, oldest first; buckets without a claim are left out."""
+    """Claims and live redemptions per bucket, oldest first; buckets with neither are
+    left out. A reversed redemption no longer counts (the order was cancelled)."""
     campaign = await get_for_staff(session, principal, campaign_id)
     dialect = session.get_bind().dialect.name
     start = bucket_start(dialect, bucket, Claim.claimed_at).label("start")
-    rows = await session.execute(
-        select(start, func.count().label("claimed"))
+    claimed = await session.execute(
+        select(start, func.count().label("n"))
         .where(Claim.campaign_id == campaign.id)
         .group_by(start)
-        .order_by(start)
     )
+    redeemed_start = bucket_start(dialect, bucket, Redemption.redeemed_at).label("start")
+    redeemed = await session.execute(
+        select(redeemed_start, func.count().label("n"))
+        .where(Redemption.campaign_id == campaign.id, Redemption.reversed_at.is_(None))
+        .group_by(redeemed_start)
+    )
+    counts: dict[datetime, list[int]] = {}
+    for r in claimed:
+        counts.setdefault(as_utc(r.start), [0, 0])[0] = int(r.n)
+    for r in redeemed:
+        counts.setdefault(as_utc(r.start), [0, 0])[1] = int(r.n)
     return ActivityOut(
         bucket=bucket,
-        items=[ActivityBucket(start=as_utc(r.start), claimed=int(r.claimed)) for r in rows],
+        items=[
+            ActivityBucket(start=at, claimed=c, redeemed=d) for at, (c, d) in sorted(counts.items())
+        ],
     )

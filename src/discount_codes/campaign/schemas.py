@@ -104,6 +104,7 @@ class CampaignOut(CampaignPublic):
 class ActivityBucket(BaseModel):
     start: datetime = Field(description="Start of the hour or day (UTC).")
     claimed: int = Field(description="Codes handed out in it.")
+    redeemed: int = Field(default=0, description="Codes redeemed in it (reversals excluded).")
 
 
 class ActivityOut(BaseModel):
@@ -113,8 +114,8 @@ class ActivityOut(BaseModel):
                 {
                     "bucket": "hour",
                     "items": [
-                        {"start": "2026-11-26T10:00:00Z", "claimed": 412},
-                        {"start": "2026-11-26T11:00:00Z", "claimed": 97},
+                        {"start": "2026-11-26T10:00:00Z", "claimed": 412, "redeemed": 3},
+                        {"start": "2026-11-26T11:00:00Z", "claimed": 97, "redeemed": 41},
                     ],
                 }
             ]
@@ -123,5 +124,5 @@ class ActivityOut(BaseModel):
 
     bucket: Literal["hour", "day"]
     items: list[ActivityBucket] = Field(
-        description="Oldest first; a bucket without a claim is left out."
+        description="Oldest first; a bucket without a claim or a redemption is left out."
     )
