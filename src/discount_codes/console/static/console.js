@@ -33,6 +33,8 @@ const EVENT_TYPES = [
   "campaign.codes_low",
   "campaign.codes_exhausted",
   "contact_consent.withdrawn",
+  "discount_code.redeemed",
+  "discount_code.redemption_reversed",
 ];
 const enc = encodeURIComponent;
 
@@ -216,6 +218,8 @@ function signOut(message = "") {
 function renderSession() {
   clear(sessionBox);
   nav.hidden = !session;
+  const till = document.getElementById("nav-till");
+  if (till && session) till.href = `/console/till/${enc(session.brand)}`;
   if (!session) return;
   const { claims, brands, brand } = session;
   let brandPart;
@@ -1510,6 +1514,10 @@ function describe(event, names) {
       return `No code left · ${campaign}`;
     case "contact_consent.withdrawn":
       return `${d.user_id} withdrew consent · ${campaign}`;
+    case "discount_code.redeemed":
+      return `${d.code} redeemed with order ${d.order_id} · ${campaign}`;
+    case "discount_code.redemption_reversed":
+      return `${d.code}: redemption with order ${d.order_id} reversed · ${campaign}`;
     default:
       return campaign;
   }
