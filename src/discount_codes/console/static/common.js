@@ -78,8 +78,6 @@ export const EVENT_LABELS = {
   "contact_consent.withdrawn": "Consent withdrawn",
   "discount_code.redeemed": "Code redeemed",
   "discount_code.redemption_reversed": "Redemption reversed",
-  "discount_code.redeemed": "Code redeemed",
-  "discount_code.redemption_reversed": "Redemption reversed",
 };
 
 export function eventLabel(type) {
