@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     inline_batch_limit: int = Field(default=10_000, ge=0, le=1_000_000)
     max_batch_count: int = Field(default=1_000_000, ge=1, le=1_000_000)
     webhook_allow_private_urls: bool = False
+    #: Deliveries one worker sends to one endpoint at once (order best effort); an endpoint
+    #: registered with ``"ordering": "strict"`` gets one at a time.
+    webhook_max_in_flight: int = Field(default=16, ge=1, le=256)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
