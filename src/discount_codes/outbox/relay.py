@@ -171,9 +171,15 @@ async def run_relay(ctx: WorkerContext) -> None:
                         retry = HORIZON_RETRY_S
                         await ctx.sleep(poll, wake)
             except Exception as exc:
-                # Broker gone or a publish not confirmed: nothing was marked, so the same
-                # events go again after reconnecting.
-                log.warning("broker_publish_failed", error_class=type(exc).__name__)
+                # Broker gone or a publish not confirmed: what was not confirmed is not
+                # marked, so it goes again after reconnecting.
+                cause = exc.cause if isinstance(exc, PublishFailed) else exc
+                log.warning(
+                    "broker_publish_failed",
+                    error_class=type(cause).__name__,
+                    error=str(cause)[:200],
+                    confirmed=exc.confirmed if isinstance(exc, PublishFailed) else None,
+                )
                 await ctx.sleep(backoff * random.uniform(0.8, 1.2))
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
     finally:

@@ -15,6 +15,7 @@ every reader waits for it (docs/design.md, "What breaks first"). SQLite has one 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -147,7 +148,16 @@ async def prune_events(
 # --- gauges ------------------------------------------------------------------------------
 
 
-async def gauge_figures(conn: AsyncConnection, *, with_broker: bool) -> dict[str, Any]:
+@dataclass(frozen=True)
+class OutboxFigures:
+    #: endpoint id -> (created_at of its oldest pending event, pending deliveries)
+    endpoints: dict[str, tuple[datetime, int]]
+    not_fanned_out_since: datetime | None
+    unpublished_since: datetime | None
+    failing_endpoints: int
+
+
+async def gauge_figures(conn: AsyncConnection, *, with_broker: bool) -> OutboxFigures:
     """What /metrics shows of the outbox: the oldest undelivered event per endpoint (its
     pending deliveries, and events not fanned out yet), the oldest unpublished event, the
     delivery backlog and how many endpoints are failing."""
@@ -172,9 +182,9 @@ async def gauge_figures(conn: AsyncConnection, *, with_broker: bool) -> dict[str
     failing = await conn.scalar(
         select(func.count()).where(ep.enabled.is_(True), ep.failing_since.is_not(None))
     )
-    return {
-        "endpoints": {r[0]: (r[1], int(r[2])) for r in oldest},
-        "not_fanned_out_since": not_fanned,
-        "unpublished_since": unpublished_at,
-        "failing_endpoints": int(failing or 0),
-    }
+    return OutboxFigures(
+        endpoints={r[0]: (r[1], int(r[2])) for r in oldest},
+        not_fanned_out_since=not_fanned,
+        unpublished_since=unpublished_at,
+        failing_endpoints=int(failing or 0),
+    )
