@@ -155,6 +155,7 @@ class Api:
     url: str
     proc: Proc
     processes: int
+    worker: bool = False
 
 
 def _wait_ready(url: str, proc: Proc, timeout: float = 60) -> None:
@@ -278,19 +279,29 @@ class Stack:
 
     # -- the service --
 
-    def start_api(self, processes: int = 1) -> Api:
-        """``serve --dev --no-worker``; one API at a time (stops another one first)."""
-        if self.api is not None and self.api.processes == processes and self.api.proc.alive():
+    def start_api(self, processes: int = 1, *, worker: bool = False, **env: str) -> Api:
+        """``serve --dev --no-worker`` (or with the worker in every API process); one API
+        at a time (stops another one first)."""
+        if (
+            self.api is not None
+            and self.api.processes == processes
+            and self.api.worker == worker
+            and not env
+            and self.api.proc.alive()
+        ):
             return self.api
         self.stop_api()
         port = free_port()
-        argv = cli("serve", "--dev", "--no-worker", "--port", str(port))
+        argv = cli("serve", "--dev", "--port", str(port))
+        if not worker:
+            argv.append("--no-worker")
         if processes > 1:
             argv += ["--workers", str(processes)]
-        proc = self.spawn(f"{self.label}-api{processes}", argv)
+        name = f"{self.label}-api{processes}{'w' if worker else ''}"
+        proc = self.spawn(name, argv, **env)
         url = f"http://127.0.0.1:{port}"
         _wait_ready(url, proc)
-        self.api = Api(url, proc, processes)
+        self.api = Api(url, proc, processes, worker)
         return self.api
 
     def stop_api(self) -> None:
@@ -397,6 +408,10 @@ class Receiver:
 
     def reset(self) -> None:
         httpx.post(f"{self.url}/_reset", timeout=10)
+
+    def verify_with(self, path: str, secret: str) -> None:
+        """Calls to ``path`` (e.g. ``/hooks``) are verified with ``secret`` from now on."""
+        httpx.post(f"{self.url}/_secret", content=f"{path} {secret}", timeout=10)
 
     def set_fail_rate(self, rate: float) -> None:
         httpx.post(f"{self.url}/_fail-first-rate", content=str(rate), timeout=10)
