@@ -291,9 +291,17 @@ class Dispatcher:
             )
 
     async def run_once(self) -> int:
-        """Fan out, then send everything due now and wait for it (tests with a fake clock)."""
-        while (await self.fan_out())[0] == FAN_OUT_BATCH:
-            pass
+        """Fan out every event committed so far (waiting, up to ``TIMEOUT_S``, for the
+        horizon to pass them), then send everything due now and wait for it (tests with a
+        fake clock)."""
+        deadline = time.monotonic() + TIMEOUT_S
+        while True:
+            n, left = await self.fan_out()
+            if n == FAN_OUT_BATCH:
+                continue
+            if not left or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(HORIZON_RETRY_S)
         claimed = await self.claim(CLAIM_BATCH)
         limits: dict[str, asyncio.Semaphore] = {}
 
@@ -327,9 +335,8 @@ class Pump:
     def saturated(self) -> list[str]:
         """Endpoints not to claim for now: as much as they may have is already here."""
         cap = self.d.max_in_flight * READ_AHEAD
-        return [e for e, q in self.queued.items() if len(q) + self.active.get(e, 0) >= cap] + [
-            e for e, n in self.active.items() if n and e not in self.queued
-        ]
+        endpoints = set(self.queued) | set(self.active)
+        return [e for e in endpoints if len(self.queued.get(e, ())) + self.active.get(e, 0) >= cap]
 
     def add(self, claimed: Sequence[Claimed]) -> None:
         for c in claimed:
