@@ -165,9 +165,8 @@ async def fan_out(conn: AsyncConnection, now: datetime, *, limit: int) -> int:
     ]
     if rows:
         await conn.execute(
-            _insert(dialect)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=["endpoint_id", "event_id"])
+            _insert(dialect).on_conflict_do_nothing(index_elements=["endpoint_id", "event_id"]),
+            rows,
         )
     await conn.execute(
         update(Event).where(Event.seq.in_([e.seq for e in events])).values(fanned_out_at=now)
@@ -421,7 +420,8 @@ async def record_outcomes(
         stored.update(result.scalars())
         done = [o for o in ok if o.claimed.delivery_id in stored]
         if done:
-            await conn.execute(insert(DeliveryAttempt).values([_attempt_row(o) for o in done]))
+            # executemany: one cached statement whatever the batch size.
+            await conn.execute(insert(DeliveryAttempt), [_attempt_row(o) for o in done])
             await conn.execute(
                 update(ep)
                 .where(
