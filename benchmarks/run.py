@@ -63,7 +63,7 @@ FULL = Config(
     raw_claim_codes_sqlite=200_000,
     webhook_rate=200,
     webhook_duration_s=20,
-    delivery_events=4000,
+    delivery_events=2000,
     delivery_setups=((1, 1), (1, 2), (8, 1), (8, 2)),
     relay_events=20_000,
 )

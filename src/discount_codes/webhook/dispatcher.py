@@ -106,16 +106,18 @@ def parse_retry_after(value: str | None, now: datetime) -> timedelta | None:
     return max(when - now, timedelta(0))
 
 
-def new_client() -> httpx.AsyncClient:
+def new_client(connections: int = MAX_CONCURRENT) -> httpx.AsyncClient:
     """Redirects are not followed: a 3xx is a failure, and cannot lead us to a private host."""
     return httpx.AsyncClient(
         timeout=httpx.Timeout(TIMEOUT_S),
         follow_redirects=False,
         trust_env=False,
-        limits=httpx.Limits(
-            max_connections=MAX_CONCURRENT, max_keepalive_connections=MAX_CONCURRENT
-        ),
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
     )
+
+
+#: An endpoint's keep-alive client is closed after this long without a delivery.
+CLIENT_IDLE_S = 60.0
 
 
 @dataclass
@@ -128,6 +130,12 @@ class Dispatcher:
     clock: Callable[[], datetime] = utcnow
     held: set[str] = field(default_factory=set)
     targets: dict[str, tuple[float, urls.Target]] = field(default_factory=dict)
+    #: The worker loop keeps one keep-alive client per endpoint (its connections are
+    #: reused by every delivery to it): httpcore's pool does work proportional to its
+    #: connections times its waiting requests on every request, so one pool of hundreds
+    #: of connections costs more CPU than the sends. Tests use ``client`` for everything.
+    per_endpoint: bool = False
+    clients: dict[str, tuple[float, httpx.AsyncClient]] = field(default_factory=dict)
 
     @property
     def max_in_flight(self) -> int:
@@ -171,6 +179,23 @@ class Dispatcher:
             await repository.release(conn, self.worker_id, [c.delivery_id for c in claimed])
         self.held.difference_update(c.delivery_id for c in claimed)
 
+    def client_for(self, endpoint_id: str) -> httpx.AsyncClient:
+        if not self.per_endpoint:
+            return self.client
+        entry = self.clients.get(endpoint_id)
+        client = entry[1] if entry is not None else new_client(self.max_in_flight)
+        self.clients[endpoint_id] = (time.monotonic(), client)
+        return client
+
+    async def close_idle_clients(
+        self, busy: Sequence[str] = (), idle_s: float = CLIENT_IDLE_S
+    ) -> None:
+        now = time.monotonic()
+        for endpoint_id, (used, client) in list(self.clients.items()):
+            if now - used > idle_s and endpoint_id not in busy:
+                del self.clients[endpoint_id]
+                await client.aclose()
+
     async def target(self, url: str) -> urls.Target:
         """The checked target, reused for ``TARGET_TTL_S``: the connection still goes to the
         address that passed the check, and DNS is not asked once per delivery."""
@@ -202,14 +227,15 @@ class Dispatcher:
                 if target.sni_hostname is not None:
                     headers["host"] = target.host_header
                     extensions["sni_hostname"] = target.sni_hostname
-                request = self.client.build_request(
+                client = self.client_for(c.endpoint_id)
+                request = client.build_request(
                     "POST",
                     target.url,
                     content=body.encode(),
                     headers=headers,
                     extensions=extensions,
                 )
-                response = await self.client.send(request, stream=True)
+                response = await client.send(request, stream=True)
                 try:
                     status = response.status_code
                     retry_after = response.headers.get("retry-after")
@@ -422,9 +448,9 @@ async def run_dispatcher(ctx: WorkerContext) -> None:
     poll = POLL_S_SQLITE if ctx.db.is_sqlite else POLL_S_POSTGRES
     wake, listener = start_listener(ctx.settings.database_url, ctx.stop)
     async with new_client() as client:
-        d = Dispatcher(ctx.settings, ctx.db, ctx.worker_id, client)
+        d = Dispatcher(ctx.settings, ctx.db, ctx.worker_id, client, per_endpoint=True)
         pump = Pump(d, wake)
-        beat = asyncio.create_task(_heartbeat(ctx, d))
+        beat = asyncio.create_task(_heartbeat(ctx, d, pump))
         retry = HORIZON_RETRY_S
         try:
             while not ctx.stopping:
@@ -444,12 +470,15 @@ async def run_dispatcher(ctx: WorkerContext) -> None:
                     retry = min(retry * 2, poll)
                     continue
                 retry = HORIZON_RETRY_S
-                await ctx.sleep(await _idle_for(d, poll), wake)
+                # With sends under way the recorder wakes us as slots free up (a due
+                # delivery of a saturated endpoint must not make this loop spin).
+                await ctx.sleep(poll if pump.load() else await _idle_for(d, poll), wake)
                 # Coalesce a burst of NOTIFYs (one per claim) into one round of queries:
                 # a few milliseconds of latency instead of three queries per claim.
                 await asyncio.sleep(COALESCE_S)
         finally:
             await pump.close()
+            await d.close_idle_clients(idle_s=-1)
             for helper in (beat, listener):
                 if helper is not None:
                     helper.cancel()
@@ -466,9 +495,10 @@ async def _idle_for(d: Dispatcher, poll: float) -> float:
     return min(poll, max((due - d.clock()).total_seconds(), 0.01))
 
 
-async def _heartbeat(ctx: WorkerContext, d: Dispatcher) -> None:
+async def _heartbeat(ctx: WorkerContext, d: Dispatcher, pump: Pump) -> None:
     while await ctx.sleep(HEARTBEAT_S):
         try:
             await d.heartbeat()
+            await d.close_idle_clients(busy=list(pump.active))
         except Exception:
             log.exception("webhook_heartbeat_failed")
