@@ -132,7 +132,9 @@ def worker() -> None:
 
     settings = _settings()
     configure_logging(settings)
-    asyncio.run(run_standalone(settings))
+    import uvloop  # as uvicorn runs the API: the worker's HTTP sends are CPU-bound
+
+    uvloop.run(run_standalone(settings))
 
 
 @app.command()
