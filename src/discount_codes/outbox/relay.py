@@ -42,7 +42,11 @@ MAX_BACKOFF_S = 30.0
 CONFIRM_TIMEOUT_S = 10.0
 
 
-def message(event: Event) -> aio_pika.Message:
+#: An outbox row: ``seq``, ``id``, ``type``, ``data``, ``created_at``.
+EventRow = Any
+
+
+def message(event: EventRow) -> aio_pika.Message:
     return aio_pika.Message(
         envelope(event.type, event.created_at, event.data).encode(),
         content_type="application/json",
@@ -63,7 +67,7 @@ class PublishFailed(Exception):
         self.cause = cause
 
 
-async def _publish(exchange: Any, events: Sequence[Event]) -> None:
+async def _publish(exchange: Any, events: Sequence[EventRow]) -> None:
     """Publish in order, await every confirm together. The tasks start in list order and
     each takes the channel's (FIFO) lock before writing, so the frames go out in order.
     Raises ``PublishFailed`` with the length of the confirmed prefix."""
@@ -80,7 +84,9 @@ async def _publish(exchange: Any, events: Sequence[Event]) -> None:
             raise PublishFailed(i, exc)
 
 
-async def _publish_and_mark(db: Database, conn: Any, exchange: Any, events: list[Event]) -> None:
+async def _publish_and_mark(
+    db: Database, conn: Any, exchange: Any, events: Sequence[EventRow]
+) -> None:
     try:
         await _publish(exchange, events)
     except PublishFailed as failed:
@@ -92,7 +98,7 @@ async def _publish_and_mark(db: Database, conn: Any, exchange: Any, events: list
     await _mark(db, conn, events)
 
 
-async def _mark(db: Database, conn: Any, events: Sequence[Event]) -> None:
+async def _mark(db: Database, conn: Any, events: Sequence[EventRow]) -> None:
     if conn is not None:
         await repository.mark_published(conn, [e.seq for e in events], utcnow())
         return

@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Row,
     delete,
     exists,
     func,
@@ -94,16 +95,17 @@ async def try_relay_lock(conn: AsyncConnection) -> bool:
     return bool(got)
 
 
-async def unpublished(conn: AsyncConnection, limit: int) -> list[Event]:
-    """The oldest unpublished events below the horizon, in feed order."""
+async def unpublished(conn: AsyncConnection, limit: int) -> Sequence[Row[Any]]:
+    """The oldest unpublished events below the horizon, in feed order (plain rows: an ORM
+    object per event cost a third of the relay's time)."""
+    e = Event
     stmt = (
-        select(Event)
-        .where(Event.published_at.is_(None), *visible(conn.dialect.name))
+        select(e.seq, e.id, e.type, e.data, e.created_at)
+        .where(e.published_at.is_(None), *visible(conn.dialect.name))
         .order_by(*FEED_ORDER)
         .limit(limit)
     )
-    rows = (await conn.execute(stmt)).all()
-    return [Event(**row._mapping) for row in rows]
+    return (await conn.execute(stmt)).all()
 
 
 async def mark_published(conn: AsyncConnection, seqs: Sequence[int], at: datetime) -> None:
