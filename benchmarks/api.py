@@ -121,10 +121,16 @@ class Brand:
             self.wait_batch(body["id"], timeout=timeout, poll=0.2)
 
     def webhook_endpoint(self, url: str, event_types: list[str] | None = None) -> str:
-        payload: dict[str, Any] = {"url": url, "description": "benchmark receiver"}
+        return self.webhook_endpoint_with_secret(url, event_types)[0]
+
+    def webhook_endpoint_with_secret(
+        self, url: str, event_types: list[str] | None = None, **extra: Any
+    ) -> tuple[str, str]:
+        """The new endpoint's id and signing secret."""
+        payload: dict[str, Any] = {"url": url, "description": "benchmark receiver", **extra}
         if event_types:
             payload["event_types"] = event_types
         with self.client() as c:
             r = c.post(f"/v1/brands/{self.brand_id}/webhook-endpoints", json=payload)
             body = _expect(r, 201, what="registering a webhook endpoint")
-        return str(body["id"])
+        return str(body["id"]), str(body["secret"])

@@ -22,6 +22,7 @@ KINDS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "claims_openloop": openloop.claims_openloop,
     "posts_open": load.posts_open,
     "posts_closed": load.posts_closed,
+    "amqp_publish": raw.amqp_publish,
     "pg_copy": raw.pg_copy,
     "pg_copy_out": raw.pg_copy_out,
     "pg_claims": raw.pg_claims,

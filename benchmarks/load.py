@@ -176,27 +176,33 @@ async def posts_open(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 async def posts_closed(spec: dict[str, Any]) -> dict[str, Any]:
-    """Raw delivery rate: ``count`` signed POSTs per receiver URL, one at a time per URL
-    (as the dispatcher sends one endpoint's deliveries in order), all URLs at once."""
+    """Raw delivery rate: ``count`` signed POSTs per receiver URL, ``concurrency`` at a time
+    per URL (as the dispatcher sends to one endpoint), all URLs at once."""
     urls: list[str] = spec["urls"]
     count: int = spec["count"]
+    concurrency: int = spec.get("concurrency", 1)
     secret = b"bench-secret"
     failures = 0
 
     async def stream(url: str) -> None:
+        async with _client("", concurrency, timeout=30) as c:
+            await asyncio.gather(
+                *(lane(c, url, range(k, count, concurrency)) for k in range(concurrency))
+            )
+
+    async def lane(c: httpx.AsyncClient, url: str, numbers: range) -> None:
         nonlocal failures
-        async with _client("", 1, timeout=30) as c:
-            for i in range(count):
-                msg_id, body = _event_body(i)
-                ts = int(time.time())
-                headers = {
-                    "webhook-id": msg_id,
-                    "webhook-timestamp": str(ts),
-                    "webhook-signature": _signature(secret, msg_id, ts, body),
-                    "content-type": "application/json",
-                }
-                r = await c.post(url, content=body, headers=headers)
-                failures += r.status_code != 200
+        for i in numbers:
+            msg_id, body = _event_body(i)
+            ts = int(time.time())
+            headers = {
+                "webhook-id": msg_id,
+                "webhook-timestamp": str(ts),
+                "webhook-signature": _signature(secret, msg_id, ts, body),
+                "content-type": "application/json",
+            }
+            r = await c.post(url, content=body, headers=headers)
+            failures += r.status_code != 200
 
     started = time.monotonic()
     await asyncio.gather(*(stream(u) for u in urls))

@@ -366,3 +366,40 @@ def sqlite_claims(spec: dict[str, Any]) -> dict[str, Any]:
     answer = summarise(samples, warm_end, end)
     answer["ran_out_of_codes"] = exhausted.is_set()
     return answer
+
+
+async def amqp_publish(spec: dict[str, Any]) -> dict[str, Any]:
+    """Raw broker baseline: ``count`` persistent messages of ``size`` bytes to the relay's
+    exchange with publisher confirms, ``batch`` published in order and their confirms
+    awaited together (what the relay does, without the outbox)."""
+    import aio_pika
+
+    count, size, batch = spec["count"], spec["size"], spec["batch"]
+    body = b"x" * size
+    conn = await aio_pika.connect(spec["url"])
+    try:
+        channel = await conn.channel(publisher_confirms=True)
+        exchange = await channel.declare_exchange(
+            "discount_codes.events", aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        started = time.monotonic()
+        for first in range(0, count, batch):
+            await asyncio.gather(
+                *(
+                    exchange.publish(
+                        aio_pika.Message(
+                            body,
+                            message_id=str(uuid.uuid4()),
+                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                            content_type="application/json",
+                        ),
+                        routing_key="bench.raw",
+                        timeout=30,
+                    )
+                    for _ in range(first, min(first + batch, count))
+                )
+            )
+        elapsed = time.monotonic() - started
+    finally:
+        await conn.close()
+    return {"elapsed_s": elapsed, "rate": count / elapsed}

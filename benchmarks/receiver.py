@@ -8,7 +8,9 @@ events and 200 to every retry, so a P of 0.25 fails 20% of all calls while every
 still gets through on its first retry (~5 s later), not after the 5-minute step.
 
 Control routes: ``GET /_count``, ``GET /_records``, ``POST /_reset``,
-``POST /_fail-first-rate`` (body: the new rate).
+``POST /_fail-first-rate`` (body: the new rate), ``POST /_secret`` (body: ``PATH SECRET``:
+calls to PATH are then verified with the Standard Webhooks reference library, and each
+record says whether it verified).
 
     python -m benchmarks.receiver --port 9000 [--fail-first-rate 0.25]
 """
@@ -30,9 +32,10 @@ MAX_HEADER = 64 * 1024
 class State:
     def __init__(self, fail_first_rate: float) -> None:
         self.fail_first_rate = fail_first_rate
-        self.records: list[list[Any]] = []  # [at, id, type, claim_id, status, path]
+        self.records: list[list[Any]] = []  # [at, id, type, claim_id, status, path, verified]
         self.seen: set[str] = set()
         self.ok_ids: set[str] = set()
+        self.verifiers: dict[str, Any] = {}
 
     def hook(self, path: str, headers: dict[str, str], body: bytes) -> int:
         at = time.time()
@@ -52,7 +55,17 @@ class State:
             status = 500
         if status == 200:
             self.ok_ids.add(key)
-        self.records.append([at, webhook_id, type_, claim_id, status, path])
+        verified = None
+        verifier = self.verifiers.get(path)
+        if verifier is not None:
+            from standardwebhooks.webhooks import WebhookVerificationError
+
+            try:
+                verifier.verify(body, headers)
+                verified = True
+            except WebhookVerificationError:
+                verified = False
+        self.records.append([at, webhook_id, type_, claim_id, status, path, verified])
         return status
 
     def control(self, method: str, path: str, body: bytes) -> tuple[int, bytes]:
@@ -62,12 +75,18 @@ class State:
             answer = {"calls": calls, "failed": failed, "delivered": len(self.ok_ids)}
             return 200, json.dumps(answer).encode()
         if path == "/_records":
-            keys = ("at", "id", "type", "claim_id", "status", "path")
+            keys = ("at", "id", "type", "claim_id", "status", "path", "verified")
             return 200, json.dumps([dict(zip(keys, r, strict=True)) for r in self.records]).encode()
         if path == "/_reset" and method == "POST":
             self.records.clear()
             self.seen.clear()
             self.ok_ids.clear()
+            return 200, b"{}"
+        if path == "/_secret" and method == "POST":
+            from standardwebhooks.webhooks import Webhook
+
+            hook_path, secret = body.decode().split(" ", 1)
+            self.verifiers[hook_path] = Webhook(secret)
             return 200, b"{}"
         if path == "/_fail-first-rate" and method == "POST":
             self.fail_first_rate = float(body.decode() or 0)

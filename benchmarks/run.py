@@ -46,6 +46,7 @@ class Config:
     webhook_duration_s: float
     delivery_events: int
     delivery_setups: tuple[tuple[int, int], ...]  # (endpoints, workers)
+    relay_events: int
 
 
 FULL = Config(
@@ -61,9 +62,10 @@ FULL = Config(
     raw_claim_codes_pg=50_000,
     raw_claim_codes_sqlite=200_000,
     webhook_rate=200,
-    webhook_duration_s=10,
-    delivery_events=1500,
+    webhook_duration_s=20,
+    delivery_events=2000,
     delivery_setups=((1, 1), (1, 2), (8, 1), (8, 2)),
+    relay_events=20_000,
 )
 QUICK = Config(
     quick=True,
@@ -81,6 +83,7 @@ QUICK = Config(
     webhook_duration_s=3,
     delivery_events=200,
     delivery_setups=((1, 1), (1, 2)),
+    relay_events=3000,
 )
 
 
@@ -157,6 +160,7 @@ def scenarios() -> dict[str, tuple[str, Scenario]]:
         "webhook-latency": ("4. Claim-to-webhook latency, PostgreSQL", webhooks.latency),
         "deliveries": ("5. Webhook deliveries per second, PostgreSQL", webhooks.deliveries),
         "redemptions-pg": ("6. Redemptions through HTTP, PostgreSQL", redemptions.pg),
+        "relay": ("7. Broker relay, PostgreSQL to RabbitMQ", webhooks.relay),
     }
 
 

@@ -156,6 +156,7 @@ class Api:
     proc: Proc
     processes: int
     key: tuple[Any, ...] = ()
+    worker: bool = False
 
 
 def _wait_ready(url: str, proc: Proc, timeout: float = 60) -> None:
@@ -327,25 +328,31 @@ class Stack:
 
     # -- the service --
 
-    def start_api(self, processes: int = 1, *, dev: bool = True, **env: str) -> Api:
-        """``serve --no-worker`` (``--dev`` unless ``dev=False``: then ``env`` must name a
-        verification key, see ``benchmarks.es256``); one API at a time (stops another one
-        first). Returns once every API process serves, not only the first."""
-        key = (processes, dev, tuple(sorted(env.items())))
+    def start_api(
+        self, processes: int = 1, *, dev: bool = True, worker: bool = False, **env: str
+    ) -> Api:
+        """``serve --no-worker`` (or with the worker in every API process; ``--dev`` unless
+        ``dev=False``: then ``env`` must name a verification key, see ``benchmarks.es256``);
+        one API at a time (stops another one first). Returns once every API process
+        serves, not only the first."""
+        key = (processes, dev, worker, tuple(sorted(env.items())))
         if self.api is not None and self.api.key == key and self.api.proc.alive():
             return self.api
         self.stop_api()
         port = free_port()
-        argv = cli("serve", "--no-worker", "--port", str(port))
+        argv = cli("serve", "--port", str(port))
+        if not worker:
+            argv.append("--no-worker")
         if dev:
             argv.append("--dev")
         if processes > 1:
             argv += ["--workers", str(processes)]
-        proc = self.spawn(f"{self.label}-api{processes}{'' if dev else '-prod'}", argv, **env)
+        name = f"{self.label}-api{processes}{'w' if worker else ''}{'' if dev else '-prod'}"
+        proc = self.spawn(name, argv, **env)
         url = f"http://127.0.0.1:{port}"
         _wait_ready(url, proc)
         wait_every_process(url, proc, processes)
-        self.api = Api(url, proc, processes, key)
+        self.api = Api(url, proc, processes, key, worker)
         return self.api
 
     def stop_api(self) -> None:
@@ -452,6 +459,10 @@ class Receiver:
 
     def reset(self) -> None:
         httpx.post(f"{self.url}/_reset", timeout=10)
+
+    def verify_with(self, path: str, secret: str) -> None:
+        """Calls to ``path`` (e.g. ``/hooks``) are verified with ``secret`` from now on."""
+        httpx.post(f"{self.url}/_secret", content=f"{path} {secret}", timeout=10)
 
     def set_fail_rate(self, rate: float) -> None:
         httpx.post(f"{self.url}/_fail-first-rate", content=str(rate), timeout=10)

@@ -137,8 +137,10 @@ def worker() -> None:
 
     settings = _settings()
     configure_logging(settings)
+    import uvloop  # as uvicorn runs the API: the worker's HTTP sends are CPU-bound
+
     telemetry.setup()
-    asyncio.run(run_standalone(settings))
+    uvloop.run(run_standalone(settings))
 
 
 @app.command()

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     #: Receivers on this machine (http too), private and metadata addresses still refused;
     #: unset, it follows ``dev`` so ``make run`` can call a local test receiver.
     webhook_allow_loopback_urls: bool | None = None
+    #: Deliveries one worker sends to one endpoint at once (order best effort); an endpoint
+    #: registered with ``"ordering": "strict"`` gets one at a time.
+    webhook_max_in_flight: int = Field(default=16, ge=1, le=256)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"

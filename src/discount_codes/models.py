@@ -17,6 +17,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    FetchedValue,
     ForeignKey,
     Index,
     Integer,
@@ -267,17 +268,25 @@ class Event(Base):
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # W3C traceparent of the request that recorded it: deliveries and publishes join its trace.
     traceparent: Mapped[str | None] = mapped_column(String(55))
+    # The writing transaction's id, from a server default so that every writer (the claim
+    # function too) fills it without naming it: PostgreSQL ``pg_current_xact_id()``, 0 on
+    # SQLite (one writer: seq order is commit order there). Readers hand out events in
+    # (xid, seq) order below the oldest running transaction (outbox/repository.py).
+    xid: Mapped[int] = mapped_column(BigInteger, server_default=FetchedValue())
 
     __table_args__ = (
         Index(None, "brand_id", "seq"),
+        Index(None, "brand_id", "xid", "seq"),
         Index(
             "ix_events_not_fanned_out",
+            "xid",
             "seq",
             postgresql_where=text("fanned_out_at IS NULL"),
             sqlite_where=text("fanned_out_at IS NULL"),
         ),
         Index(
             "ix_events_not_published",
+            "xid",
             "seq",
             postgresql_where=text("published_at IS NULL"),
             sqlite_where=text("published_at IS NULL"),
@@ -299,6 +308,10 @@ class WebhookEndpoint(Base):
     previous_secret: Mapped[str | None] = mapped_column(String(128))
     previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # best_effort: up to WEBHOOK_MAX_IN_FLIGHT at once; strict: one at a time, feed order.
+    ordering: Mapped[str] = mapped_column(
+        String(16), default="best_effort", server_default=text("'best_effort'")
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -333,6 +346,13 @@ class WebhookDelivery(Base):
             sqlite_where=text("status = 'pending'"),
         ),
         Index(None, "event_seq"),
+        # A strict endpoint's queue: its pending deliveries.
+        Index(
+            "ix_webhook_deliveries_pending_endpoint",
+            "endpoint_id",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
     )
 
 

@@ -56,11 +56,12 @@ Loop = Callable[[WorkerContext], Awaitable[None]]
 def loops() -> list[Loop]:
     """Every job the worker runs; each returns once ``ctx.stop`` is set."""
     from discount_codes.codes.jobs import run_batch_jobs
+    from discount_codes.outbox.metrics import run_gauges
     from discount_codes.outbox.pruning import run_pruning
     from discount_codes.outbox.relay import run_relay
     from discount_codes.webhook.dispatcher import run_dispatcher
 
-    return [run_batch_jobs, run_dispatcher, run_relay, run_pruning]
+    return [run_batch_jobs, run_dispatcher, run_relay, run_pruning, run_gauges]
 
 
 async def _guarded(loop: Loop, ctx: WorkerContext) -> None:

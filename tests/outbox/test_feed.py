@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import httpx
@@ -35,6 +36,13 @@ async def test_feed_pages_through_the_brands_events_in_order(
                 conn, "campaign.codes_low", brand_id="other", campaign_id=None, data={}
             )
     h = tokens.brand(brand_id)
+    # Committed events show once no older write transaction is running anywhere in the
+    # PostgreSQL cluster (the visibility horizon): at once, unless another one is open.
+    async with asyncio.timeout(20):
+        while (
+            len((await client.get(f"/v1/brands/{brand_id}/events", headers=h)).json()["items"]) < 5
+        ):
+            await asyncio.sleep(0.02)
     r = await client.get(f"/v1/brands/{brand_id}/events", params={"limit": 2}, headers=h)
     assert r.status_code == 200, r.text
     page = r.json()

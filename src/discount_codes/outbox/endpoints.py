@@ -23,9 +23,10 @@ BrandId = Annotated[
 @router.get(
     "/brands/{brand_id}/events",
     summary="The brand's events, oldest first",
-    description="Every event of the brand in the order it was recorded: a pull feed for brands "
-    "without a webhook. Read on with `after` = the last id you processed. Events are kept "
-    "7 days after delivery.",
+    description="Every event of the brand, oldest first: a pull feed for brands without a "
+    "webhook. Read on with `after` = the last id you processed. An event shows once every "
+    "event recorded before it has committed or rolled back, so a reader following `after` "
+    "sees each event exactly once. Events are kept 7 days after delivery.",
     responses=problem_responses(401, 403, 422),
 )
 async def list_events(
@@ -39,16 +40,15 @@ async def list_events(
     limit: LimitQuery = 50,
 ) -> EventPage:
     require_brand(principal, brand_id)
-    after_seq = 0
+    position = None
     if after is not None:
-        seq = await repository.seq_of(session, brand_id, after) if is_id(after) else None
-        if seq is None:
+        position = await repository.position_of(session, brand_id, after) if is_id(after) else None
+        if position is None:
             raise ValidationFailed(
                 "`after` is not the id of one of this brand's events (or it was pruned).",
                 errors=[{"loc": ["query", "after"], "msg": "unknown event id"}],
             )
-        after_seq = seq
-    events = await repository.brand_events(session, brand_id, after_seq=after_seq, limit=limit)
+    events = await repository.brand_events(session, brand_id, after_position=position, limit=limit)
     items = [EventOut(id=e.id, type=e.type, timestamp=e.created_at, data=e.data) for e in events]
     next_cursor = items[-1].id if len(items) == limit else None
     return EventPage(items=items, next_cursor=next_cursor)

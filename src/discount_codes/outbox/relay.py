@@ -4,7 +4,10 @@ Durable topic exchange ``discount_codes.events``, routing key = event type, pers
 messages, ``message_id`` = event id, body = the webhook envelope. ``published_at`` is
 set only after the broker confirmed, so a broker outage delays events and never loses
 them; a crash between confirm and commit republishes (same ``message_id``: consumers
-de-duplicate on it). One relay at a time (a PostgreSQL advisory lock) keeps ``seq`` order.
+de-duplicate on it). One relay at a time (a PostgreSQL advisory lock) publishes in feed
+order, below the visibility horizon (outbox/repository.py). A batch is written to one
+channel in order (RabbitMQ keeps a channel's order) and its confirms are awaited
+together, so a batch costs one round trip to the broker, not one per message.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Sequence
-from contextlib import suppress
+from contextlib import ExitStack, suppress
 from typing import Any
 
 import aio_pika
@@ -31,14 +34,21 @@ from discount_codes.worker import WorkerContext
 log = structlog.get_logger(__name__)
 
 EXCHANGE = "discount_codes.events"
-BATCH = 200
+BATCH = 500
 POLL_S_SQLITE = 0.2
 POLL_S_POSTGRES = 2.0
+#: Events left above the horizon (an older transaction still running): look again this
+#: soon, doubling up to the poll interval while it lasts.
+HORIZON_RETRY_S = 0.02
 MAX_BACKOFF_S = 30.0
 CONFIRM_TIMEOUT_S = 10.0
 
 
-def message(event: Event) -> aio_pika.Message:
+#: An outbox row: ``seq``, ``id``, ``type``, ``data``, ``created_at``.
+EventRow = Any
+
+
+def message(event: EventRow) -> aio_pika.Message:
     return aio_pika.Message(
         envelope(event.type, event.created_at, event.data).encode(),
         content_type="application/json",
@@ -50,41 +60,93 @@ def message(event: Event) -> aio_pika.Message:
     )
 
 
-async def _publish(exchange: Any, events: Sequence[Event]) -> None:
-    # One channel, one message at a time: RabbitMQ keeps a channel's order, and each
-    # publish returns once the broker confirmed it.
-    for event in events:
-        with telemetry.span(
-            f"{EXCHANGE} publish",
-            kind=SpanKind.PRODUCER,
-            traceparent=event.traceparent,
-            attributes={"messaging.system": "rabbitmq", "messaging.message.id": event.id},
-        ):
-            msg = message(event)
+class PublishFailed(Exception):
+    """Part of a batch was not confirmed; the confirmed prefix is given for marking."""
+
+    def __init__(self, confirmed: int, cause: BaseException) -> None:
+        super().__init__(f"{confirmed} confirmed before {type(cause).__name__}")
+        self.confirmed = confirmed
+        self.cause = cause
+
+
+async def _publish(exchange: Any, events: Sequence[EventRow]) -> None:
+    """Publish in order, await every confirm together. The tasks start in list order and
+    each takes the channel's (FIFO) lock before writing, so the frames go out in order.
+    Raises ``PublishFailed`` with the length of the confirmed prefix."""
+    with ExitStack() as spans:
+        tasks = []
+        for e in events:
+            # One producer span per message, a child of the request that recorded the
+            # event; its traceparent goes in the message headers.
+            spans.enter_context(
+                telemetry.span(
+                    f"{EXCHANGE} publish",
+                    kind=SpanKind.PRODUCER,
+                    traceparent=e.traceparent,
+                    attributes={"messaging.system": "rabbitmq", "messaging.message.id": e.id},
+                )
+            )
+            msg = message(e)
             telemetry.inject(msg.headers)
-            await exchange.publish(msg, routing_key=event.type, timeout=CONFIRM_TIMEOUT_S)
+            tasks.append(
+                asyncio.ensure_future(
+                    exchange.publish(msg, routing_key=e.type, timeout=CONFIRM_TIMEOUT_S)
+                )
+            )
+        await asyncio.wait(tasks)
+    for i, task in enumerate(tasks):
+        exc = task.exception()
+        if exc is not None:
+            raise PublishFailed(i, exc)
 
 
-async def publish_batch(db: Database, exchange: Any) -> int | None:
-    """Publish the oldest unpublished events; how many, or None when another worker relays."""
+async def _publish_and_mark(
+    db: Database, conn: Any, exchange: Any, events: Sequence[EventRow]
+) -> None:
+    try:
+        await _publish(exchange, events)
+    except PublishFailed as failed:
+        # What the broker confirmed counts (a later retry would only duplicate it); the
+        # rest goes again, after it in feed order.
+        if failed.confirmed:
+            await _mark(db, conn, events[: failed.confirmed])
+        raise
+    await _mark(db, conn, events)
+
+
+async def _mark(db: Database, conn: Any, events: Sequence[EventRow]) -> None:
+    if conn is not None:
+        await repository.mark_published(conn, [e.seq for e in events], utcnow())
+        return
+    async with db.begin() as fresh:
+        await repository.mark_published(fresh, [e.seq for e in events], utcnow())
+
+
+async def publish_batch(db: Database, exchange: Any) -> tuple[int, bool] | None:
+    """Publish the oldest unpublished events below the horizon; how many, and whether
+    unpublished events remain beyond them (or None when another worker relays)."""
     if db.is_sqlite:
         # Reading and marking in separate short transactions: SQLite has one writer, and
         # claims must not wait for the broker.
         async with db.connect() as conn:
             events = await repository.unpublished(conn, BATCH)
         if events:
-            await _publish(exchange, events)
-            async with db.begin() as conn:
-                await repository.mark_published(conn, [e.seq for e in events], utcnow())
-        return len(events)
+            await _publish_and_mark(db, None, exchange, events)
+        return len(events), len(events) == BATCH
+    failed: PublishFailed | None = None
     async with db.begin() as conn:
         if not await repository.try_relay_lock(conn):
             return None
         events = await repository.unpublished(conn, BATCH)
         if events:
-            await _publish(exchange, events)
-            await repository.mark_published(conn, [e.seq for e in events], utcnow())
-        return len(events)
+            try:
+                await _publish_and_mark(db, conn, exchange, events)
+            except PublishFailed as exc:
+                failed = exc  # commit the confirmed prefix's marks, then raise
+        left = len(events) == BATCH or await repository.unhandled_left(conn, Event.published_at)
+    if failed is not None:
+        raise failed
+    return len(events), left
 
 
 async def run_relay(ctx: WorkerContext) -> None:
@@ -118,15 +180,28 @@ async def run_relay(ctx: WorkerContext) -> None:
                     )
                     log.info("broker_connected")
                     backoff = 0.5
+                    retry = HORIZON_RETRY_S
                     while not ctx.stopping:
-                        n = await publish_batch(ctx.db, exchange)
-                        if n == BATCH:
+                        done = await publish_batch(ctx.db, exchange)
+                        if done is not None and done[0] == BATCH:
+                            await asyncio.sleep(0)  # let the API run between batches
                             continue
+                        if done is not None and done[1]:
+                            await ctx.sleep(retry, wake)
+                            retry = min(retry * 2, poll)
+                            continue
+                        retry = HORIZON_RETRY_S
                         await ctx.sleep(poll, wake)
             except Exception as exc:
-                # Broker gone or a publish not confirmed: nothing was marked, so the same
-                # events go again after reconnecting.
-                log.warning("broker_publish_failed", error_class=type(exc).__name__)
+                # Broker gone or a publish not confirmed: what was not confirmed is not
+                # marked, so it goes again after reconnecting.
+                cause = exc.cause if isinstance(exc, PublishFailed) else exc
+                log.warning(
+                    "broker_publish_failed",
+                    error_class=type(cause).__name__,
+                    error=str(cause)[:200],
+                    confirmed=exc.confirmed if isinstance(exc, PublishFailed) else None,
+                )
                 await ctx.sleep(backoff * random.uniform(0.8, 1.2))
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
     finally:

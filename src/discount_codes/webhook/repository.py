@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import delete, exists, func, insert, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from discount_codes.ids import new_id
 from discount_codes.models import DeliveryAttempt, Event, WebhookDelivery, WebhookEndpoint
+from discount_codes.outbox.repository import FEED_ORDER, visible
 
 # --- endpoints ---------------------------------------------------------------------------
 
@@ -147,12 +148,14 @@ async def fan_out(conn: AsyncConnection, now: datetime, *, limit: int) -> int:
 
     Rows are taken with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so workers fanning out
     at the same moment split the events; the unique (endpoint, event) pair makes a repeat
-    harmless anyway. Returns how many events were handled."""
+    harmless anyway. Events are taken in feed order below the visibility horizon, so a
+    strict endpoint's deliveries exist in feed order (see ``claim_strict``). Returns how
+    many events were handled."""
     dialect = conn.dialect.name
     stmt = (
         select(Event.seq, Event.id, Event.type, Event.brand_id)
-        .where(Event.fanned_out_at.is_(None))
-        .order_by(Event.seq)
+        .where(Event.fanned_out_at.is_(None), *visible(dialect))
+        .order_by(*FEED_ORDER)
         .limit(limit)
     )
     if dialect == "postgresql":
@@ -179,9 +182,8 @@ async def fan_out(conn: AsyncConnection, now: datetime, *, limit: int) -> int:
     ]
     if rows:
         await conn.execute(
-            _insert(dialect)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=["endpoint_id", "event_id"])
+            _insert(dialect).on_conflict_do_nothing(index_elements=["endpoint_id", "event_id"]),
+            rows,
         )
     await conn.execute(
         update(Event).where(Event.seq.in_([e.seq for e in events])).values(fanned_out_at=now)
@@ -205,6 +207,16 @@ class Claimed:
     event_created_at: datetime
     #: W3C traceparent of the request that recorded the event (the delivery joins its trace).
     traceparent: str | None = None
+    strict: bool = False
+
+
+def _due(now: datetime) -> list[Any]:
+    d = WebhookDelivery
+    return [
+        d.status == "pending",
+        d.next_attempt_at <= now,
+        or_(d.lease_expires_at.is_(None), d.lease_expires_at < now),
+    ]
 
 
 async def claim_due(
@@ -214,32 +226,53 @@ async def claim_due(
     *,
     lease: timedelta,
     limit: int,
+    per_endpoint: int,
     exclude_endpoints: Sequence[str] = (),
+    scan: int = 1000,
 ) -> list[Claimed]:
-    """Take up to ``limit`` due deliveries of enabled endpoints under a lease.
+    """Take up to ``limit`` due deliveries of enabled endpoints under a lease: at most
+    ``per_endpoint`` of a best-effort endpoint (the most due first), and the head of each
+    strict endpoint's queue when nothing of it is in flight.
 
     PostgreSQL: ``FOR UPDATE SKIP LOCKED`` so concurrent workers take disjoint rows;
     SQLite: the write transaction is exclusive (``BEGIN IMMEDIATE``). A lease that ran
     out (its worker died) makes the row due again; the attempt counter goes up at claim
     time, so an attempt cut short by a crash still counts."""
     d, ep = WebhookDelivery, WebhookEndpoint
-    stmt = (
-        select(d.id)
+    # The window runs over a bounded slice of the due index, not over the whole backlog.
+    due = (
+        select(d.id, d.endpoint_id, d.next_attempt_at, d.event_seq)
         .join(ep, ep.id == d.endpoint_id)
-        .where(
-            d.status == "pending",
-            d.next_attempt_at <= now,
-            or_(d.lease_expires_at.is_(None), d.lease_expires_at < now),
-            ep.enabled.is_(True),
-        )
+        .where(*_due(now), ep.enabled.is_(True), ep.ordering != "strict")
         .order_by(d.next_attempt_at, d.event_seq)
-        .limit(limit)
+        .limit(scan)
     )
     if exclude_endpoints:
-        stmt = stmt.where(d.endpoint_id.not_in(list(exclude_endpoints)))
+        due = due.where(d.endpoint_id.not_in(list(exclude_endpoints)))
+    sub = due.subquery()
+    rank = (
+        func.row_number()
+        .over(partition_by=sub.c.endpoint_id, order_by=(sub.c.next_attempt_at, sub.c.event_seq))
+        .label("rank")
+    )
+    ranked = select(sub.c.id, sub.c.next_attempt_at, sub.c.event_seq, rank).subquery()
+    candidates = list(
+        (
+            await conn.execute(
+                select(ranked.c.id)
+                .where(ranked.c.rank <= per_endpoint)
+                .order_by(ranked.c.next_attempt_at, ranked.c.event_seq)
+                .limit(limit)
+            )
+        ).scalars()
+    )
+    candidates += await _strict_heads(conn, now, exclude_endpoints)
+    if not candidates:
+        return []
+    lock = select(d.id).where(d.id.in_(candidates), *_due(now))
     if conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update(of=d, skip_locked=True)
-    ids = list((await conn.execute(stmt)).scalars())
+        lock = lock.with_for_update(skip_locked=True)
+    ids = list((await conn.execute(lock)).scalars())
     if not ids:
         return []
     await conn.execute(
@@ -247,6 +280,55 @@ async def claim_due(
         .where(d.id.in_(ids))
         .values(lease_owner=worker_id, lease_expires_at=now + lease, attempts=d.attempts + 1)
     )
+    return await _claimed(conn, ids, now)
+
+
+async def _strict_heads(
+    conn: AsyncConnection, now: datetime, exclude_endpoints: Sequence[str]
+) -> list[str]:
+    """The first pending delivery (feed order) of each enabled strict endpoint, if it is due
+    and nobody holds it. Only below the first event not yet fanned out: another worker may
+    still be creating the deliveries of earlier events."""
+    d, ep = WebhookDelivery, WebhookEndpoint
+    if not await conn.scalar(select(exists().where(ep.ordering == "strict", ep.enabled.is_(True)))):
+        return []
+    first_unfanned = (
+        await conn.execute(
+            select(Event.xid, Event.seq)
+            .where(Event.fanned_out_at.is_(None))
+            .order_by(*FEED_ORDER)
+            .limit(1)
+        )
+    ).first()
+    queue = (
+        select(
+            d.id,
+            d.status,
+            d.next_attempt_at,
+            d.lease_expires_at,
+            func.row_number()
+            .over(partition_by=d.endpoint_id, order_by=(Event.xid, Event.seq))
+            .label("rank"),
+        )
+        .join(ep, ep.id == d.endpoint_id)
+        .join(Event, Event.seq == d.event_seq)
+        .where(d.status == "pending", ep.enabled.is_(True), ep.ordering == "strict")
+    )
+    if first_unfanned is not None:
+        queue = queue.where(tuple_(Event.xid, Event.seq) < tuple_(*first_unfanned))
+    if exclude_endpoints:
+        queue = queue.where(d.endpoint_id.not_in(list(exclude_endpoints)))
+    q = queue.subquery()
+    heads = select(q.c.id).where(
+        q.c.rank == 1,
+        q.c.next_attempt_at <= now,
+        or_(q.c.lease_expires_at.is_(None), q.c.lease_expires_at < now),
+    )
+    return list((await conn.execute(heads)).scalars())
+
+
+async def _claimed(conn: AsyncConnection, ids: Sequence[str], now: datetime) -> list[Claimed]:
+    d, ep = WebhookDelivery, WebhookEndpoint
     rows = (
         await conn.execute(
             select(
@@ -257,6 +339,7 @@ async def claim_due(
                 ep.secret,
                 ep.previous_secret,
                 ep.previous_secret_expires_at,
+                ep.ordering,
                 Event.id.label("event_id"),
                 Event.seq,
                 Event.type,
@@ -266,8 +349,8 @@ async def claim_due(
             )
             .join(ep, ep.id == d.endpoint_id)
             .join(Event, Event.seq == d.event_seq)
-            .where(d.id.in_(ids))
-            .order_by(d.event_seq)
+            .where(d.id.in_(list(ids)))
+            .order_by(*FEED_ORDER)
         )
     ).all()
     out = []
@@ -292,6 +375,7 @@ async def claim_due(
                 event_data=r.data,
                 event_created_at=r.created_at,
                 traceparent=r.traceparent,
+                strict=r.ordering == "strict",
             )
         )
     return out
@@ -325,6 +409,69 @@ class Outcome:
     disable_reason: str | None = None
 
 
+async def record_outcomes(
+    conn: AsyncConnection,
+    worker_id: str,
+    outcomes: Sequence[Outcome],
+    *,
+    failing_limit: timedelta,
+) -> set[str]:
+    """Store a batch of attempts in the caller's transaction; returns the delivery ids whose
+    result was stored (this worker still held the lease). Successes, the bulk, take three
+    statements for the whole batch; failures go one by one (``record_outcome``) after
+    them, oldest first, so a failure that came last leaves the endpoint failing."""
+    d, ep = WebhookDelivery, WebhookEndpoint
+    stored: set[str] = set()
+    ok = [o for o in outcomes if o.succeeded]
+    if ok:
+        at = max(o.at for o in ok)
+        keys = [(o.claimed.delivery_id, o.claimed.attempt) for o in ok]
+        result = await conn.execute(
+            update(d)
+            .where(tuple_(d.id, d.attempts).in_(keys), d.lease_owner == worker_id)
+            .values(
+                status="succeeded",
+                next_attempt_at=at,
+                completed_at=at,
+                lease_owner=None,
+                lease_expires_at=None,
+            )
+            .returning(d.id)
+        )
+        stored.update(result.scalars())
+        done = [o for o in ok if o.claimed.delivery_id in stored]
+        if done:
+            # executemany: one cached statement whatever the batch size.
+            await conn.execute(insert(DeliveryAttempt), [_attempt_row(o) for o in done])
+            await conn.execute(
+                update(ep)
+                .where(
+                    ep.id.in_({o.claimed.endpoint_id for o in done}),
+                    ep.failing_since.is_not(None),
+                )
+                .values(failing_since=None)
+            )
+    for o in sorted((o for o in outcomes if not o.succeeded), key=lambda o: o.at):
+        if await record_outcome(conn, worker_id, o, failing_limit=failing_limit):
+            stored.add(o.claimed.delivery_id)
+    return stored
+
+
+def _attempt_row(outcome: Outcome) -> dict[str, Any]:
+    c = outcome.claimed
+    return {
+        "delivery_id": c.delivery_id,
+        "endpoint_id": c.endpoint_id,
+        "event_id": c.event_id,
+        "attempt": c.attempt,
+        "status_code": outcome.status_code,
+        "error": outcome.error,
+        "duration_ms": outcome.duration_ms,
+        "at": outcome.at,
+        "next_attempt_at": outcome.next_attempt_at if not outcome.succeeded else None,
+    }
+
+
 async def record_outcome(
     conn: AsyncConnection, worker_id: str, outcome: Outcome, *, failing_limit: timedelta
 ) -> bool:
@@ -351,19 +498,7 @@ async def record_outcome(
     )
     if result.rowcount != 1:
         return False
-    await conn.execute(
-        insert(DeliveryAttempt).values(
-            delivery_id=c.delivery_id,
-            endpoint_id=c.endpoint_id,
-            event_id=c.event_id,
-            attempt=c.attempt,
-            status_code=outcome.status_code,
-            error=outcome.error,
-            duration_ms=outcome.duration_ms,
-            at=outcome.at,
-            next_attempt_at=outcome.next_attempt_at if not outcome.succeeded else None,
-        )
-    )
+    await conn.execute(insert(DeliveryAttempt).values(**_attempt_row(outcome)))
     if outcome.succeeded:
         await conn.execute(
             update(ep)

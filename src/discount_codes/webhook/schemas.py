@@ -20,6 +20,12 @@ EventType = Literal[
 ]
 
 _URL_EXAMPLE = "https://shop.example.com/hooks/discount-codes"
+Ordering = Literal["best_effort", "strict"]
+_ORDERING = (
+    "`best_effort` (default): up to `WEBHOOK_MAX_IN_FLIGHT` deliveries at once, in no "
+    "particular order. `strict`: one at a time in feed order; a failing event holds back "
+    "the ones after it until it succeeds or is given up."
+)
 
 
 class EndpointCreate(BaseModel):
@@ -41,6 +47,7 @@ class EndpointCreate(BaseModel):
         default=None, min_length=1, description="Event types to receive; omit for every type."
     )
     description: str | None = Field(default=None, max_length=500)
+    ordering: Ordering = Field(default="best_effort", description=_ORDERING)
 
 
 class EndpointUpdate(BaseModel):
@@ -53,6 +60,7 @@ class EndpointUpdate(BaseModel):
     event_types: list[EventType] | None = Field(default=None, min_length=1)
     description: str | None = Field(default=None, max_length=500)
     enabled: StrictBool | None = None
+    ordering: Ordering | None = Field(default=None, description=_ORDERING)
 
 
 class EndpointOut(BaseModel):
@@ -68,6 +76,7 @@ class EndpointOut(BaseModel):
                     "event_types": ["discount_code.claimed"],
                     "enabled": True,
                     "disabled_reason": None,
+                    "ordering": "best_effort",
                     "created_at": "2026-11-26T11:00:00Z",
                     "updated_at": "2026-11-26T11:00:00Z",
                 }
@@ -82,6 +91,7 @@ class EndpointOut(BaseModel):
     event_types: list[str] | None
     enabled: bool
     disabled_reason: str | None
+    ordering: Ordering
     created_at: datetime
     updated_at: datetime
 
@@ -100,6 +110,7 @@ class EndpointWithSecret(EndpointOut):
                     "event_types": None,
                     "enabled": True,
                     "disabled_reason": None,
+                    "ordering": "best_effort",
                     "created_at": "2026-11-26T11:00:00Z",
                     "updated_at": "2026-11-26T11:00:00Z",
                     "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",

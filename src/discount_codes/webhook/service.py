@@ -45,6 +45,7 @@ async def create_endpoint(
         description=body.description,
         event_types=_types(body.event_types),
         enabled=True,
+        ordering=body.ordering,
         secret=new_secret(),
         created_at=now,
         updated_at=now,
@@ -98,6 +99,8 @@ async def update_endpoint(
         endpoint.event_types = _types(changes["event_types"])
     if "description" in changes:
         endpoint.description = changes["description"]
+    if changes.get("ordering") is not None:
+        endpoint.ordering = changes["ordering"]
     if changes.get("enabled") is not None:
         if changes["enabled"] and not endpoint.enabled:
             # A fresh start: the 5-day failure clock restarts; pending deliveries resume.

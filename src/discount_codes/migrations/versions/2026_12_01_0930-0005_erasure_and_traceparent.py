@@ -1,7 +1,7 @@
 """erasure of withdrawn contact details; events carry the originating traceparent
 
 Revision ID: 0005
-Revises: 0001 (0002's claim function writes the column)
+Revises: 0003 (0002's claim function writes the column)
 Create Date: 2026-12-01 09:30:00
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005"
-down_revision: str | None = "0001"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,73 @@
+"""Gauges on /metrics for the outbox, refreshed by every worker from the database: how far
+behind delivery and publishing are, and how many endpoints fail. Each worker process
+shows the same figures (they are read from the shared database), so any one scrape says
+it; a ``--no-worker`` API process shows none."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import structlog
+from prometheus_client import Gauge
+
+from discount_codes.models import utcnow
+from discount_codes.outbox import repository
+from discount_codes.outbox.repository import OutboxFigures
+from discount_codes.worker import WorkerContext
+
+log = structlog.get_logger(__name__)
+
+INTERVAL_S = 5.0
+
+OLDEST_UNDELIVERED = Gauge(
+    "webhook_oldest_undelivered_event_age_seconds",
+    "Age of the oldest event an enabled endpoint is still owed (pending delivery)",
+    ["endpoint_id"],
+)
+BACKLOG = Gauge(
+    "webhook_delivery_backlog",
+    "Pending deliveries of an enabled endpoint (due now or waiting for a retry)",
+    ["endpoint_id"],
+)
+NOT_FANNED_OUT = Gauge(
+    "events_oldest_not_fanned_out_age_seconds",
+    "Age of the oldest event no delivery was made for yet (0: none)",
+)
+UNPUBLISHED = Gauge(
+    "events_oldest_unpublished_age_seconds",
+    "Age of the oldest event not yet confirmed by the broker (0: none, or no broker)",
+)
+FAILING = Gauge(
+    "webhook_endpoints_failing",
+    "Enabled endpoints whose latest deliveries failed (the 5-day clock is running)",
+)
+
+
+def _age(since: datetime | None, now: datetime) -> float:
+    return 0.0 if since is None else max((now - since).total_seconds(), 0.0)
+
+
+def publish(figures: OutboxFigures, now: datetime) -> None:
+    OLDEST_UNDELIVERED.clear()
+    BACKLOG.clear()
+    for endpoint_id, (oldest, pending) in figures.endpoints.items():
+        OLDEST_UNDELIVERED.labels(endpoint_id).set(_age(oldest, now))
+        BACKLOG.labels(endpoint_id).set(pending)
+    NOT_FANNED_OUT.set(_age(figures.not_fanned_out_since, now))
+    UNPUBLISHED.set(_age(figures.unpublished_since, now))
+    FAILING.set(figures.failing_endpoints)
+
+
+async def run_gauges(ctx: WorkerContext) -> None:
+    """Every ``INTERVAL_S``: a handful of aggregate reads on partial indexes."""
+    while not ctx.stopping:
+        try:
+            async with ctx.db.connect() as conn:
+                figures = await repository.gauge_figures(
+                    conn, with_broker=bool(ctx.settings.broker_url)
+                )
+            publish(figures, utcnow())
+        except Exception:
+            log.exception("outbox_gauges_failed")
+        if not await ctx.sleep(INTERVAL_S):
+            return

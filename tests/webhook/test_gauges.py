@@ -1,0 +1,72 @@
+"""/metrics says how far behind delivery is: per endpoint the age of the oldest event it is
+still owed and its backlog, and how many endpoints are failing."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import httpx
+import pytest
+
+from discount_codes.config import Settings
+from discount_codes.db import Database
+from discount_codes.outbox import metrics
+
+from ..conftest import Tokens, worker_running
+from .receiver import Received, Receiver, Reply
+from .test_delivery import make_endpoint, record
+
+pytestmark = pytest.mark.usefixtures("cleanup_brand")
+
+
+def sample(text: str, name: str, endpoint_id: str | None = None) -> float | None:
+    label = "" if endpoint_id is None else f'{{endpoint_id="{endpoint_id}"}}'
+    m = re.search(rf"^{name}{re.escape(label)} (\S+)$", text, re.MULTILINE)
+    return None if m is None else float(m.group(1))
+
+
+async def test_gauges_show_a_failing_endpoints_backlog_and_its_age(
+    client: httpx.AsyncClient,
+    tokens: Tokens,
+    brand_id: str,
+    receiver: Receiver,
+    settings: Settings,
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def broken(_: Received) -> Reply:
+        return 503, {}
+
+    receiver.behaviour = broken
+    monkeypatch.setattr(metrics, "INTERVAL_S", 0.2)
+    endpoint = await make_endpoint(client, tokens, brand_id, receiver)
+    async with worker_running(settings, db):
+        for i in range(3):
+            await record(db, brand_id, i)
+        await receiver.wait_for(3)
+        async with asyncio.timeout(15):
+            while True:
+                text = (await client.get("/metrics")).text
+                backlog = sample(text, "webhook_delivery_backlog", endpoint["id"])
+                failing = sample(text, "webhook_endpoints_failing")
+                if backlog == 3 and failing is not None and failing >= 1:
+                    break
+                await asyncio.sleep(0.05)
+        age = sample(text, "webhook_oldest_undelivered_event_age_seconds", endpoint["id"])
+        assert age is not None and 0 <= age < 60
+        assert sample(text, "events_oldest_not_fanned_out_age_seconds") is not None
+        assert sample(text, "events_oldest_unpublished_age_seconds") == 0  # no broker
+        # Once the endpoint is gone, so are its series.
+        r = await client.delete(
+            f"/v1/webhook-endpoints/{endpoint['id']}", headers=tokens.brand(brand_id)
+        )
+        assert r.status_code == 204
+        async with asyncio.timeout(15):
+            while (
+                sample(
+                    (await client.get("/metrics")).text, "webhook_delivery_backlog", endpoint["id"]
+                )
+                is not None
+            ):
+                await asyncio.sleep(0.05)
