@@ -156,7 +156,7 @@ def test_every_operation_is_in_one_declared_tag_in_the_order_of_docs_api_md() ->
     assert declared == [t["name"] for t in TAGS if t["name"] in declared]
     # docs/api.md walks through the groups in the same order as the document lists them
     text = API_MD.read_text()
-    step11 = text[text.index("## 11.") :]
+    step11 = text[text.index("## 12. Or generate") :]
     positions = [step11.index(f"`{name}`") for name in declared]
     assert positions == sorted(positions), declared
 
@@ -167,12 +167,14 @@ def test_a_route_added_later_gets_a_short_id_and_problem_responses(
     """The mechanism is central: a new feature's route needs nothing but its own decorator."""
     app = create_app(make_settings(sqlite_url, data_dir))
 
-    @app.get("/v1/brands/{brand_id}/codes/{code}", tags=["codes"], responses=problem_responses(404))
-    async def look_up_code(brand_id: str, code: str) -> dict[str, str]:
-        raise NotFound("No such code.")
+    @app.get(
+        "/v1/brands/{brand_id}/stickers/{sticker}", tags=["codes"], responses=problem_responses(404)
+    )
+    async def look_up_sticker(brand_id: str, sticker: str) -> dict[str, str]:
+        raise NotFound("No such sticker.")
 
-    operation = app.openapi()["paths"]["/v1/brands/{brand_id}/codes/{code}"]["get"]
-    assert operation["operationId"] == "lookUpCode"
+    operation = app.openapi()["paths"]["/v1/brands/{brand_id}/stickers/{sticker}"]["get"]
+    assert operation["operationId"] == "lookUpSticker"
     problem = {PROBLEM: {"schema": {"$ref": PROBLEM_REF}}}
     assert {s: r["content"] for s, r in operation["responses"].items() if s != "200"} == {
         "404": problem,

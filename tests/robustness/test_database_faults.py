@@ -327,7 +327,12 @@ async def test_an_import_cut_mid_transaction_stores_nothing_and_the_retry_stores
             f"/v1/campaigns/{campaign_id}/code-imports", content=lines, headers=headers
         )
         assert retry.status_code == 201, describe(retry)
-        assert retry.json() == {"imported": 30_000, "duplicates": 0, "rejected": []}
+        assert retry.json() == {
+            "imported": 30_000,
+            "duplicates": 0,
+            "duplicate_codes": [],
+            "rejected": [],
+        }
     assert (
         await fetchval(fault_db, "SELECT count(*) FROM codes WHERE campaign_id = $1", campaign_id)
         == 30_000

@@ -336,7 +336,15 @@ def _claim_in_transaction(
         "ON CONFLICT (campaign_id, shard) DO UPDATE SET claimed = claimed + 1",
         (campaign_id, shard),
     )
-    payload = {**data, "brand_id": brand_id, "code": code}
+    # The documented key order (SQLite keeps the text as written; jsonb orders its own).
+    payload = {
+        "claim_id": data["claim_id"],
+        "brand_id": brand_id,
+        "campaign_id": data["campaign_id"],
+        "code": code,
+        "claimed_at": data["claimed_at"],
+        "user": data["user"],
+    }
     con.execute(
         _SQLITE_CLAIMED_EVENT,
         (claim_id, CLAIMED_EVENT, brand_id, campaign_id, json.dumps(payload), at, traceparent),

@@ -172,7 +172,7 @@ class ReplayResult(BaseModel):
     replayed: int = Field(description="Events queued for delivery to this endpoint again.")
 
 
-class DeliveryStatsBucket(BaseModel):
+class DeliveryStatsItem(BaseModel):
     start: datetime = Field(description="Start of the hour or day (UTC).")
     attempts: int
     succeeded: int = Field(description="Attempts answered with a 2xx status.")
@@ -201,6 +201,6 @@ class DeliveryStats(BaseModel):
     )
 
     bucket: Literal["hour", "day"]
-    items: list[DeliveryStatsBucket] = Field(
+    items: list[DeliveryStatsItem] = Field(
         description="Oldest first; a bucket without an attempt is left out."
     )

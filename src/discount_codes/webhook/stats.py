@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from discount_codes.auth import Principal
 from discount_codes.models import DeliveryAttempt
 from discount_codes.timebuckets import Bucket, as_utc, bucket_start
-from discount_codes.webhook.schemas import DeliveryStats, DeliveryStatsBucket
+from discount_codes.webhook.schemas import DeliveryStats, DeliveryStatsItem
 from discount_codes.webhook.service import get_endpoint
 
 
@@ -33,7 +33,7 @@ async def delivery_stats(
         .order_by(start)
     )
     items = [
-        DeliveryStatsBucket(
+        DeliveryStatsItem(
             start=as_utc(r.start),
             attempts=int(r.attempts),
             succeeded=int(r.succeeded or 0),
