@@ -8,7 +8,7 @@ import json
 import signal
 import subprocess
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from discount_codes.outbox.service import record_event
 from ..conftest import (
     ROOT,
     cli,
+    create_pg_database,
     free_port,
     make_settings,
     running_app,
@@ -35,8 +36,18 @@ from ..conftest import (
 
 
 @pytest.fixture(scope="module")
-async def pg_app(pg_url: str, data_dir: Path) -> AsyncIterator[FastAPI]:
-    async with running_app(make_settings(pg_url, data_dir)) as app:
+def crash_pg_url() -> Iterator[str]:
+    """A database of this module's own: a worker hands out every earlier event first, in
+    feed order, and the suite's shared database holds tens of thousands by now (the
+    crash and kill timings here are about these tests' events, not that backlog)."""
+    url, drop = create_pg_database("dc_crash")
+    yield url
+    drop()
+
+
+@pytest.fixture(scope="module")
+async def pg_app(crash_pg_url: str, data_dir: Path) -> AsyncIterator[FastAPI]:
+    async with running_app(make_settings(crash_pg_url, data_dir)) as app:
         yield app
 
 
@@ -125,11 +136,11 @@ async def test_broker_down_then_back_publishes_everything_in_order(
 
 
 async def test_sigkill_mid_publish_loses_nothing(
-    pg_app: FastAPI, pg_url: str, data_dir: Path, amqp_url: str, brand_id: str, tmp_path: Path
+    pg_app: FastAPI, crash_pg_url: str, data_dir: Path, amqp_url: str, brand_id: str, tmp_path: Path
 ) -> None:
     db: Database = pg_app.state.db
     queue = await Queue(brand_id).open(amqp_url)
-    env = service_env(pg_url, data_dir, DISCOUNT_CODES_BROKER_URL=amqp_url)
+    env = service_env(crash_pg_url, data_dir, DISCOUNT_CODES_BROKER_URL=amqp_url)
     procs: list[subprocess.Popen[bytes]] = []
 
     def start() -> subprocess.Popen[bytes]:

@@ -18,15 +18,34 @@ from discount_codes.db import Database
 from discount_codes.models import DeliveryAttempt, WebhookDelivery, WebhookEndpoint
 from discount_codes.outbox.service import record_event
 
-from ..conftest import ROOT, Tokens, asgi_client, cli, make_settings, running_app, service_env
+from ..conftest import (
+    ROOT,
+    Tokens,
+    asgi_client,
+    cli,
+    create_pg_database,
+    make_settings,
+    running_app,
+    service_env,
+)
 from .receiver import Behaviour, Received, Receiver, Reply
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-async def pg_app(pg_url: str, data_dir: Path) -> AsyncIterator[FastAPI]:
-    async with running_app(make_settings(pg_url, data_dir)) as app:
+def crash_pg_url() -> Iterator[str]:
+    """A database of this module's own: a worker hands out every earlier event first, in
+    feed order, and the suite's shared database holds tens of thousands by now (the
+    crash and kill timings here are about these tests' events, not that backlog)."""
+    url, drop = create_pg_database("dc_crash")
+    yield url
+    drop()
+
+
+@pytest.fixture(scope="module")
+async def pg_app(crash_pg_url: str, data_dir: Path) -> AsyncIterator[FastAPI]:
+    async with running_app(make_settings(crash_pg_url, data_dir)) as app:
         yield app
 
 
@@ -57,8 +76,8 @@ class Workers:
 
 
 @pytest.fixture
-def workers(pg_url: str, data_dir: Path, tmp_path: Path) -> Iterator[Workers]:
-    w = Workers(pg_url, data_dir, tmp_path)
+def workers(crash_pg_url: str, data_dir: Path, tmp_path: Path) -> Iterator[Workers]:
+    w = Workers(crash_pg_url, data_dir, tmp_path)
     yield w
     w.stop_all()
 
