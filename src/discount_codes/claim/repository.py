@@ -161,7 +161,7 @@ async def claim_code(
                     name,
                     now,
                     claim_id,
-                    shard,
+                    None,  # PostgreSQL: the session's own counter row (see dc_claim)
                     json.dumps(data),
                     new_id(),
                     new_id(),

@@ -202,7 +202,9 @@ BEGIN
     END IF;
 
     INSERT INTO claim_counters AS n (campaign_id, shard, claimed)
-    VALUES (p_campaign_id, p_shard, 1)
+    -- One counter row per database session (a claim holds its row until it commits, so
+    -- two claims sharing a row wait on each other's commit); p_shard only if given.
+    VALUES (p_campaign_id, coalesce(p_shard, pg_backend_pid() % 64), 1)
     ON CONFLICT (campaign_id, shard) DO UPDATE SET claimed = n.claimed + 1;
     -- The claimed event's id is the claim's id: a withdrawal finds it by primary key.
     INSERT INTO events (id, type, brand_id, campaign_id, data, created_at,
