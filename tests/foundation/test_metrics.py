@@ -58,7 +58,10 @@ async def test_three_processes_answer_one_coherent_count(live_server: ServerFact
 def test_the_multiprocess_directory_is_fresh_or_emptied(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv(MULTIPROC_ENV, raising=False)
+    # Recorded first, so the variable is gone again after the test (prepare sets it in
+    # os.environ itself; a dangling one would break every worker started later).
+    monkeypatch.setenv(MULTIPROC_ENV, "")
+    monkeypatch.delenv(MULTIPROC_ENV)
     assert prepare_multiprocess_dir(1) is None
     assert MULTIPROC_ENV not in os.environ
     made = prepare_multiprocess_dir(2)
