@@ -73,6 +73,26 @@ async def create_code_batch(
 
 
 @router.get(
+    "/campaigns/{campaign_id}/code-batches",
+    summary="List a campaign's code batches",
+    description="Newest first, cursor-paginated: each batch with what was requested, how many "
+    "codes it made and when, so a brand sees what it already generated before asking again.",
+    responses=problem_responses(401, 403, 404, 422),
+)
+async def list_code_batches(
+    campaign_id: str,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
+) -> Page[BatchOut]:
+    items, next_cursor = await service.list_batches(
+        session, principal, campaign_id, cursor=cursor, limit=limit
+    )
+    return Page[BatchOut](items=items, next_cursor=next_cursor)
+
+
+@router.get(
     "/code-batches/{batch_id}",
     summary="Read a code batch",
     description="Progress of a batch: `generated` grows while it runs; `completed_at` is set "

@@ -153,6 +153,16 @@ async def get_batch(conn: AsyncConnection, batch_id: str) -> Any:
     return (await conn.execute(select(CodeBatch).where(CodeBatch.id == batch_id))).first()
 
 
+async def list_batches(
+    conn: AsyncConnection, campaign_id: str, *, before_id: str | None, limit: int
+) -> list[Any]:
+    """A campaign's batches, newest first (ids are UUIDv7: time-ordered)."""
+    stmt = select(CodeBatch).where(CodeBatch.campaign_id == campaign_id)
+    if before_id is not None:
+        stmt = stmt.where(CodeBatch.id < before_id)
+    return list((await conn.execute(stmt.order_by(CodeBatch.id.desc()).limit(limit))).all())
+
+
 async def get_batch_by_key(conn: AsyncConnection, campaign_id: str, key: str) -> Any:
     stmt = select(CodeBatch).where(
         CodeBatch.campaign_id == campaign_id, CodeBatch.idempotency_key == key

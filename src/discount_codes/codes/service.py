@@ -28,7 +28,7 @@ from discount_codes.db import Database
 from discount_codes.ids import is_id, new_id
 from discount_codes.models import Campaign, utcnow
 from discount_codes.outbox.service import record_event
-from discount_codes.pagination import decode_int_cursor, encode_cursor, split_page
+from discount_codes.pagination import decode_cursor, decode_int_cursor, encode_cursor, split_page
 from discount_codes.problems import (
     CampaignEnded,
     CodeSpaceTooDense,
@@ -266,6 +266,23 @@ async def get_batch(session: AsyncSession, principal: Principal, batch_id: str) 
         raise NotFound("No code batch with this id.")
     await get_for_staff(session, principal, row.campaign_id)
     return to_out(row)
+
+
+async def list_batches(
+    session: AsyncSession, principal: Principal, campaign_id: str, *, cursor: str | None, limit: int
+) -> tuple[list[BatchOut], str | None]:
+    """The campaign's batches, newest first: what was asked, made, and when."""
+    campaign = await get_for_staff(session, principal, campaign_id)
+    before = decode_cursor(cursor)
+    if before is not None and not is_id(before):
+        raise ValidationFailed(
+            "The cursor is not one this service handed out.",
+            errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}],
+        )
+    conn = await session.connection()
+    rows = await repo.list_batches(conn, campaign.id, before_id=before, limit=limit + 1)
+    page, next_cursor = split_page(rows, limit, lambda r: encode_cursor(r.id))
+    return [to_out(r) for r in page], next_cursor
 
 
 # --- batches: worker, CLI, benchmarks --------------------------------------------------------

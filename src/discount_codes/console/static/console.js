@@ -757,34 +757,23 @@ function generateSection(signal, campaign, onProgress) {
   const barText = el("p", { id: "batch-progress-text", class: "num" });
   const announce = el("p", { class: "visually-hidden", role: "status", "aria-live": "polite" });
   const progress = el("div", { class: "progress", hidden: true }, barLabel, bar, barText);
-  const pastKey = `${BATCH_KEY}${campaign.id}.done`;
   const pastList = el("ul", { class: "batches", id: "past-batches" });
-  const past = el("div", { hidden: true }, el("h3", {}, "Batches made from this tab"), pastList);
-  const paintPast = () => {
-    let items = [];
-    try {
-      items = JSON.parse(store.get(pastKey) || "[]");
-    } catch {
-      items = [];
-    }
+  const past = el("div", { hidden: true }, el("h3", {}, "Batches made so far"), pastList);
+  // The campaign's batches from the API, newest first: what was already generated, by
+  // anyone, before asking for more.
+  const paintPast = async () => {
+    const r = await call(`/v1/campaigns/${enc(campaign.id)}/code-batches?limit=20`);
+    if (!r.ok) return;
     clear(pastList);
-    for (const b of items) {
+    for (const b of r.data.items) {
+      const when = b.completed_at || b.created_at;
       pastList.append(
-        el("li", {}, `${fmtNumber(b.generated)} codes`, b.prefix ? ` with prefix ${b.prefix}` : "", " · ", fmtDate(b.completed_at, { relative: true }), b.status === "failed" ? " · failed" : ""),
+        el("li", {}, `${fmtNumber(b.generated)} codes`, b.prefix ? ` with prefix ${b.prefix}` : "", " · ", fmtDate(when, { relative: true }), b.status === "failed" ? " · failed" : b.status !== "completed" ? ` · ${b.status}` : ""),
       );
     }
-    past.hidden = items.length === 0;
+    past.hidden = r.data.items.length === 0;
   };
-  const remember = (batch) => {
-    let items = [];
-    try {
-      items = JSON.parse(store.get(pastKey) || "[]");
-    } catch {
-      items = [];
-    }
-    if (items.some((b) => b.id === batch.id)) return;
-    items.unshift({ id: batch.id, generated: batch.generated, prefix: batch.prefix, status: batch.status, completed_at: batch.completed_at || new Date().toISOString() });
-    store.set(pastKey, JSON.stringify(items.slice(0, 20)));
+  const remember = () => {
     paintPast();
   };
 
