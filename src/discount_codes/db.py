@@ -28,7 +28,7 @@ from discount_codes.config import Settings
 from discount_codes.problems import ProblemError
 
 T = TypeVar("T")
-#: The channel the dispatcher LISTENs on (outbox.service.NOTIFY_CHANNEL).
+#: The channel the dispatcher LISTENs on (re-exported as outbox.service.NOTIFY_CHANNEL).
 EVENTS_CHANNEL = "discount_codes_events"
 WAKEUP_INTERVAL_S = 0.02
 SQLITE_BUSY_TIMEOUT_S = 30

@@ -20,6 +20,7 @@ from prometheus_client import Counter, Histogram
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from discount_codes.models import rfc3339
 from discount_codes.problems import PROBLEM_MEDIA_TYPE, PayloadTooLarge, problem_body
 
 log = structlog.get_logger("discount_codes.access")
@@ -83,7 +84,7 @@ class AccessLog:
                 "request_id": request_id,
                 "level": "info",
                 "logger": "discount_codes.access",
-                "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+                "timestamp": rfc3339(datetime.now(UTC)),
             }
         )
         sys.stderr.write(line + "\n")

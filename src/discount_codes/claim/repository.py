@@ -33,7 +33,7 @@ from discount_codes import telemetry
 from discount_codes.codes.alphabet import display
 from discount_codes.db import Database
 from discount_codes.ids import new_id
-from discount_codes.models import Claim, Event, Redemption
+from discount_codes.models import Claim, Event, Redemption, rfc3339
 from discount_codes.telemetry import current_traceparent
 
 #: Claimed-code counters per campaign: concurrent claims add to different rows.
@@ -111,10 +111,6 @@ def _record(row: Any) -> ClaimRecord:
         contact_name=row.contact_name,
         consent_withdrawn_at=row.consent_withdrawn_at,
     )
-
-
-def rfc3339(at: datetime) -> str:
-    return at.isoformat().replace("+00:00", "Z")
 
 
 def claimed_event_data(
@@ -384,17 +380,6 @@ def _note_exhausted(con: sqlite3.Connection, brand_id: str, campaign_id: str, at
         _SQLITE_EVENT,
         (new_id(), "campaign.codes_exhausted", brand_id, campaign_id, json.dumps(data), at),
     )
-
-
-async def find_claim(conn: AsyncConnection, campaign_id: str, user_id: str) -> ClaimRecord | None:
-    row = (
-        await conn.execute(
-            select(*_CLAIM_COLUMNS).where(
-                Claim.campaign_id == campaign_id, Claim.user_id == user_id
-            )
-        )
-    ).one_or_none()
-    return None if row is None else _record(row)
 
 
 # --- reads and consent ----------------------------------------------------------------------

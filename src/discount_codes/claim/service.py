@@ -17,7 +17,7 @@ from discount_codes.claim import repository
 from discount_codes.claim.repository import CampaignState, ClaimRecord
 from discount_codes.db import Database
 from discount_codes.ids import is_id
-from discount_codes.models import Campaign, utcnow
+from discount_codes.models import Campaign, rfc3339, utcnow
 from discount_codes.outbox.service import record_event
 from discount_codes.pagination import decode_cursor, encode_cursor, split_page
 from discount_codes.problems import (
@@ -159,7 +159,7 @@ async def _record_withdrawn(conn: AsyncConnection, claim: ClaimRecord, now: date
             "brand_id": claim.brand_id,
             "campaign_id": claim.campaign_id,
             "user_id": claim.user_id,
-            "withdrawn_at": repository.rfc3339(now),
+            "withdrawn_at": rfc3339(now),
         },
         at=now,
     )
@@ -223,7 +223,7 @@ def _csv_row(claim: ClaimRecord) -> list[str]:
 
 
 def _iso(at: datetime | None) -> str:
-    return "" if at is None else at.isoformat().replace("+00:00", "Z")
+    return "" if at is None else rfc3339(at)
 
 
 def _lines(rows: list[list[str]] | tuple[str, ...]) -> str:

@@ -26,7 +26,7 @@ from discount_codes.codes.schemas import BatchCreate, BatchOut, CodeOut, ImportR
 from discount_codes.config import Settings
 from discount_codes.db import Database
 from discount_codes.ids import is_id, new_id
-from discount_codes.models import Campaign, utcnow
+from discount_codes.models import Campaign, rfc3339, utcnow
 from discount_codes.outbox.service import record_event
 from discount_codes.pagination import decode_cursor, decode_int_cursor, encode_cursor, split_page
 from discount_codes.problems import (
@@ -458,7 +458,7 @@ async def _export_pages(db: Database, campaign_id: str) -> AsyncIterator[bytes]:
                 [
                     out.code,
                     out.status,
-                    out.claimed_at.isoformat().replace("+00:00", "Z") if out.claimed_at else "",
+                    rfc3339(out.claimed_at) if out.claimed_at else "",
                     out.batch_id or "",
                 ]
             )

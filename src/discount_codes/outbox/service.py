@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from discount_codes.db import EVENTS_CHANNEL
 from discount_codes.ids import new_id
 from discount_codes.models import Event, utcnow
 from discount_codes.telemetry import current_traceparent
@@ -26,7 +27,7 @@ EVENT_TYPES = (
     "discount_code.redemption_reversed",
 )
 #: PostgreSQL channel the dispatcher LISTENs on; NOTIFY is delivered only at commit.
-NOTIFY_CHANNEL = "discount_codes_events"
+NOTIFY_CHANNEL = EVENTS_CHANNEL
 
 
 async def record_event(

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, replace
-from datetime import datetime
 from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from discount_codes.auth import Principal, require_brand
 from discount_codes.ids import is_id, new_id
-from discount_codes.models import utcnow
+from discount_codes.models import rfc3339, utcnow
 from discount_codes.outbox.service import record_event
 from discount_codes.problems import (
     CodeAlreadyRedeemed,
@@ -96,7 +95,7 @@ async def redeem_code(
             raise CodeNotClaimed("This code was never handed out to a shopper.")
         if reason == "code-expired" and found.redeem_until is not None:
             raise CodeExpired(
-                f"This campaign's codes could be redeemed until {_iso(found.redeem_until)}."
+                f"This campaign's codes could be redeemed until {rfc3339(found.redeem_until)}."
             )
         assert found.claim_id is not None and found.user_id is not None
         record = RedemptionRecord(
@@ -137,7 +136,7 @@ def _same_order(live: RedemptionRecord, order_id: str) -> RedeemResult:
     if live.order_id == order_id:
         return RedeemResult(live, created=False)
     raise CodeAlreadyRedeemed(
-        f"This code was redeemed at {_iso(live.redeemed_at)} with another order.",
+        f"This code was redeemed at {rfc3339(live.redeemed_at)} with another order.",
         extra={"redemption_id": live.id},
     )
 
@@ -167,7 +166,7 @@ async def reverse_redemption(
             "campaign_id": record.campaign_id,
             "code": record.code,
             "order_id": record.order_id,
-            "reversed_at": _iso(now),
+            "reversed_at": rfc3339(now),
         },
         at=now,
     )
@@ -185,9 +184,5 @@ def _redeemed_data(record: RedemptionRecord) -> dict[str, str]:
         "code": record.code,
         "order_id": record.order_id,
         "user_id": record.user_id,
-        "redeemed_at": _iso(record.redeemed_at),
+        "redeemed_at": rfc3339(record.redeemed_at),
     }
-
-
-def _iso(at: datetime) -> str:
-    return at.isoformat().replace("+00:00", "Z")

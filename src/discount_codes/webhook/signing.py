@@ -12,6 +12,8 @@ from typing import Any
 
 from standardwebhooks.webhooks import Webhook
 
+from discount_codes.models import rfc3339
+
 SECRET_PREFIX = "whsec_"  # noqa: S105 - a format prefix, not a secret
 
 
@@ -25,7 +27,7 @@ def envelope(type_: str, created_at: datetime, data: dict[str, Any]) -> str:
     return json.dumps(
         {
             "type": type_,
-            "timestamp": created_at.isoformat().replace("+00:00", "Z"),
+            "timestamp": rfc3339(created_at),
             "data": data,
         },
         separators=(",", ":"),
