@@ -19,6 +19,7 @@ from swagger_ui_bundle import swagger_ui_path
 from discount_codes import __version__, openapi, problems, telemetry
 from discount_codes.auth import TokenVerifier
 from discount_codes.campaign.endpoints import router as campaign_router
+from discount_codes.claim.endpoints import install_fast_path as install_claim_fast_path
 from discount_codes.claim.endpoints import router as claim_router
 from discount_codes.codes.endpoints import router as codes_router
 from discount_codes.config import Settings, get_settings
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     for router in routers:
         app.include_router(router, prefix=API_PREFIX)
+    install_claim_fast_path(app, API_PREFIX)
     prefixes = {id(route): API_PREFIX for router in routers for route in router.routes}
     app.add_middleware(
         RequestContextMiddleware,
