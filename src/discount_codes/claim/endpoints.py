@@ -356,6 +356,6 @@ def install_fast_path(app: FastAPI, prefix: str) -> None:
     documented = next(
         r
         for r in router.routes
-        if isinstance(r, APIRoute) and r.endpoint is claim_code and "POST" in r.methods
+        if isinstance(r, APIRoute) and r.endpoint is claim_code and "POST" in (r.methods or ())
     )
     app.router.routes.insert(0, ClaimFastPath(documented, prefix))
