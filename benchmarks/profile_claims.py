@@ -177,7 +177,8 @@ def write_section(path: Path, label: str, section: str) -> None:
     intro = (
         "# Claim path profile\n\n"
         "`python -m benchmarks.profile_claims --label LABEL` (see its docstring): one API "
-        "process in production mode (ES256 tokens, access log at INFO), PostgreSQL, wrk "
+        "process in production mode (ES256 tokens, access log at INFO), PostgreSQL (or "
+        "SQLite where the command says `--database sqlite`), wrk "
         "with 16 connections of claims by distinct shoppers, py-spy for 15 s after a "
         "2 s warm-up. Percentages are of the process's busy samples (idle time in the "
         "event loop is not sampled). A stack counts in the first category (top to "
@@ -202,6 +203,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--database",
+        choices=("postgresql", "sqlite"),
+        default="postgresql",
+        help="the store (the label should say which: e.g. --label sqlite-after)",
+    )
     args = parser.parse_args(argv)
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(py_spy).exists():
@@ -211,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="dc-profile-"))
     warmup = 2.0
     with RssSampler() as sampler:
-        stack = Stack("postgresql", workdir / "pg", "profile", sampler, workdir / "data")
+        stack = Stack(args.database, workdir / "db", "profile", sampler, workdir / "data")
         try:
             stack.create()
             tokens = Es256Tokens(workdir / "data")
@@ -261,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / f"profile-{args.label}.txt").write_text(raw_text)
     meta = {
         "run": f"{started} UTC, load average (1 min) at start {load_avg:.2f}",
-        "command": f"`python -m benchmarks.profile_claims --label {args.label}`",
+        "command": f"`python -m benchmarks.profile_claims --label {args.label}"
+        + ("`" if args.database == "postgresql" else f" --database {args.database}`"),
         "load": f"wrk -t2 -c{args.connections}, claims by distinct shoppers (ES256)",
         "claims/s during the run (under py-spy)": f"{result['throughput']:,.0f}",
         "p50 / p99": f"{result['p50_ms']:.1f} ms / {result['p99_ms']:.1f} ms",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -87,6 +88,7 @@ class Database:
         self._driver_pool_lock = asyncio.Lock()
         self._wakeup_wanted = False
         self._wakeup_task: asyncio.Task[None] | None = None
+        self._loop_connection: sqlite3.Connection | None = None
 
     def events_written(self) -> None:
         """PostgreSQL: tell the dispatcher that events were committed, coalesced to one
@@ -149,6 +151,50 @@ class Database:
             result: T = await aio._execute(lambda: fn(aio._conn, *args))
             return result
 
+    async def write_on_sqlite(self, fn: Callable[..., T], *args: Any) -> T:
+        """SQLite: run ``fn(sqlite3_connection, *args)`` in one write transaction
+        (``BEGIN IMMEDIATE`` ... ``COMMIT``, ``ROLLBACK`` if it raises).
+
+        When the write lock is free at once, on a connection of the event loop's own: no
+        hop to a thread and back (for a claim, the hop cost several times SQLite's own
+        work). ``fn`` never awaits, so nothing else runs on that connection meanwhile.
+        When another connection holds the lock (this process's pool, a worker process),
+        on the pooled connection's thread instead, which waits for it up to the busy
+        timeout, so the event loop never waits for a lock. Also there while the pooled
+        connection is in use: its work (a worker's writes, a brand's change) would
+        otherwise wait in SQLite's busy handler for a gap between claims that, back to
+        back on the loop, never comes; on the pool, claims queue behind it fairly.
+
+        It lets the loop run other tasks first (one ``sleep(0)``): work that never
+        suspends would otherwise keep every other task of the process waiting."""
+        await asyncio.sleep(0)
+        con = self._sqlite_loop_connection()
+        if con is None or self._pool_in_use():
+            return await self.run_on_sqlite(_write_transaction, fn, *args)
+        try:
+            con.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise
+            return await self.run_on_sqlite(_write_transaction, fn, *args)
+        return _run_and_commit(con, fn, args)
+
+    def _pool_in_use(self) -> bool:
+        checked_out: int = getattr(self.engine.pool, "checkedout", lambda: 0)()
+        return checked_out > 0
+
+    def _sqlite_loop_connection(self) -> sqlite3.Connection | None:
+        if self._loop_connection is None:
+            path = self.url.split("///", 1)[1]
+            if not path or path == ":memory:" or "mode=memory" in path:
+                return None  # another connection would see another database
+            con = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
+            for pragma in _SQLITE_PRAGMAS:
+                con.execute(pragma)
+            con.execute("PRAGMA busy_timeout=0")  # busy: the pooled connection waits
+            self._loop_connection = con
+        return self._loop_connection
+
     def connect(self) -> Any:
         """A plain connection (``async with db.connect() as conn``) for Core work."""
         return self.engine.connect()
@@ -165,6 +211,9 @@ class Database:
         if self._driver_pool is not None:
             pool, self._driver_pool = self._driver_pool, None
             await pool.close()
+        if self._loop_connection is not None:
+            con, self._loop_connection = self._loop_connection, None
+            con.close()
         await self.engine.dispose()
 
     @property
@@ -188,6 +237,30 @@ async def _no_reset(_: Any) -> None:
     return None
 
 
+def _write_transaction(con: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
+    con.execute("BEGIN IMMEDIATE")
+    return _run_and_commit(con, fn, args)
+
+
+def _run_and_commit(con: sqlite3.Connection, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+    try:
+        result = fn(con, *args)
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+    return result
+
+
+#: Every SQLite connection's settings (see ``_tune_sqlite``).
+_SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA foreign_keys=ON",
+)
+
+
 def _tune_sqlite(engine: AsyncEngine) -> None:
     """WAL for concurrent readers, a busy timeout instead of instant "database is locked",
     foreign keys on, and every transaction begun IMMEDIATE: a writer takes the write lock
@@ -197,10 +270,8 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA foreign_keys=ON")
+        for pragma in _SQLITE_PRAGMAS:
+            cur.execute(pragma)
         cur.close()
 
     @event.listens_for(engine.sync_engine, "begin")

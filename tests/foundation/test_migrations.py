@@ -70,3 +70,27 @@ def test_cli_migrate_and_serve_refuses_a_schema_behind(tmp_path: Path, pg_url: s
         assert again.returncode == 0
     finally:
         drop()
+
+
+def test_counter_tables_leave_room_for_their_rows_next_versions(pg_url: str) -> None:
+    """Claims update their counter row then sum the campaign's rows; packed on one page,
+    the rows could never be pruned (every claim held the page) and the sum read hundreds
+    of pages of dead versions (migration 0007)."""
+
+    async def reloptions() -> dict[str, list[str] | None]:
+        engine = create_async_engine(pg_url)
+        async with engine.connect() as conn:
+            rows = await conn.exec_driver_sql(
+                "SELECT relname, reloptions FROM pg_class "
+                "WHERE relname IN ('claim_counters', 'redemption_counters')"
+            )
+            found = {r[0]: r[1] for r in rows}
+        await engine.dispose()
+        return found
+
+    import asyncio
+
+    assert asyncio.run(reloptions()) == {
+        "claim_counters": ["fillfactor=10"],
+        "redemption_counters": ["fillfactor=10"],
+    }

@@ -227,8 +227,9 @@ async def _claim_sqlite(
     data: dict[str, Any],
     traceparent: str | None,
 ) -> ClaimAttempt:
-    args = (campaign_id, user_id, email, name, now, claim_id, shard, data, traceparent)
-    row = await db.run_on_sqlite(_claim_sqlite_sync, *args)
+    at = _sqlite_time(now)
+    args = (campaign_id, user_id, email, name, at, claim_id, shard, data, traceparent)
+    row = await db.write_on_sqlite(_claim_in_transaction, *args)
     values = list(row)
     for i in (3, 4, 7, 10):
         values[i] = _sqlite_read_time(values[i])
@@ -254,35 +255,8 @@ _SQLITE_CLAIMED_EVENT = (
 )
 
 
-def _claim_sqlite_sync(
-    con: sqlite3.Connection,
-    campaign_id: str,
-    user_id: str,
-    email: str | None,
-    name: str | None,
-    now: datetime,
-    claim_id: str,
-    shard: int,
-    data: dict[str, Any],
-    traceparent: str | None,
-) -> tuple[Any, ...]:
-    """``dc_claim`` for SQLite: one writer at a time (``BEGIN IMMEDIATE``), so the reads
-    and writes below cannot interleave with another claim's."""
-    at = _sqlite_time(now)
-    con.execute("BEGIN IMMEDIATE")
-    try:
-        result = _claim_in_transaction(
-            con, campaign_id, user_id, email, name, at, claim_id, shard, data, traceparent
-        )
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    con.execute("COMMIT")
-    return result
-
-
 def _claim_in_transaction(
-    con: sqlite3.Connection,
+    con: sqlite3.Connection,  # in a BEGIN IMMEDIATE transaction: one writer at a time
     campaign_id: str,
     user_id: str,
     email: str | None,
