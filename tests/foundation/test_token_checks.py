@@ -120,6 +120,10 @@ def test_we_accept_a_claim_set_exactly_when_pyjwt_does(
 ) -> None:
     claims = {k: v for k, v in claims.items() if v is not None}
     token = _sign(claims)
+    if any(isinstance(claims.get(k), bool) for k in ("exp", "nbf", "iat")):
+        # Stricter than PyJWT, which reads true as the time 1: a boolean is not a time.
+        assert not _ours_accepts(verifier, token), claims
+        return
     assert _ours_accepts(verifier, token) == _pyjwt_accepts(token), claims
 
 
@@ -177,10 +181,13 @@ def test_header_parameters_we_do_not_understand_are_refused(
     assert not _ours_accepts(verifier, token)
 
 
-def test_where_we_are_stricter_than_pyjwt_numeric_strings_are_not_times(
+def test_where_we_are_stricter_than_pyjwt_numeric_strings_and_booleans_are_not_times(
     verifier: TokenVerifier,
 ) -> None:
     token = jwt.encode({**_good(), "exp": str(int(time.time()) + 600)}, KEY, algorithm="ES256")
+    assert _pyjwt_accepts(token)
+    assert not _ours_accepts(verifier, token)
+    token = _sign({**_good(), "nbf": True})
     assert _pyjwt_accepts(token)
     assert not _ours_accepts(verifier, token)
 
