@@ -25,11 +25,10 @@ from sqlalchemy.ext.asyncio import (
 
 from discount_codes import telemetry
 from discount_codes.config import Settings
+from discount_codes.kit.wakeup import CHANNEL
 from discount_codes.problems import ProblemError
 
 T = TypeVar("T")
-#: The channel the dispatcher LISTENs on (re-exported as outbox.service.NOTIFY_CHANNEL).
-EVENTS_CHANNEL = "discount_codes_events"
 WAKEUP_INTERVAL_S = 0.02
 SQLITE_BUSY_TIMEOUT_S = 30
 #: A PostgreSQL that stops answering (a partition drops packets; nothing resets the
@@ -107,7 +106,7 @@ class Database:
             try:
                 pool = await self.driver_pool()
                 async with pool.acquire() as con:
-                    await con.execute(f"NOTIFY {EVENTS_CHANNEL}")
+                    await con.execute(f"NOTIFY {CHANNEL}")
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 return  # the dispatcher's polling picks the events up
             await asyncio.sleep(WAKEUP_INTERVAL_S)

@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from discount_codes.db import EVENTS_CHANNEL
 from discount_codes.ids import new_id
+from discount_codes.kit.wakeup import CHANNEL
 from discount_codes.models import Event, utcnow
 from discount_codes.telemetry import current_traceparent
 
@@ -26,8 +26,6 @@ EVENT_TYPES = (
     "discount_code.redeemed",
     "discount_code.redemption_reversed",
 )
-#: PostgreSQL channel the dispatcher LISTENs on; NOTIFY is delivered only at commit.
-NOTIFY_CHANNEL = EVENTS_CHANNEL
 
 
 async def record_event(
@@ -56,5 +54,5 @@ async def record_event(
     )
     dialect = (conn.get_bind() if isinstance(conn, AsyncSession) else conn.engine).dialect
     if dialect.name == "postgresql":
-        await conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+        await conn.execute(text(f"NOTIFY {CHANNEL}"))
     return event_id

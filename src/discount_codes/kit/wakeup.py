@@ -1,4 +1,5 @@
-"""Wake-ups on PostgreSQL ``LISTEN``: a committed event NOTIFYs, a waiting loop starts at once.
+"""The wake-up channel: a committed event NOTIFYs on PostgreSQL, a loop waiting on
+``LISTEN`` starts at once (SQLite has no such channel: its loops poll).
 
 A dedicated raw asyncpg connection (not one from the SQLAlchemy pool: a pooled connection
 would be handed to other work and lose its LISTEN). Losing the connection costs only
@@ -16,9 +17,10 @@ import asyncpg
 import structlog
 from sqlalchemy.engine import make_url
 
-from discount_codes.outbox.service import NOTIFY_CHANNEL
-
 log = structlog.get_logger(__name__)
+
+#: The PostgreSQL channel event writers NOTIFY and the worker's loops LISTEN on.
+CHANNEL = "discount_codes_events"
 
 
 def raw_dsn(database_url: str) -> str:
@@ -47,7 +49,7 @@ async def listen(database_url: str, wake: asyncio.Event, stop: asyncio.Event) ->
             continue
         try:
             conn.add_termination_listener(lambda *_, lost=lost: lost.set())
-            await conn.add_listener(NOTIFY_CHANNEL, on_notify)
+            await conn.add_listener(CHANNEL, on_notify)
             backoff = 0.5
             wake.set()  # events committed while we were not listening
             waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(lost.wait())]
