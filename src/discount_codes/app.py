@@ -24,6 +24,7 @@ from discount_codes.codes.endpoints import router as codes_router
 from discount_codes.config import Settings, get_settings
 from discount_codes.console.endpoints import install as install_console
 from discount_codes.db import Database, ping
+from discount_codes.kit.worker import WorkerContext
 from discount_codes.logs import configure_logging
 from discount_codes.metrics import exposition
 from discount_codes.middleware import RequestContextMiddleware
@@ -31,7 +32,7 @@ from discount_codes.migrate import schema_problem, upgrade_to_head_async
 from discount_codes.outbox.endpoints import router as events_router
 from discount_codes.redemption.endpoints import router as redemption_router
 from discount_codes.webhook.endpoints import router as webhook_router
-from discount_codes.worker import WorkerContext, run_worker
+from discount_codes.worker import run_worker
 
 log = structlog.get_logger(__name__)
 API_PREFIX = "/v1"

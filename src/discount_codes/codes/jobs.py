@@ -14,8 +14,8 @@ from sqlalchemy.exc import DBAPIError
 
 from discount_codes.codes import repository as repo
 from discount_codes.codes import service
+from discount_codes.kit.worker import Job, WorkerContext
 from discount_codes.models import utcnow
-from discount_codes.worker import WorkerContext
 
 log = structlog.get_logger(__name__)
 
@@ -60,3 +60,6 @@ async def _fail(ctx: WorkerContext, batch_id: str, exc: Exception) -> None:
         await repo.fail_batch(
             conn, batch_id, ctx.worker_id, f"generation failed ({type(exc).__name__})", utcnow()
         )
+
+
+JOBS: tuple[Job, ...] = (run_batch_jobs,)
