@@ -11,7 +11,7 @@ from discount_codes.auth import CurrentPrincipal
 from discount_codes.codes import service
 from discount_codes.codes.schemas import BatchCreate, BatchOut, CodeOut, CodeStatus, ImportResult
 from discount_codes.db import DatabaseDep, SessionDep
-from discount_codes.pagination import CursorQuery, LimitQuery, Page
+from discount_codes.kit.pagination import CursorQuery, LimitQuery, Page
 from discount_codes.problems import problem_responses
 
 router = APIRouter(tags=["codes"])

@@ -26,9 +26,14 @@ from discount_codes.codes.schemas import BatchCreate, BatchOut, CodeOut, ImportR
 from discount_codes.config import Settings
 from discount_codes.db import Database
 from discount_codes.ids import is_id, new_id
+from discount_codes.kit.pagination import (
+    decode_cursor,
+    decode_int_cursor,
+    encode_cursor,
+    split_page,
+)
 from discount_codes.models import Campaign, rfc3339, utcnow
 from discount_codes.outbox.service import record_event
-from discount_codes.pagination import decode_cursor, decode_int_cursor, encode_cursor, split_page
 from discount_codes.problems import (
     CampaignEnded,
     CodeSpaceTooDense,

@@ -9,8 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from discount_codes.auth import CurrentPrincipal
 from discount_codes.config import Settings
 from discount_codes.db import SessionDep
-from discount_codes.models import DeliveryAttempt, WebhookEndpoint
-from discount_codes.pagination import (
+from discount_codes.kit.pagination import (
     CursorQuery,
     LimitQuery,
     Page,
@@ -19,6 +18,7 @@ from discount_codes.pagination import (
     encode_cursor,
     split_page,
 )
+from discount_codes.models import DeliveryAttempt, WebhookEndpoint
 from discount_codes.problems import problem_responses
 from discount_codes.timebuckets import Bucket
 from discount_codes.webhook import service, stats
