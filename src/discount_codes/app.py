@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.run_worker:
             ctx = WorkerContext(settings=settings, db=db)
             worker_task = asyncio.create_task(run_worker(ctx))
-        log.info("service_started", database=db.dialect, worker=settings.run_worker)
+        log.info("service_started", database=db.dialect.value, worker=settings.run_worker)
         try:
             yield
         finally:

@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from discount_codes.kit.dialect import Dialect
+
 DEV_ISSUER = "urn:discount-codes:dev"
 DEFAULT_AUDIENCE = "discount-codes"
 ALLOWED_ALGORITHMS = frozenset({"RS256", "ES256", "EdDSA"})
@@ -147,7 +149,7 @@ class Settings(BaseSettings):
         return self
 
     def _check_pooler(self) -> None:
-        if self.database_pooler and not self.database_url.startswith("postgresql"):
+        if self.database_pooler and Dialect.from_url(self.database_url) is not Dialect.POSTGRESQL:
             raise SettingsError("DISCOUNT_CODES_DATABASE_POOLER needs a PostgreSQL DATABASE_URL")
         if self.database_direct_url and not self.database_direct_url.startswith(
             "postgresql+asyncpg://"
@@ -173,7 +175,7 @@ class Settings(BaseSettings):
 
     @property
     def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
+        return Dialect.from_url(self.database_url) is Dialect.SQLITE
 
     @property
     def webhook_loopback_allowed(self) -> bool:

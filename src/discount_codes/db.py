@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import (
 
 from discount_codes import telemetry
 from discount_codes.config import Settings
+from discount_codes.kit.dialect import Dialect
 from discount_codes.kit.wakeup import CHANNEL
 from discount_codes.problems import ProblemError
 
@@ -42,7 +43,9 @@ class Database:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.url = settings.database_url
-        self.is_sqlite = settings.is_sqlite
+        #: What differs between PostgreSQL and SQLite, for the repositories (kit/dialect.py).
+        self.dialect = Dialect.from_url(self.url)
+        self.is_sqlite = self.dialect is Dialect.SQLITE
         #: ``"pgbouncer"`` when ``url`` is a transaction pooler (no named prepared statements).
         self.pooler = settings.database_pooler
         kwargs: dict[str, Any] = {}
@@ -94,7 +97,7 @@ class Database:
         A NOTIFY inside the claim's transaction takes a cluster-wide lock at commit, which
         serialises every notifying commit (pgbench here: 4,000 -> 700 tps for the claim's
         writes). A wake-up lost to a crash costs nothing: the dispatcher also polls."""
-        if self.is_sqlite:
+        if not self.dialect.notifies:
             return
         self._wakeup_wanted = True
         if self._wakeup_task is None or self._wakeup_task.done():
@@ -165,10 +168,6 @@ class Database:
             pool, self._driver_pool = self._driver_pool, None
             await pool.close()
         await self.engine.dispose()
-
-    @property
-    def dialect(self) -> str:
-        return self.engine.dialect.name
 
 
 def engine_options(settings: Settings) -> dict[str, Any]:

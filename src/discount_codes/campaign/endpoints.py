@@ -24,9 +24,9 @@ from discount_codes.kit.pagination import (
     encode_cursor,
     split_page,
 )
+from discount_codes.kit.timestamps import Bucket
 from discount_codes.models import Campaign
 from discount_codes.problems import problem_responses
-from discount_codes.timebuckets import Bucket
 
 router = APIRouter(tags=["campaigns"])
 BrandId = Annotated[

@@ -15,12 +15,23 @@ from typing import Any
 
 import asyncpg
 import structlog
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from discount_codes.kit.dialect import Dialect
 
 log = structlog.get_logger(__name__)
 
 #: The PostgreSQL channel event writers NOTIFY and the worker's loops LISTEN on.
 CHANNEL = "discount_codes_events"
+
+
+async def notify(conn: AsyncSession | AsyncConnection) -> None:
+    """Wake the loops listening, when this transaction commits (PostgreSQL delivers a NOTIFY
+    only then, and drops it on rollback); nothing where there is no channel (SQLite)."""
+    if Dialect.of(conn).notifies:
+        await conn.execute(text(f"NOTIFY {CHANNEL}"))
 
 
 def raw_dsn(database_url: str) -> str:
@@ -75,6 +86,6 @@ def start_listener(
     pooler (a LISTEN lives in a session, and PgBouncer hands the session to others after
     each transaction); without a direct URL behind a pooler it is None and loops poll."""
     wake = asyncio.Event()
-    if database_url is None or not database_url.startswith("postgresql"):
+    if database_url is None or not Dialect.from_url(database_url).notifies:
         return wake, None
     return wake, asyncio.create_task(listen(database_url, wake, stop))

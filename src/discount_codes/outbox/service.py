@@ -9,11 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, text
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from discount_codes.ids import new_id
-from discount_codes.kit.wakeup import CHANNEL
+from discount_codes.kit import wakeup
 from discount_codes.models import Event, utcnow
 from discount_codes.telemetry import current_traceparent
 
@@ -52,7 +52,5 @@ async def record_event(
             traceparent=current_traceparent(),
         )
     )
-    dialect = (conn.get_bind() if isinstance(conn, AsyncSession) else conn.engine).dialect
-    if dialect.name == "postgresql":
-        await conn.execute(text(f"NOTIFY {CHANNEL}"))
+    await wakeup.notify(conn)
     return event_id

@@ -18,9 +18,9 @@ from discount_codes.kit.pagination import (
     encode_cursor,
     split_page,
 )
+from discount_codes.kit.timestamps import Bucket
 from discount_codes.models import DeliveryAttempt, WebhookEndpoint
 from discount_codes.problems import problem_responses
-from discount_codes.timebuckets import Bucket
 from discount_codes.webhook import service, stats
 from discount_codes.webhook.schemas import (
     AttemptOut,
