@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
+from fastapi import Depends, Request
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -206,3 +207,14 @@ def load_settings() -> Settings:
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return load_settings()
+
+
+async def settings_of(request: Request) -> Settings:
+    """The app's one Settings (read at start-up by ``create_app``), for an endpoint that
+    needs a setting; a coroutine, so FastAPI does not run it in a thread."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+#: The settings dependency: every endpoint that needs a setting asks for this.
+SettingsDep = Annotated[Settings, Depends(settings_of)]
