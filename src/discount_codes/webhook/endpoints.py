@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Response, status
 
 from discount_codes.auth import CurrentPrincipal
-from discount_codes.config import Settings
+from discount_codes.config import SettingsDep
 from discount_codes.db import SessionDep
 from discount_codes.kit.pagination import (
     CursorQuery,
@@ -39,13 +39,6 @@ BrandId = Annotated[
 ]
 EndpointId = Annotated[str, Path(max_length=64, description="The webhook endpoint's id.")]
 
-
-async def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-SettingsDep = Annotated[Settings, Depends(_settings)]
 _REFUSED = "The URL is not https, carries credentials, or its host is not public " + (
     "(`webhook-url-refused`), or the body is not valid (`validation-failed`)"
 )
