@@ -28,7 +28,7 @@ from discount_codes.codes.schemas import BatchCreate, BatchOut
 from discount_codes.config import Settings
 from discount_codes.ids import is_id, new_id
 from discount_codes.kit.pagination import Page, decode_id_cursor
-from discount_codes.models import utcnow
+from discount_codes.kit.timestamps import utcnow
 from discount_codes.outbox.service import record_event
 from discount_codes.problems import (
     CampaignEnded,

@@ -23,8 +23,8 @@ from discount_codes.codes.schemas import BatchOut
 from discount_codes.config import Settings
 from discount_codes.db import Database
 from discount_codes.ids import new_id
+from discount_codes.kit.timestamps import utcnow
 from discount_codes.kit.worker import Job, WorkerContext
-from discount_codes.models import utcnow
 
 log = structlog.get_logger(__name__)
 

@@ -20,7 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from discount_codes.codes.alphabet import display
 from discount_codes.kit.dialect import Dialect
 from discount_codes.kit.pagination import keyset
-from discount_codes.models import Campaign, ClaimCounter, Code, CodeBatch, rfc3339
+from discount_codes.kit.timestamps import rfc3339
+from discount_codes.models import Campaign, ClaimCounter, Code, CodeBatch
 
 log = structlog.get_logger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from standardwebhooks.webhooks import Webhook
 
-from discount_codes.models import rfc3339
+from discount_codes.kit.timestamps import rfc3339
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - a format prefix, not a secret
 

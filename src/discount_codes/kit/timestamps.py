@@ -1,5 +1,6 @@
-"""UTC timestamps: hour and day buckets for the console's charts, and reading a bucket's
-start back (the database computes it: ``kit.dialect.bucket_start``)."""
+"""UTC timestamps: now, the one text form the API and events show, and hour and day
+buckets for the console's charts (the database computes a bucket's start:
+``kit.dialect.bucket_start``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,15 @@ from datetime import UTC, datetime
 from typing import Literal
 
 Bucket = Literal["hour", "day"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def rfc3339(at: datetime) -> str:
+    """A UTC time as the API and events show it: ``2026-11-26T11:00:00.123456Z``."""
+    return at.isoformat().replace("+00:00", "Z")
 
 
 def as_utc(value: datetime | str) -> datetime:

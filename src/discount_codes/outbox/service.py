@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from discount_codes.ids import new_id
 from discount_codes.kit import wakeup
-from discount_codes.models import Event, utcnow
+from discount_codes.kit.timestamps import utcnow
+from discount_codes.models import Event
 from discount_codes.telemetry import current_traceparent
 
 EVENT_TYPES = (
