@@ -45,6 +45,8 @@ class Database:
         self.url = settings.database_url
         #: What differs between PostgreSQL and SQLite, for the repositories (kit/dialect.py).
         self.dialect = Dialect.from_url(self.url)
+        #: How this class sets up its engine and pools. Elsewhere ask ``dialect`` what you
+        #: need to know (modules reading this are listed in tests/foundation/test_imports.py).
         self.is_sqlite = self.dialect is Dialect.SQLITE
         #: ``"pgbouncer"`` when ``url`` is a transaction pooler (no named prepared statements).
         self.pooler = settings.database_pooler
