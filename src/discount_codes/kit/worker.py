@@ -35,6 +35,12 @@ class WorkerContext:
     def stopping(self) -> bool:
         return self.stop.is_set()
 
+    @property
+    def poll_interval_s(self) -> float:
+        """How long a job waiting for work sleeps when nothing woke it (the database's
+        ``Dialect.poll_interval_s``: long where a NOTIFY wakes the job, short elsewhere)."""
+        return self.db.dialect.poll_interval_s
+
     async def sleep(self, seconds: float, wake: asyncio.Event | None = None) -> bool:
         """Sleep, waking early on stop (or on ``wake``). Returns False once stopping."""
         waiters = [asyncio.ensure_future(self.stop.wait())]
