@@ -26,6 +26,7 @@ from discount_codes.codes.endpoints import router as codes_router
 from discount_codes.config import Settings, get_settings
 from discount_codes.console.endpoints import install as install_console
 from discount_codes.db import Database, ping
+from discount_codes.kit.worker import WorkerContext
 from discount_codes.logs import configure_logging
 from discount_codes.metrics import exposition
 from discount_codes.middleware import RequestContextMiddleware
@@ -33,7 +34,7 @@ from discount_codes.migrate import schema_problem, upgrade_to_head_async
 from discount_codes.outbox.endpoints import router as events_router
 from discount_codes.redemption.endpoints import router as redemption_router
 from discount_codes.webhook.endpoints import router as webhook_router
-from discount_codes.worker import WorkerContext, run_worker
+from discount_codes.worker import run_worker
 
 log = structlog.get_logger(__name__)
 API_PREFIX = "/v1"
@@ -66,7 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.run_worker:
             ctx = WorkerContext(settings=settings, db=db)
             worker_task = asyncio.create_task(run_worker(ctx))
-        log.info("service_started", database=db.dialect, worker=settings.run_worker)
+        log.info("service_started", database=db.dialect.value, worker=settings.run_worker)
         # What start-up made lives as long as the process: out of the collector's sight,
         # a full collection walks only what requests made (a full collection stops every
         # request in the process; under claims they took tens of milliseconds).

@@ -182,7 +182,7 @@ def generate(
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from discount_codes.codes.service import generate_codes
+    from discount_codes.codes.jobs import generate_codes
     from discount_codes.db import Database
     from discount_codes.problems import ProblemError
 
@@ -205,6 +205,7 @@ def generate(
                     db,
                     campaign,
                     count,
+                    settings=settings,
                     length=length,
                     prefix=prefix,
                     on_progress=lambda done: progress.update(task, completed=done),

@@ -11,8 +11,11 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
+from fastapi import Depends, Request
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from discount_codes.kit.dialect import Dialect
 
 DEV_ISSUER = "urn:discount-codes:dev"
 DEFAULT_AUDIENCE = "discount-codes"
@@ -147,7 +150,7 @@ class Settings(BaseSettings):
         return self
 
     def _check_pooler(self) -> None:
-        if self.database_pooler and not self.database_url.startswith("postgresql"):
+        if self.database_pooler and Dialect.from_url(self.database_url) is not Dialect.POSTGRESQL:
             raise SettingsError("DISCOUNT_CODES_DATABASE_POOLER needs a PostgreSQL DATABASE_URL")
         if self.database_direct_url and not self.database_direct_url.startswith(
             "postgresql+asyncpg://"
@@ -173,7 +176,7 @@ class Settings(BaseSettings):
 
     @property
     def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
+        return Dialect.from_url(self.database_url) is Dialect.SQLITE
 
     @property
     def webhook_loopback_allowed(self) -> bool:
@@ -204,3 +207,14 @@ def load_settings() -> Settings:
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return load_settings()
+
+
+async def settings_of(request: Request) -> Settings:
+    """The app's one Settings (read at start-up by ``create_app``), for an endpoint that
+    needs a setting; a coroutine, so FastAPI does not run it in a thread."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+#: The settings dependency: every endpoint that needs a setting asks for this.
+SettingsDep = Annotated[Settings, Depends(settings_of)]

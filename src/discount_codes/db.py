@@ -26,11 +26,11 @@ from sqlalchemy.ext.asyncio import (
 
 from discount_codes import telemetry
 from discount_codes.config import Settings
+from discount_codes.kit.dialect import Dialect
+from discount_codes.kit.wakeup import CHANNEL
 from discount_codes.problems import ProblemError
 
 T = TypeVar("T")
-#: The channel the dispatcher LISTENs on (re-exported as outbox.service.NOTIFY_CHANNEL).
-EVENTS_CHANNEL = "discount_codes_events"
 WAKEUP_INTERVAL_S = 0.02
 SQLITE_BUSY_TIMEOUT_S = 30
 #: A PostgreSQL that stops answering (a partition drops packets; nothing resets the
@@ -44,7 +44,11 @@ class Database:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.url = settings.database_url
-        self.is_sqlite = settings.is_sqlite
+        #: What differs between PostgreSQL and SQLite, for the repositories (kit/dialect.py).
+        self.dialect = Dialect.from_url(self.url)
+        #: How this class sets up its engine and pools. Elsewhere ask ``dialect`` what you
+        #: need to know (modules reading this are listed in tests/foundation/test_imports.py).
+        self.is_sqlite = self.dialect is Dialect.SQLITE
         #: ``"pgbouncer"`` when ``url`` is a transaction pooler (no named prepared statements).
         self.pooler = settings.database_pooler
         kwargs: dict[str, Any] = {}
@@ -97,7 +101,7 @@ class Database:
         A NOTIFY inside the claim's transaction takes a cluster-wide lock at commit, which
         serialises every notifying commit (pgbench here: 4,000 -> 700 tps for the claim's
         writes). A wake-up lost to a crash costs nothing: the dispatcher also polls."""
-        if self.is_sqlite:
+        if not self.dialect.notifies:
             return
         self._wakeup_wanted = True
         if self._wakeup_task is None or self._wakeup_task.done():
@@ -109,7 +113,7 @@ class Database:
             try:
                 pool = await self.driver_pool()
                 async with pool.acquire() as con:
-                    await con.execute(f"NOTIFY {EVENTS_CHANNEL}")
+                    await con.execute(f"NOTIFY {CHANNEL}")
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 return  # the dispatcher's polling picks the events up
             await asyncio.sleep(WAKEUP_INTERVAL_S)
@@ -215,10 +219,6 @@ class Database:
             con, self._loop_connection = self._loop_connection, None
             con.close()
         await self.engine.dispose()
-
-    @property
-    def dialect(self) -> str:
-        return self.engine.dialect.name
 
 
 def engine_options(settings: Settings) -> dict[str, Any]:

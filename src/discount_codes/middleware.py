@@ -20,7 +20,7 @@ from prometheus_client import Counter, Histogram
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from discount_codes.models import rfc3339
+from discount_codes.kit.timestamps import rfc3339
 from discount_codes.problems import PROBLEM_MEDIA_TYPE, PayloadTooLarge, problem_body
 
 log = structlog.get_logger("discount_codes.access")

@@ -67,15 +67,6 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def rfc3339(at: datetime) -> str:
-    """A UTC time as the API and events show it: ``2026-11-26T11:00:00.123456Z``."""
-    return at.isoformat().replace("+00:00", "Z")
-
-
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 

@@ -1,88 +1,33 @@
-"""The worker: batch generation, webhook delivery, the broker relay and pruning.
+"""The worker: every feature's jobs, gathered here at the top (as Polar's ``tasks.py``
+gathers its features' tasks), and the ``discount-codes worker`` process that runs them.
 
 It runs inside ``serve`` (embedded default) or alone as ``discount-codes worker``;
 any number of workers share the work through row leases (``FOR UPDATE SKIP LOCKED``
-on PostgreSQL), so scaling out is starting more of them.
+on PostgreSQL), so scaling out is starting more of them. The context a job is given and
+the loop that runs and restarts jobs are in ``kit/worker.py``, which features import.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
-import structlog
-
+from discount_codes.codes import jobs as codes_jobs
 from discount_codes.config import Settings
 from discount_codes.db import Database
+from discount_codes.kit.worker import Job, WorkerContext, run_jobs
+from discount_codes.outbox import jobs as outbox_jobs
+from discount_codes.webhook import jobs as webhook_jobs
 
-log = structlog.get_logger(__name__)
+__all__ = ["JOBS", "WorkerContext", "run_standalone", "run_worker"]
 
-
-@dataclass
-class WorkerContext:
-    settings: Settings
-    db: Database
-    worker_id: str = field(
-        default_factory=lambda: f"{socket.gethostname()[:40]}:{os.getpid()}:{os.urandom(3).hex()}"
-    )
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def stopping(self) -> bool:
-        return self.stop.is_set()
-
-    async def sleep(self, seconds: float, wake: asyncio.Event | None = None) -> bool:
-        """Sleep, waking early on stop (or on ``wake``). Returns False once stopping."""
-        waiters = [asyncio.ensure_future(self.stop.wait())]
-        if wake is not None:
-            waiters.append(asyncio.ensure_future(wake.wait()))
-        try:
-            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waiters:
-                w.cancel()
-        if wake is not None:
-            wake.clear()
-        return not self.stopping
-
-
-Loop = Callable[[WorkerContext], Awaitable[None]]
-
-
-def loops() -> list[Loop]:
-    """Every job the worker runs; each returns once ``ctx.stop`` is set."""
-    from discount_codes.codes.jobs import run_batch_jobs
-    from discount_codes.outbox.metrics import run_gauges
-    from discount_codes.outbox.pruning import run_pruning
-    from discount_codes.outbox.relay import run_relay
-    from discount_codes.webhook.dispatcher import run_dispatcher
-
-    return [run_batch_jobs, run_dispatcher, run_relay, run_pruning, run_gauges]
-
-
-async def _guarded(loop: Loop, ctx: WorkerContext) -> None:
-    """A loop that crashes is logged and restarted: one bad row must not stop delivery."""
-    name = getattr(loop, "__qualname__", repr(loop))
-    while not ctx.stopping:
-        try:
-            await loop(ctx)
-            return
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("worker_loop_crashed", loop=name)
-            if not await ctx.sleep(1.0):
-                return
+#: Every job the worker runs, each feature's in the order its ``jobs`` module lists them.
+JOBS: tuple[Job, ...] = (*codes_jobs.JOBS, *webhook_jobs.JOBS, *outbox_jobs.JOBS)
 
 
 async def run_worker(ctx: WorkerContext) -> None:
-    log.info("worker_started", worker_id=ctx.worker_id)
-    await asyncio.gather(*(_guarded(loop, ctx) for loop in loops()))
-    log.info("worker_stopped", worker_id=ctx.worker_id)
+    """Every job, until ``ctx.stop`` is set."""
+    await run_jobs(ctx, JOBS)
 
 
 async def run_standalone(settings: Settings) -> None:

@@ -12,7 +12,8 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from discount_codes.codes import service
+from discount_codes.codes import batches, jobs
+from discount_codes.config import Settings
 from discount_codes.db import Database
 from discount_codes.models import Campaign
 
@@ -189,13 +190,15 @@ class Repeating:
 
 
 async def test_forced_collisions_are_regenerated_never_dropped(
-    client: httpx.AsyncClient, tokens: Tokens, brand_id: str, db: Database
+    client: httpx.AsyncClient, tokens: Tokens, brand_id: str, db: Database, settings: Settings
 ) -> None:
     first = await new_campaign(client, tokens, brand_id)
     second = await new_campaign(client, tokens, brand_id)
     source = Repeating()
     made = [
-        await service.generate_codes(db, campaign_id, 1000, length=8, randbytes=source)
+        await jobs.generate_codes(
+            db, campaign_id, 1000, settings=settings, length=8, randbytes=source
+        )
         for campaign_id in (first, second, second)
     ]
     for batch in made:
@@ -210,7 +213,7 @@ async def test_forced_collisions_are_regenerated_never_dropped(
     # Another brand may hold the same codes.
     other_brand = f"{brand_id}-b"
     other = await new_campaign(client, tokens, other_brand)
-    await service.generate_codes(db, other, 10, length=8, randbytes=Repeating())
+    await jobs.generate_codes(db, other, 10, settings=settings, length=8, randbytes=Repeating())
     assert {"00000000", "ZZZZZZZZ"} <= set(await stored_codes(db, brand_id=other_brand))
 
 
@@ -259,7 +262,7 @@ async def test_forced_collisions_within_a_request_batch(
     source = Repeating()
     for _ in range(2):
         async with db.sessionmaker() as session, session.begin():
-            answer = await service.create_batch(
+            answer = await batches.create_batch(
                 session,
                 staff,
                 campaign_id,

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from discount_codes.webhook.signing import envelope, headers, new_secret
+from discount_codes.kit.signing import envelope, headers, new_secret
 
 from ..conftest import ROOT, LiveServer, ServerFactory, Tokens, free_port
 from . import walkthrough

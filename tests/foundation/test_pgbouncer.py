@@ -13,7 +13,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from discount_codes.outbox.listener import raw_dsn
+from discount_codes.kit.wakeup import raw_dsn
 
 from ..claim.helpers import campaign_with_codes, claim
 from ..conftest import (

@@ -9,7 +9,8 @@ import httpx
 from sqlalchemy import func, select
 
 from discount_codes.db import Database
-from discount_codes.models import Event, utcnow
+from discount_codes.kit.timestamps import utcnow
+from discount_codes.models import Event
 from discount_codes.outbox.pruning import prune
 from discount_codes.outbox.service import record_event
 

@@ -11,8 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from discount_codes.auth import Principal
 from discount_codes.campaign.schemas import ActivityBucket, ActivityOut
 from discount_codes.campaign.service import get_for_staff
+from discount_codes.kit.dialect import bucket_start
+from discount_codes.kit.timestamps import Bucket, as_utc
 from discount_codes.models import Claim, Redemption
-from discount_codes.timebuckets import Bucket, as_utc, bucket_start
 
 
 async def claims_over_time(
@@ -21,14 +22,13 @@ async def claims_over_time(
     """Claims and live redemptions per bucket, oldest first; buckets with neither are
     left out. A reversed redemption no longer counts (the order was cancelled)."""
     campaign = await get_for_staff(session, principal, campaign_id)
-    dialect = session.get_bind().dialect.name
-    start = bucket_start(dialect, bucket, Claim.claimed_at).label("start")
+    start = bucket_start(bucket, Claim.claimed_at).label("start")
     claimed = await session.execute(
         select(start, func.count().label("n"))
         .where(Claim.campaign_id == campaign.id)
         .group_by(start)
     )
-    redeemed_start = bucket_start(dialect, bucket, Redemption.redeemed_at).label("start")
+    redeemed_start = bucket_start(bucket, Redemption.redeemed_at).label("start")
     redeemed = await session.execute(
         select(redeemed_start, func.count().label("n"))
         .where(Redemption.campaign_id == campaign.id, Redemption.reversed_at.is_(None))

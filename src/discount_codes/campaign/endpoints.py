@@ -16,8 +16,7 @@ from discount_codes.campaign.schemas import (
     CampaignUpdate,
 )
 from discount_codes.db import SessionDep
-from discount_codes.models import Campaign
-from discount_codes.pagination import (
+from discount_codes.kit.pagination import (
     CursorQuery,
     LimitQuery,
     Page,
@@ -25,8 +24,9 @@ from discount_codes.pagination import (
     encode_cursor,
     split_page,
 )
+from discount_codes.kit.timestamps import Bucket
+from discount_codes.models import Campaign
 from discount_codes.problems import problem_responses
-from discount_codes.timebuckets import Bucket
 
 router = APIRouter(tags=["campaigns"])
 BrandId = Annotated[

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from discount_codes.kit.pagination import keyset
 from discount_codes.models import Campaign, ClaimCounter, RedemptionCounter
 
 
@@ -20,10 +21,9 @@ async def get(
 async def list_for_brand(
     session: AsyncSession, brand_id: str, *, before_id: str | None, limit: int
 ) -> list[Campaign]:
+    """The brand's campaigns, newest first (ids are UUIDv7: time-ordered)."""
     stmt = select(Campaign).where(Campaign.brand_id == brand_id)
-    if before_id is not None:
-        stmt = stmt.where(Campaign.id < before_id)
-    stmt = stmt.order_by(Campaign.id.desc()).limit(limit)
+    stmt = keyset(stmt, Campaign.id, after=before_id, limit=limit, descending=True)
     return list((await session.execute(stmt)).scalars())
 
 

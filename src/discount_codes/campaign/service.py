@@ -11,7 +11,8 @@ from discount_codes.auth import Principal, require_brand
 from discount_codes.campaign import repository
 from discount_codes.campaign.schemas import CampaignCreate, CampaignUpdate
 from discount_codes.ids import is_id, new_id
-from discount_codes.models import Campaign, utcnow
+from discount_codes.kit.timestamps import utcnow
+from discount_codes.models import Campaign
 from discount_codes.problems import (
     CampaignEnded,
     CampaignNotActive,

@@ -19,7 +19,7 @@ from discount_codes.claim import service
 from discount_codes.claim.repository import ClaimRecord
 from discount_codes.claim.schemas import CampaignClaimOut, ClaimCreate, ClaimOut, Contact
 from discount_codes.db import DatabaseDep, SessionDep
-from discount_codes.pagination import CursorQuery, LimitQuery, Page
+from discount_codes.kit.pagination import CursorQuery, LimitQuery, Page
 from discount_codes.problems import Unauthenticated, problem_responses
 
 router = APIRouter(tags=["claims"])

@@ -34,7 +34,8 @@ from discount_codes import telemetry
 from discount_codes.codes.alphabet import display
 from discount_codes.db import Database
 from discount_codes.ids import new_id
-from discount_codes.models import Claim, Event, Redemption, rfc3339
+from discount_codes.kit.timestamps import rfc3339
+from discount_codes.models import Claim, Event, Redemption
 from discount_codes.telemetry import current_traceparent
 
 #: Claimed-code counters per campaign: concurrent claims add to different rows.

@@ -17,9 +17,10 @@ from discount_codes.claim import repository
 from discount_codes.claim.repository import CampaignState, ClaimRecord
 from discount_codes.db import Database
 from discount_codes.ids import is_id
-from discount_codes.models import Campaign, rfc3339, utcnow
+from discount_codes.kit.pagination import decode_cursor, encode_cursor, split_page
+from discount_codes.kit.timestamps import rfc3339, utcnow
+from discount_codes.models import Campaign
 from discount_codes.outbox.service import record_event
-from discount_codes.pagination import decode_cursor, encode_cursor, split_page
 from discount_codes.problems import (
     CampaignNotActive,
     CodesExhausted,

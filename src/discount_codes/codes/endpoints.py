@@ -8,10 +8,11 @@ from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from discount_codes.auth import CurrentPrincipal
-from discount_codes.codes import service
+from discount_codes.codes import batches, export, imports
 from discount_codes.codes.schemas import BatchCreate, BatchOut, CodeOut, CodeStatus, ImportResult
+from discount_codes.config import SettingsDep
 from discount_codes.db import DatabaseDep, SessionDep
-from discount_codes.pagination import CursorQuery, LimitQuery, Page
+from discount_codes.kit.pagination import CursorQuery, LimitQuery, Page
 from discount_codes.problems import problem_responses
 
 router = APIRouter(tags=["codes"])
@@ -51,17 +52,17 @@ async def create_code_batch(
     body: BatchCreate,
     principal: CurrentPrincipal,
     session: SessionDep,
-    request: Request,
+    settings: SettingsDep,
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> BatchOut:
-    answer = await service.create_batch(
+    answer = await batches.create_batch(
         session,
         principal,
         campaign_id,
         body,
         idempotency_key=idempotency_key,
-        settings=request.app.state.settings,
+        settings=settings,
     )
     batch = answer.batch
     response.headers["Location"] = f"/v1/code-batches/{batch.id}"
@@ -86,10 +87,7 @@ async def list_code_batches(
     limit: LimitQuery = 50,
     cursor: CursorQuery = None,
 ) -> Page[BatchOut]:
-    items, next_cursor = await service.list_batches(
-        session, principal, campaign_id, cursor=cursor, limit=limit
-    )
-    return Page[BatchOut](items=items, next_cursor=next_cursor)
+    return await batches.list_batches(session, principal, campaign_id, cursor=cursor, limit=limit)
 
 
 @router.get(
@@ -102,7 +100,7 @@ async def list_code_batches(
 async def get_code_batch(
     batch_id: str, principal: CurrentPrincipal, session: SessionDep
 ) -> BatchOut:
-    return await service.get_batch(session, principal, batch_id)
+    return await batches.get_batch(session, principal, batch_id)
 
 
 @router.get(
@@ -119,10 +117,9 @@ async def list_codes(
     limit: LimitQuery = 50,
     cursor: CursorQuery = None,
 ) -> Page[CodeOut]:
-    items, next_cursor = await service.list_codes(
+    return await export.list_codes(
         session, principal, campaign_id, status=status, cursor=cursor, limit=limit
     )
-    return Page[CodeOut](items=items, next_cursor=next_cursor)
 
 
 @router.get(
@@ -142,9 +139,9 @@ async def list_codes(
 async def export_codes(
     campaign_id: str, principal: CurrentPrincipal, session: SessionDep, db: DatabaseDep
 ) -> StreamingResponse:
-    campaign = await service.authorise_export(session, principal, campaign_id)
+    campaign = await export.authorise_export(session, principal, campaign_id)
     return StreamingResponse(
-        service.export_csv(db, campaign.id),
+        export.export_csv(db, campaign.id),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="codes-{campaign.id}.csv"'},
     )
@@ -179,7 +176,7 @@ _IMPORT_BODY: dict[str, Any] = {
 async def import_codes(
     campaign_id: str, principal: CurrentPrincipal, session: SessionDep, request: Request
 ) -> ImportResult:
-    return await service.import_codes(
+    return await imports.import_codes(
         session,
         principal,
         campaign_id,

@@ -1,4 +1,5 @@
-"""The worker's batch loop: lease the oldest waiting batch, finish it chunk by chunk.
+"""Filling code batches outside a request, each chunk in a transaction of its own: the
+worker's batch job and the operator's ``discount-codes generate``.
 
 Batches are rows in ``code_batches``; a worker takes one with ``FOR UPDATE SKIP LOCKED``
 (PostgreSQL; SQLite serialises writers anyway) and a lease it renews every chunk. A
@@ -7,24 +8,94 @@ worker killed mid-batch stops renewing, and once the lease expires another takes
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from datetime import timedelta
 
 import structlog
 from sqlalchemy.exc import DBAPIError
 
+from discount_codes.codes import batches
 from discount_codes.codes import repository as repo
-from discount_codes.codes import service
-from discount_codes.models import utcnow
-from discount_codes.worker import WorkerContext
+from discount_codes.codes.batches import BatchLeaseLost, Lease, Progress
+from discount_codes.codes.generator import RandBytes
+from discount_codes.codes.schemas import BatchOut
+from discount_codes.config import Settings
+from discount_codes.db import Database
+from discount_codes.ids import new_id
+from discount_codes.kit.timestamps import utcnow
+from discount_codes.kit.worker import Job, WorkerContext
 
 log = structlog.get_logger(__name__)
 
 POLL_SECONDS = 0.5
 
 
+async def run_batch(
+    db: Database,
+    settings: Settings,
+    batch_id: str,
+    owner: str,
+    *,
+    randbytes: RandBytes = os.urandom,
+    on_progress: Progress | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> str:
+    """Finish a batch leased by ``owner``, one committed chunk at a time. A crash loses at
+    most the chunk in flight; whoever takes the batch next continues from ``generated``.
+    Returns ``completed``, or ``released`` when asked to stop first."""
+    lease = Lease(owner, timedelta(seconds=settings.batch_lease_seconds))
+    async with db.connect() as conn:
+        batch = await batches.read_batch(conn, batch_id)
+        await conn.rollback()
+    outcome = await batches.fill_batch(
+        db.begin,
+        batch,
+        chunk_size=settings.batch_chunk_size,
+        randbytes=randbytes,
+        lease=lease,
+        on_progress=on_progress,
+        should_stop=should_stop,
+    )
+    if outcome == "stopped":
+        async with db.begin() as conn:
+            await repo.release_lease(conn, batch_id, owner, utcnow())
+        return "released"
+    return outcome
+
+
+async def generate_codes(
+    db: Database,
+    campaign_id: str,
+    count: int,
+    *,
+    settings: Settings,
+    length: int = 12,
+    prefix: str = "",
+    randbytes: RandBytes = os.urandom,
+    on_progress: Progress | None = None,
+) -> BatchOut:
+    """Make ``count`` codes for a campaign right here, committing chunk by chunk: the CLI's
+    ``generate`` and the benchmarks. If this process dies, a worker finishes the batch."""
+    owner = f"direct:{os.getpid()}:{new_id()[-8:]}"
+    lease = Lease(owner, timedelta(seconds=settings.batch_lease_seconds))
+    async with db.sessionmaker() as session, session.begin():
+        batch_id = await batches.create_leased_batch(
+            session, campaign_id, count, length=length, prefix=prefix, lease=lease
+        )
+    await run_batch(db, settings, batch_id, owner, randbytes=randbytes, on_progress=on_progress)
+    async with db.connect() as conn:
+        row = await batches.read_batch(conn, batch_id)
+        await conn.rollback()
+    return batches.to_out(row)
+
+
+# --- the worker's job ----------------------------------------------------------------------------
+
+
 async def take_next(ctx: WorkerContext) -> str | None:
     lease = timedelta(seconds=ctx.settings.batch_lease_seconds)
-    async with ctx.db.engine.begin() as conn:
+    async with ctx.db.begin() as conn:
         return await repo.take_next_batch(conn, ctx.worker_id, utcnow(), lease)
 
 
@@ -37,10 +108,10 @@ async def run_batch_jobs(ctx: WorkerContext) -> None:
             continue
         log.info("code_batch_started", batch_id=batch_id)
         try:
-            outcome = await service.run_batch(
-                ctx.db, batch_id, ctx.worker_id, should_stop=lambda: ctx.stopping
+            outcome = await run_batch(
+                ctx.db, ctx.settings, batch_id, ctx.worker_id, should_stop=lambda: ctx.stopping
             )
-        except service.BatchLeaseLost:
+        except BatchLeaseLost:
             log.warning("code_batch_lease_lost", batch_id=batch_id)
             continue
         except DBAPIError as exc:
@@ -56,7 +127,10 @@ async def run_batch_jobs(ctx: WorkerContext) -> None:
 
 async def _fail(ctx: WorkerContext, batch_id: str, exc: Exception) -> None:
     log.exception("code_batch_failed", batch_id=batch_id)
-    async with ctx.db.engine.begin() as conn:
+    async with ctx.db.begin() as conn:
         await repo.fail_batch(
             conn, batch_id, ctx.worker_id, f"generation failed ({type(exc).__name__})", utcnow()
         )
+
+
+JOBS: tuple[Job, ...] = (run_batch_jobs,)

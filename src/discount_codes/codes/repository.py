@@ -1,21 +1,29 @@
 """SQL for codes and batches. Everything here is Core on an ``AsyncConnection``: the bulk
-paths run at driver speed (asyncpg COPY, sqlite3 executemany), not through the ORM."""
+paths run at driver speed (asyncpg COPY, sqlite3 executemany), not through the ORM. The
+PostgreSQL/SQLite differences of this feature are decided here, through ``kit.dialect``."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
+import io
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import structlog
 from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from discount_codes.codes.alphabet import display
+from discount_codes.kit.dialect import Dialect
+from discount_codes.kit.pagination import keyset
+from discount_codes.kit.timestamps import rfc3339
 from discount_codes.models import Campaign, ClaimCounter, Code, CodeBatch
+
+log = structlog.get_logger(__name__)
 
 CODE_COLUMNS = ("brand_id", "campaign_id", "batch_id", "code")
 
@@ -29,10 +37,6 @@ class Target:
     batch_id: str | None
 
 
-def is_postgres(conn: AsyncConnection) -> bool:
-    return conn.dialect.name == "postgresql"
-
-
 async def _asyncpg(conn: AsyncConnection) -> Any:
     raw = await conn.get_raw_connection()
     return raw.driver_connection
@@ -41,21 +45,34 @@ async def _asyncpg(conn: AsyncConnection) -> Any:
 # --- writing codes ------------------------------------------------------------------------
 
 
-async def copy_codes(conn: AsyncConnection, target: Target, codes: Sequence[str]) -> None:
-    """PostgreSQL COPY straight into ``codes``: twice the staging path's speed. Raises
-    ``asyncpg.UniqueViolationError`` (transaction aborted) if one code already exists."""
-    driver = await _asyncpg(conn)
+async def copy_new_codes(conn: AsyncConnection, target: Target, codes: Sequence[str]) -> bool:
+    """Write all the codes with COPY straight into ``codes`` (twice the staging path's
+    speed), under a savepoint. False when nothing was written: this database has no COPY,
+    or one of the codes exists already (the savepoint is rolled back) and the caller takes
+    the conflict-tolerant path, ``insert_codes_ignoring``."""
+    dialect = Dialect.of(conn)
+    if not dialect.copies:
+        return False
     b, c, k = target.brand_id, target.campaign_id, target.batch_id
-    await driver.copy_records_to_table(
-        "codes", records=[(b, c, k, code) for code in codes], columns=CODE_COLUMNS
-    )
+    try:
+        async with conn.begin_nested():
+            driver = await _asyncpg(conn)
+            await driver.copy_records_to_table(
+                "codes", records=[(b, c, k, code) for code in codes], columns=CODE_COLUMNS
+            )
+    except Exception as exc:
+        if not dialect.is_unique_violation(exc):
+            raise
+        log.info("code_collision", batch_id=target.batch_id, chunk=len(codes))
+        return False
+    return True
 
 
 async def insert_codes_ignoring(conn: AsyncConnection, target: Target, codes: Sequence[str]) -> int:
     """Insert the codes the brand does not have yet; returns how many were new."""
     if not codes:
         return 0
-    if is_postgres(conn):
+    if Dialect.of(conn).copies:
         # COPY into a per-transaction staging table, then one conflict-tolerant INSERT.
         driver = await _asyncpg(conn)
         await driver.execute(
@@ -141,9 +158,11 @@ async def add_to_campaign(conn: AsyncConnection, campaign_id: str, added: int) -
 async def insert_batch(conn: AsyncConnection, values: dict[str, Any]) -> bool:
     """Insert a batch; False when another batch already holds its idempotency key (on
     PostgreSQL this waits for a concurrent holder to commit or roll back)."""
-    ins = pg_insert(CodeBatch) if is_postgres(conn) else sqlite_insert(CodeBatch)
-    stmt = ins.values(**values).on_conflict_do_nothing(
-        index_elements=["campaign_id", "idempotency_key"]
+    stmt = (
+        Dialect.of(conn)
+        .insert(CodeBatch)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["campaign_id", "idempotency_key"])
     )
     result = await conn.execute(stmt)
     return int(result.rowcount) == 1
@@ -158,9 +177,15 @@ async def list_batches(
 ) -> list[Any]:
     """A campaign's batches, newest first (ids are UUIDv7: time-ordered)."""
     stmt = select(CodeBatch).where(CodeBatch.campaign_id == campaign_id)
-    if before_id is not None:
-        stmt = stmt.where(CodeBatch.id < before_id)
-    return list((await conn.execute(stmt.order_by(CodeBatch.id.desc()).limit(limit))).all())
+    stmt = keyset(stmt, CodeBatch.id, after=before_id, limit=limit, descending=True)
+    return list((await conn.execute(stmt)).all())
+
+
+async def batch_progress(conn: AsyncConnection, batch_id: str) -> tuple[int, int]:
+    """(requested, generated) of a batch written in this transaction (no lease)."""
+    stmt = select(CodeBatch.requested, CodeBatch.generated).where(CodeBatch.id == batch_id)
+    row = (await conn.execute(stmt)).one()
+    return int(row[0]), int(row[1])
 
 
 async def get_batch_by_key(conn: AsyncConnection, campaign_id: str, key: str) -> Any:
@@ -286,10 +311,7 @@ async def list_codes(
         stmt = stmt.where(Code.claimed_at.is_(None))
     elif status == "claimed":
         stmt = stmt.where(Code.claimed_at.is_not(None))
-    if after_id is not None:
-        stmt = stmt.where(Code.id > after_id)
-    stmt = stmt.order_by(Code.id).limit(limit)
-    return (await conn.execute(stmt)).all()
+    return (await conn.execute(keyset(stmt, Code.id, after=after_id, limit=limit))).all()
 
 
 async def count_batch_codes(conn: AsyncConnection, batch_id: str) -> int:
@@ -328,9 +350,53 @@ ORDER BY c.id
 _EXPORT_QUEUE = 16
 
 
-async def copy_codes_csv(engine: AsyncEngine, campaign_id: str) -> AsyncIterator[bytes]:
-    """PostgreSQL: ``COPY (query) TO STDOUT (FORMAT csv)`` on a connection of its own, one
-    snapshot for the whole export, handed to the client chunk by chunk."""
+#: Rows per page of the export where there is no COPY.
+EXPORT_PAGE = 5000
+
+
+def codes_csv(engine: AsyncEngine, campaign_id: str) -> AsyncIterator[bytes]:
+    """A campaign's codes as ``code,status,claimed_at,batch_id`` CSV rows (no header),
+    oldest first, in constant memory, on connections of their own: COPY where the database
+    has it, keyset pages formatted here otherwise (the same bytes either way)."""
+    if Dialect.of(engine).copies:
+        return _copy_codes_csv(engine, campaign_id)
+    return _paged_codes_csv(engine, campaign_id)
+
+
+async def _paged_codes_csv(engine: AsyncEngine, campaign_id: str) -> AsyncIterator[bytes]:
+    """Keyset pages, each on a connection taken for that page only, so a slow download
+    neither blocks writers nor holds one of the process's connections."""
+    async with engine.connect() as conn:
+        shapes = await batch_shapes(conn, campaign_id)
+    after: int | None = None
+    while True:
+        async with engine.connect() as conn:
+            rows = await list_codes(
+                conn, campaign_id, status=None, after_id=after, limit=EXPORT_PAGE
+            )
+        if not rows:
+            return
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        for row in rows:
+            length, prefix = shapes.get(row.batch_id, (None, "")) if row.batch_id else (None, "")
+            writer.writerow(
+                [
+                    display(row.code, length, prefix),
+                    "claimed" if row.claimed_at is not None else "available",
+                    rfc3339(row.claimed_at) if row.claimed_at else "",
+                    row.batch_id or "",
+                ]
+            )
+        yield buf.getvalue().encode()
+        after = rows[-1].id
+        if len(rows) < EXPORT_PAGE:
+            return
+
+
+async def _copy_codes_csv(engine: AsyncEngine, campaign_id: str) -> AsyncIterator[bytes]:
+    """``COPY (query) TO STDOUT (FORMAT csv)`` on a connection of its own, one snapshot
+    for the whole export, handed to the client chunk by chunk."""
     queue: asyncio.Queue[bytes | None] = asyncio.Queue(_EXPORT_QUEUE)
 
     async def produce() -> None:

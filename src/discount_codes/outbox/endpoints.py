@@ -9,9 +9,9 @@ from fastapi import APIRouter, Path, Query
 from discount_codes.auth import CurrentPrincipal, require_brand
 from discount_codes.db import SessionDep
 from discount_codes.ids import is_id
+from discount_codes.kit.pagination import LimitQuery
 from discount_codes.outbox import repository
 from discount_codes.outbox.schemas import EventOut, EventPage
-from discount_codes.pagination import LimitQuery
 from discount_codes.problems import ValidationFailed, problem_responses
 
 router = APIRouter(tags=["events"])

@@ -10,10 +10,10 @@ from datetime import datetime
 import structlog
 from prometheus_client import Gauge
 
-from discount_codes.models import utcnow
+from discount_codes.kit.timestamps import utcnow
+from discount_codes.kit.worker import WorkerContext
 from discount_codes.outbox import repository
 from discount_codes.outbox.repository import OutboxFigures
-from discount_codes.worker import WorkerContext
 
 log = structlog.get_logger(__name__)
 

@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 import structlog
 
 from discount_codes.db import Database
-from discount_codes.models import utcnow
+from discount_codes.kit.timestamps import utcnow
+from discount_codes.kit.worker import WorkerContext
 from discount_codes.outbox import repository
-from discount_codes.worker import WorkerContext
 
 log = structlog.get_logger(__name__)
 

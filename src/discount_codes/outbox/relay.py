@@ -25,11 +25,12 @@ from yarl import URL
 
 from discount_codes import telemetry
 from discount_codes.db import Database
-from discount_codes.models import Event, utcnow
+from discount_codes.kit.signing import envelope
+from discount_codes.kit.timestamps import utcnow
+from discount_codes.kit.wakeup import start_listener
+from discount_codes.kit.worker import WorkerContext
+from discount_codes.models import Event
 from discount_codes.outbox import repository
-from discount_codes.outbox.listener import start_listener
-from discount_codes.webhook.signing import envelope
-from discount_codes.worker import WorkerContext
 
 log = structlog.get_logger(__name__)
 

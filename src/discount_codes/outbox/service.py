@@ -9,12 +9,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, text
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from discount_codes.db import EVENTS_CHANNEL
 from discount_codes.ids import new_id
-from discount_codes.models import Event, utcnow
+from discount_codes.kit import wakeup
+from discount_codes.kit.timestamps import utcnow
+from discount_codes.models import Event
 from discount_codes.telemetry import current_traceparent
 
 EVENT_TYPES = (
@@ -26,8 +27,6 @@ EVENT_TYPES = (
     "discount_code.redeemed",
     "discount_code.redemption_reversed",
 )
-#: PostgreSQL channel the dispatcher LISTENs on; NOTIFY is delivered only at commit.
-NOTIFY_CHANNEL = EVENTS_CHANNEL
 
 
 async def record_event(
@@ -54,7 +53,5 @@ async def record_event(
             traceparent=current_traceparent(),
         )
     )
-    dialect = (conn.get_bind() if isinstance(conn, AsyncSession) else conn.engine).dialect
-    if dialect.name == "postgresql":
-        await conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+    await wakeup.notify(conn)
     return event_id

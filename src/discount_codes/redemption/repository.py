@@ -14,10 +14,10 @@ from functools import cache
 from typing import Any, cast
 
 from sqlalchemy import Select, String, and_, bindparam, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from discount_codes.codes.alphabet import display
+from discount_codes.kit.dialect import Dialect
 from discount_codes.models import (
     Campaign,
     Claim,
@@ -185,17 +185,14 @@ async def find_code(conn: AsyncConnection, brand_id: str, code: str) -> FoundCod
     )
 
 
-def _insert(conn: AsyncConnection) -> Any:
-    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-
-
 async def insert_redemption(conn: AsyncConnection, record: RedemptionRecord) -> bool:
     """Store the redemption unless the code already has a live one; True if stored.
 
     ``ON CONFLICT DO NOTHING`` on the partial unique index: on PostgreSQL a concurrent
     insert for the same code makes this one wait for its commit, then do nothing."""
     stmt = (
-        _insert(conn)(Redemption)
+        Dialect.of(conn)
+        .insert(Redemption)
         .values(
             id=record.id,
             brand_id=record.brand_id,
@@ -250,8 +247,10 @@ async def reverse(conn: AsyncConnection, redemption_id: str, now: datetime) -> b
 async def count(conn: AsyncConnection, campaign_id: str, shard: int, delta: int) -> None:
     """Add ``delta`` to one counter shard of the campaign. Run last in the transaction:
     the shard's row lock is then held only until the commit."""
-    stmt = _insert(conn)(RedemptionCounter).values(
-        campaign_id=campaign_id, shard=shard, redeemed=delta
+    stmt = (
+        Dialect.of(conn)
+        .insert(RedemptionCounter)
+        .values(campaign_id=campaign_id, shard=shard, redeemed=delta)
     )
     await conn.execute(
         stmt.on_conflict_do_update(

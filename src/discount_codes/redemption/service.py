@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from discount_codes.auth import Principal, require_brand
 from discount_codes.ids import is_id, new_id
-from discount_codes.models import rfc3339, utcnow
+from discount_codes.kit.timestamps import rfc3339, utcnow
 from discount_codes.outbox.service import record_event
 from discount_codes.problems import (
     CodeAlreadyRedeemed,

@@ -32,13 +32,15 @@ from opentelemetry.trace import SpanKind
 from discount_codes import telemetry
 from discount_codes.config import Settings
 from discount_codes.db import Database
-from discount_codes.models import Event, utcnow
+from discount_codes.kit import signing
+from discount_codes.kit.timestamps import utcnow
+from discount_codes.kit.wakeup import start_listener
+from discount_codes.kit.worker import WorkerContext
+from discount_codes.models import Event
 from discount_codes.outbox import repository as outbox_repository
-from discount_codes.outbox.listener import start_listener
 from discount_codes.problems import WebhookUrlRefused
-from discount_codes.webhook import repository, signing, urls
+from discount_codes.webhook import repository, urls
 from discount_codes.webhook.repository import Claimed, Outcome
-from discount_codes.worker import WorkerContext
 
 log = structlog.get_logger(__name__)
 

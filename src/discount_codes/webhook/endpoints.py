@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Response, status
 
 from discount_codes.auth import CurrentPrincipal
-from discount_codes.config import Settings
+from discount_codes.config import SettingsDep
 from discount_codes.db import SessionDep
-from discount_codes.models import DeliveryAttempt, WebhookEndpoint
-from discount_codes.pagination import (
+from discount_codes.kit.pagination import (
     CursorQuery,
     LimitQuery,
     Page,
@@ -19,8 +18,9 @@ from discount_codes.pagination import (
     encode_cursor,
     split_page,
 )
+from discount_codes.kit.timestamps import Bucket
+from discount_codes.models import DeliveryAttempt, WebhookEndpoint
 from discount_codes.problems import problem_responses
-from discount_codes.timebuckets import Bucket
 from discount_codes.webhook import service, stats
 from discount_codes.webhook.schemas import (
     AttemptOut,
@@ -39,13 +39,6 @@ BrandId = Annotated[
 ]
 EndpointId = Annotated[str, Path(max_length=64, description="The webhook endpoint's id.")]
 
-
-async def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-SettingsDep = Annotated[Settings, Depends(_settings)]
 _REFUSED = "The URL is not https, carries credentials, or its host is not public " + (
     "(`webhook-url-refused`), or the body is not valid (`validation-failed`)"
 )

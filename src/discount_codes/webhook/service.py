@@ -11,11 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from discount_codes.auth import Principal, require_brand
 from discount_codes.config import Settings
 from discount_codes.ids import is_id, new_id
-from discount_codes.models import DeliveryAttempt, WebhookEndpoint, utcnow
+from discount_codes.kit.signing import new_secret
+from discount_codes.kit.timestamps import utcnow
+from discount_codes.models import DeliveryAttempt, WebhookEndpoint
 from discount_codes.problems import NotFound
 from discount_codes.webhook import repository
 from discount_codes.webhook.schemas import EndpointCreate, EndpointUpdate
-from discount_codes.webhook.signing import new_secret
 from discount_codes.webhook.urls import check_url
 
 log = structlog.get_logger(__name__)

@@ -7,8 +7,9 @@ from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from discount_codes.auth import Principal
+from discount_codes.kit.dialect import bucket_start
+from discount_codes.kit.timestamps import Bucket, as_utc
 from discount_codes.models import DeliveryAttempt
-from discount_codes.timebuckets import Bucket, as_utc, bucket_start
 from discount_codes.webhook.schemas import DeliveryStats, DeliveryStatsItem
 from discount_codes.webhook.service import get_endpoint
 
@@ -17,8 +18,7 @@ async def delivery_stats(
     session: AsyncSession, principal: Principal, endpoint_id: str, bucket: Bucket
 ) -> DeliveryStats:
     endpoint = await get_endpoint(session, principal, endpoint_id)
-    dialect = session.get_bind().dialect.name
-    start = bucket_start(dialect, bucket, DeliveryAttempt.at).label("start")
+    start = bucket_start(bucket, DeliveryAttempt.at).label("start")
     ok = DeliveryAttempt.status_code.between(200, 299)
     rows = await session.execute(
         select(

@@ -1,5 +1,8 @@
-"""Standard Webhooks signatures (https://www.standardwebhooks.com), made with the
-reference library so any receiver's library agrees with us byte for byte."""
+"""The event envelope and its Standard Webhooks signatures (https://www.standardwebhooks.com),
+made with the reference library so any receiver's library agrees with us byte for byte.
+
+In the kit because two features send the same envelope: webhook delivery (signed) and
+the broker relay (as the message body); neither imports the other."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from typing import Any
 
 from standardwebhooks.webhooks import Webhook
 
-from discount_codes.models import rfc3339
+from discount_codes.kit.timestamps import rfc3339
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - a format prefix, not a secret
 

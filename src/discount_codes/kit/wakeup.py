@@ -1,4 +1,5 @@
-"""Wake-ups on PostgreSQL ``LISTEN``: a committed event NOTIFYs, a waiting loop starts at once.
+"""The wake-up channel: a committed event NOTIFYs on PostgreSQL, a loop waiting on
+``LISTEN`` starts at once (SQLite has no such channel: its loops poll).
 
 A dedicated raw asyncpg connection (not one from the SQLAlchemy pool: a pooled connection
 would be handed to other work and lose its LISTEN). Losing the connection costs only
@@ -14,11 +15,23 @@ from typing import Any
 
 import asyncpg
 import structlog
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from discount_codes.outbox.service import NOTIFY_CHANNEL
+from discount_codes.kit.dialect import Dialect
 
 log = structlog.get_logger(__name__)
+
+#: The PostgreSQL channel event writers NOTIFY and the worker's loops LISTEN on.
+CHANNEL = "discount_codes_events"
+
+
+async def notify(conn: AsyncSession | AsyncConnection) -> None:
+    """Wake the loops listening, when this transaction commits (PostgreSQL delivers a NOTIFY
+    only then, and drops it on rollback); nothing where there is no channel (SQLite)."""
+    if Dialect.of(conn).notifies:
+        await conn.execute(text(f"NOTIFY {CHANNEL}"))
 
 
 def raw_dsn(database_url: str) -> str:
@@ -47,7 +60,7 @@ async def listen(database_url: str, wake: asyncio.Event, stop: asyncio.Event) ->
             continue
         try:
             conn.add_termination_listener(lambda *_, lost=lost: lost.set())
-            await conn.add_listener(NOTIFY_CHANNEL, on_notify)
+            await conn.add_listener(CHANNEL, on_notify)
             backoff = 0.5
             wake.set()  # events committed while we were not listening
             waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(lost.wait())]
@@ -73,6 +86,6 @@ def start_listener(
     pooler (a LISTEN lives in a session, and PgBouncer hands the session to others after
     each transaction); without a direct URL behind a pooler it is None and loops poll."""
     wake = asyncio.Event()
-    if database_url is None or not database_url.startswith("postgresql"):
+    if database_url is None or not Dialect.from_url(database_url).notifies:
         return wake, None
     return wake, asyncio.create_task(listen(database_url, wake, stop))
