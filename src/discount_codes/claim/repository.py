@@ -143,7 +143,7 @@ async def claim_code(
     data = claimed_event_data(claim_id, campaign_id, user_id, email, name, rfc3339(now))
     shard = random.randrange(COUNTER_SHARDS)
     traceparent = current_traceparent()  # the request's, stored with the claim's events
-    if db.is_sqlite:
+    if db.dialect.one_writer:
         return await _claim_sqlite(
             db, campaign_id, user_id, email, name, now, claim_id, shard, data, traceparent
         )
@@ -453,11 +453,30 @@ async def list_for_campaign(
 EXPORT_CHUNK = 2000
 
 
-async def iter_campaign_claims(
+async def campaign_claim_chunks(db: Database, campaign_id: str) -> AsyncIterator[list[ClaimRecord]]:
+    """Every claim of the campaign, oldest first, in chunks, on connections of its own.
+
+    PostgreSQL: one server-side cursor (one snapshot, constant memory). SQLite: keyset
+    chunks, each in its own short transaction, so a long download never holds the
+    database's write lock (one writer)."""
+    if not db.dialect.one_writer:
+        async with db.connect() as conn:
+            async for chunk in _streamed_campaign_claims(conn, campaign_id):
+                yield chunk
+        return
+    after: tuple[datetime, str] | None = None
+    while True:
+        async with db.begin() as conn:
+            chunk = await _campaign_claims_after(conn, campaign_id, after, EXPORT_CHUNK)
+        if not chunk:
+            return
+        yield chunk
+        after = (chunk[-1].claimed_at, chunk[-1].id)
+
+
+async def _streamed_campaign_claims(
     conn: AsyncConnection, campaign_id: str
 ) -> AsyncIterator[list[ClaimRecord]]:
-    """Every claim of the campaign, oldest first, in chunks: a server-side cursor on
-    PostgreSQL (one snapshot, constant memory)."""
     stmt = (
         _claims_with_redemption()
         .where(Claim.campaign_id == campaign_id)
@@ -468,11 +487,9 @@ async def iter_campaign_claims(
         yield [_redeemed_record(r) for r in chunk]
 
 
-async def campaign_claims_after(
+async def _campaign_claims_after(
     conn: AsyncConnection, campaign_id: str, after: tuple[datetime, str] | None, limit: int
 ) -> list[ClaimRecord]:
-    """A keyset chunk, oldest first (SQLite export: short transactions, so a long download
-    never holds the database's write lock)."""
     cond: ColumnElement[bool] = true()
     if after is not None:
         at, claim_id = after

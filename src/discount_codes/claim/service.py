@@ -242,18 +242,5 @@ async def export_campaign_claims(db: Database, campaign_id: str) -> AsyncIterato
     connection of its own (the request's session has committed by then). Withdrawn
     claims keep their row, without contact details."""
     yield _lines(CSV_HEADER)
-    if db.dialect == "postgresql":
-        async with db.connect() as conn:
-            async for chunk in repository.iter_campaign_claims(conn, campaign_id):
-                yield _lines([_csv_row(c) for c in chunk])
-        return
-    after: tuple[datetime, str] | None = None
-    while True:
-        async with db.begin() as conn:
-            chunk = await repository.campaign_claims_after(
-                conn, campaign_id, after, repository.EXPORT_CHUNK
-            )
-        if not chunk:
-            return
+    async for chunk in repository.campaign_claim_chunks(db, campaign_id):
         yield _lines([_csv_row(c) for c in chunk])
-        after = (chunk[-1].claimed_at, chunk[-1].id)
