@@ -92,6 +92,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         generate_unique_id_function=openapi.operation_id,
         openapi_tags=openapi.TAGS,
+        # Spans come from our TracingMiddleware (route templates, no ids); FastAPI's own
+        # would be a second span per request, and it looked up three OpenTelemetry
+        # providers in the environment on every request to know it was off.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     openapi.install(app)
     problems.install(app)
