@@ -25,7 +25,6 @@ from sqlalchemy.ext.asyncio import (
 
 from discount_codes import telemetry
 from discount_codes.config import Settings
-from discount_codes.problems import ProblemError
 
 T = TypeVar("T")
 #: The channel the dispatcher LISTENs on (re-exported as outbox.service.NOTIFY_CHANNEL).
@@ -223,12 +222,6 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     async with db.sessionmaker() as session:
         try:
             yield session
-        except ProblemError as exc:
-            if exc.commit:
-                await session.commit()
-            else:
-                await session.rollback()
-            raise
         except BaseException:
             await asyncio.shield(session.rollback())
             raise
