@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format typecheck bench soak demo screenshots migrate clean
+.PHONY: run test test-fast lint format typecheck bench soak demo screenshots migrate clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ run: $(STAMP)
 ## test: the whole suite, SQLite and PostgreSQL
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## test-fast: the tests that need no service (rules, codecs, schemas, signing...), well under a minute
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest --fast $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -3,6 +3,9 @@ parameter), the app in-process over ASGI, and real ``uvicorn`` processes.
 
 ``.ci/run`` sets ``DISCOUNT_CODES_REQUIRE_SERVICES=1``: a missing PostgreSQL or RabbitMQ
 then fails the run instead of skipping.
+
+Two tiers: ``make test`` runs everything; ``make test-fast`` (``pytest --fast``) runs the
+tests that need no service, chosen by the rule in ``pytest_collection_modifyitems``.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def require_chromium() -> None:
+    refuse_in_fast_tier("Chromium")
     if not Path(CHROMIUM).exists():
         if REQUIRE_SERVICES:
             pytest.fail("Debian's chromium is not installed (.ci/run installs it)")
@@ -76,6 +80,93 @@ def service_missing(what: str, exc: BaseException) -> None:
     pytest.skip(message)
 
 
+# --- two tiers ------------------------------------------------------------------------------
+
+#: Fixtures that reach a service (a database, the broker, PgBouncer, a server process). A
+#: test that asks for none of them, directly or through its fixtures, and is not marked
+#: ``slow``, ``browser`` or ``services`` is in the fast tier.
+SERVICE_FIXTURES = frozenset(
+    {"backend", "db_url", "sqlite_url", "pg_url", "amqp_url", "pgbouncer", "live_server"}
+)
+NOT_FAST_MARKS = ("slow", "browser", "services")
+#: The whole fast tier (no path, ``-k`` or ``-m`` given) holds at least this many tests and
+#: runs within this many seconds; fewer or slower fails the run, so the tier cannot shrink
+#: to nothing or grow slow unnoticed.
+FAST_TIER_AT_LEAST = 120
+FAST_TIER_BUDGET_S = 60.0
+_fast_tier = False
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fast",
+        action="store_true",
+        help="the fast tier only: tests that need no service (make test-fast)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _fast_tier
+    _fast_tier = bool(config.getoption("fast"))
+    config.stash[_started_key] = time.monotonic()
+
+
+def refuse_in_fast_tier(what: str) -> None:
+    """Every helper that reaches a service calls this first: in the fast tier the test fails
+    here, so a test that reaches one without asking a service fixture is caught at once
+    instead of slowing the tier down (mark it ``services``)."""
+    if _fast_tier:
+        pytest.fail(
+            f"{what} reached in the fast tier: ask for a service fixture or mark the test "
+            "`services`",
+            pytrace=False,
+        )
+
+
+def is_fast(item: pytest.Item) -> bool:
+    fixtures = set(getattr(item, "fixturenames", ()))
+    return not fixtures & SERVICE_FIXTURES and not any(
+        item.get_closest_marker(name) for name in NOT_FAST_MARKS
+    )
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m reads the ``fast`` mark
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if is_fast(item):
+            item.add_marker(pytest.mark.fast)
+    if not _fast_tier:
+        return
+    slow = [item for item in items if not item.get_closest_marker("fast")]
+    items[:] = [item for item in items if item.get_closest_marker("fast")]
+    config.hook.pytest_deselected(items=slow)
+    whole = not config.option.file_or_dir and not config.option.keyword
+    if whole and not config.option.markexpr and len(items) < FAST_TIER_AT_LEAST:
+        raise pytest.UsageError(
+            f"the fast tier collected {len(items)} tests, fewer than {FAST_TIER_AT_LEAST}: "
+            "did a shared fixture start needing a service?"
+        )
+
+
+_started_key = pytest.StashKey[float]()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    if not _fast_tier or config.option.file_or_dir or config.option.keyword:
+        return
+    took = time.monotonic() - config.stash[_started_key]
+    if took > FAST_TIER_BUDGET_S and session.testscollected:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(
+                f"\nthe fast tier took {took:.0f} s, over its {FAST_TIER_BUDGET_S:.0f} s budget: "
+                "mark what made it slow `slow` (see --durations=10)",
+                red=True,
+            )
+
+
 # --- stores --------------------------------------------------------------------------------
 
 
@@ -87,6 +178,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    refuse_in_fast_tier("The suite's database")
     url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sqlite') / 'test.db'}"
     upgrade_to_head(url)
     return url
@@ -99,6 +191,7 @@ def _pg_url(database: str) -> str:
 
 def create_pg_database(prefix: str = "dc_test") -> tuple[str, Callable[[], None]]:
     """A fresh PostgreSQL database at schema head, and a function that drops it."""
+    refuse_in_fast_tier("PostgreSQL")
     name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
 
     async def create() -> None:
@@ -168,6 +261,7 @@ class PgBouncer:
 def start_pgbouncer(workdir: Path, *, pool_size: int = 20) -> PgBouncer:
     """Debian's ``pgbouncer`` (1.18: no prepared-statement support) on a free port, every
     database name routed to the test PostgreSQL, ``pool_mode = transaction``."""
+    refuse_in_fast_tier("PgBouncer")
     if not Path(PGBOUNCER).exists():
         if REQUIRE_SERVICES:
             pytest.fail("Debian's pgbouncer is not installed (.ci/run installs it)")
@@ -242,6 +336,8 @@ def db_url(backend: str, request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="session")
 def amqp_url() -> str:
+    refuse_in_fast_tier("RabbitMQ")
+
     async def probe() -> None:
         import aio_pika
 
@@ -416,6 +512,7 @@ def cli(*args: str) -> list[str]:
 def wait_ready(
     url: str, process: subprocess.Popen[bytes], log_path: Path, timeout: float = 60
 ) -> None:
+    refuse_in_fast_tier("A server process")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

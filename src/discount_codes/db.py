@@ -28,7 +28,6 @@ from discount_codes import telemetry
 from discount_codes.config import Settings
 from discount_codes.kit.dialect import Dialect
 from discount_codes.kit.wakeup import CHANNEL
-from discount_codes.problems import ProblemError
 
 T = TypeVar("T")
 WAKEUP_INTERVAL_S = 0.02
@@ -294,12 +293,6 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     async with db.sessionmaker() as session:
         try:
             yield session
-        except ProblemError as exc:
-            if exc.commit:
-                await session.commit()
-            else:
-                await session.rollback()
-            raise
         except BaseException:
             await asyncio.shield(session.rollback())
             raise

@@ -23,7 +23,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -39,10 +39,10 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from discount_codes.auth import ensure_dev_key, mint_dev_token
 from discount_codes.config import DEFAULT_AUDIENCE, DEV_ISSUER, Settings
+from discount_codes.webhook.receiver import Receiver
 
 BRAND_ID = "demo-brand"
 FULL = {"codes": 100_000, "shoppers": 1_000}
@@ -50,85 +50,10 @@ QUICK = {"codes": 5_000, "shoppers": 200}
 #: Share of shoppers who ask a second time: they must get the very same code back.
 REPEAT_SHARE = 0.1
 READY_S = 60
+#: Where the demo's receiver takes the brand's webhooks.
+RECEIVER_PATH = "/webhooks/discount-codes"
 
 console = Console(highlight=False)
-
-
-# --- the brand's webhook receiver --------------------------------------------------------------
-
-
-@dataclass
-class Delivery:
-    webhook_id: str
-    verified: bool
-    received_at: float
-    type: str | None
-    data: dict[str, Any]
-    error: str | None
-
-
-@dataclass
-class Receiver:
-    """A brand's endpoint: a plain HTTP/1.1 server on 127.0.0.1 that answers 200 and keeps
-    what it got; ``secret`` is set once the endpoint is registered."""
-
-    secret: str | None = None
-    deliveries: list[Delivery] = field(default_factory=list)
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)
-    port: int = 0
-    _server: asyncio.Server | None = None
-    _handlers: set[asyncio.Task[None]] = field(default_factory=set)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/webhooks/discount-codes"
-
-    async def start(self) -> Receiver:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = int(self._server.sockets[0].getsockname()[1])
-        return self
-
-    async def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.close()
-        for task in list(self._handlers):
-            task.cancel()
-        await asyncio.gather(*self._handlers, return_exceptions=True)
-        await self._server.wait_closed()
-
-    def verify(self, headers: dict[str, str], body: bytes) -> Delivery:
-        now = time.time()
-        webhook_id = headers.get("webhook-id", "")
-        if self.secret is None:
-            return Delivery(webhook_id, False, now, None, {}, "no secret yet")
-        try:
-            payload = Webhook(self.secret).verify(body, headers)
-        except WebhookVerificationError as exc:
-            return Delivery(webhook_id, False, now, None, {}, str(exc))
-        return Delivery(webhook_id, True, now, payload.get("type"), payload.get("data", {}), None)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._handlers.add(task)
-        try:
-            while await reader.readline():  # the request line
-                headers: dict[str, str] = {}
-                while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
-                    name, _, value = line.decode("latin-1").partition(":")
-                    headers[name.strip().lower()] = value.strip()
-                body = await reader.readexactly(int(headers.get("content-length", "0") or 0))
-                self.deliveries.append(self.verify(headers, body))
-                self.arrived.set()
-                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError, ValueError, asyncio.CancelledError):
-            return  # the sender hung up, or the receiver is stopping
-        finally:
-            if task is not None:
-                self._handlers.discard(task)
-            writer.close()
 
 
 # --- the service -------------------------------------------------------------------------
@@ -259,7 +184,7 @@ class Outcome:
     def latencies(self) -> list[float]:
         """Seconds from each claim (its ``claimed_at``) to the first verified delivery."""
         first: dict[str, float] = {}
-        for d in self.receiver.deliveries:
+        for d in self.receiver.received:
             if d.verified and d.type == "discount_code.claimed":
                 claim_id = str(d.data.get("claim_id"))
                 if claim_id not in first:
@@ -375,7 +300,7 @@ async def wait_for_events(receiver: Receiver, claim_ids: set[str], patience_s: f
     def delivered() -> set[str]:
         return {
             str(d.data.get("claim_id"))
-            for d in receiver.deliveries
+            for d in receiver.received
             if d.verified and d.type == "discount_code.claimed"
         }
 
@@ -409,7 +334,7 @@ async def feed_size(client: httpx.AsyncClient, staff: dict[str, str]) -> int:
 
 async def run_story(served: Served, settings: Settings, codes: int, shoppers: int) -> Outcome:
     base_url = served.url
-    receiver = await Receiver().start()
+    receiver = await Receiver(path=RECEIVER_PATH).start()
     limits = httpx.Limits(max_connections=shoppers + 10, max_keepalive_connections=shoppers + 10)
     try:
         async with httpx.AsyncClient(base_url=base_url, timeout=120, limits=limits) as client:
@@ -457,9 +382,9 @@ async def run_story(served: Served, settings: Settings, codes: int, shoppers: in
 
 def summary(outcome: Outcome) -> tuple[list[str], bool]:
     """The lines a brand would check, and whether the run is a success."""
-    deliveries = outcome.receiver.deliveries
+    deliveries = outcome.receiver.received
     verified = [d for d in deliveries if d.verified]
-    distinct = {d.webhook_id for d in verified}
+    distinct = {d.id for d in verified}
     claim_events = {
         str(d.data.get("claim_id")) for d in verified if d.type == "discount_code.claimed"
     }

@@ -1,7 +1,10 @@
 """RFC 9457 problem details: one exception hierarchy, one handler.
 
 Services raise these domain errors (``CodesExhausted``), never ``HTTPException``;
-each class knows its status and slug.
+each class knows its status and slug. A raised problem always rolls the request's
+transaction back: an exception never decides that it commits. A refusal that must keep
+what it wrote is returned, not raised: the endpoint returns ``from_error(problem)``, and
+the session commits before that answer is sent, as for any other.
 """
 
 from __future__ import annotations
@@ -27,9 +30,6 @@ class ProblemError(Exception):
     status: ClassVar[int] = 500
     slug: ClassVar[str] = "internal-error"
     title: ClassVar[str] = "Internal server error"
-    #: When true, the request's transaction is committed before the problem is answered
-    #: (for example ``codes-exhausted`` records ``campaign.codes_exhausted`` in the outbox).
-    commit: bool = False
 
     def __init__(
         self,

@@ -1,6 +1,6 @@
 """Browser fixtures: Debian's headless Chromium driven by Playwright (never a downloaded
 browser), a real ``discount-codes serve --dev`` process, and a brand's real webhook
-receiver (the demo's, which verifies every signature)."""
+receiver (the package's, as the demo uses it: it verifies every signature)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
-from discount_codes.demo import Receiver
+from discount_codes.webhook.receiver import Receiver
 
 from ..conftest import CHROMIUM, CHROMIUM_ARGS, LiveServer, ServerFactory, Tokens, require_chromium
 

@@ -20,7 +20,8 @@ import httpx
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from discount_codes.auth import mint_dev_token
-from discount_codes.demo import Receiver, dev_settings, free_port, service, wait_ready
+from discount_codes.demo import RECEIVER_PATH, dev_settings, free_port, service, wait_ready
+from discount_codes.webhook.receiver import Receiver
 
 from ..conftest import CHROMIUM, CHROMIUM_ARGS
 
@@ -176,7 +177,7 @@ async def run(out: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="dc-screenshots-") as tmp:
         data_dir = Path(tmp)
         settings = dev_settings(data_dir)
-        receiver = await Receiver().start()
+        receiver = await Receiver(path=RECEIVER_PATH).start()
         try:
             with service(data_dir, free_port()) as served:
                 async with httpx.AsyncClient(base_url=served.url, timeout=60) as client:
@@ -212,7 +213,7 @@ async def run(out: Path) -> None:
                     spring = await claim_many(client, seeded["spring"]["id"], token, 460, "spring")
                     await claim_many(client, seeded["flash"]["id"], token, 40, "flash")
                     spread_over_hours(data_dir / "discount-codes.db", spring, 36)
-                    while len(receiver.deliveries) < 500:  # every claim delivered
+                    while len(receiver.received) < 500:  # every claim delivered
                         receiver.arrived.clear()
                         await asyncio.wait_for(receiver.arrived.wait(), timeout=60)
                 async with async_playwright() as p:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, BrowserContext, Dialog, Page, expect
 
-from discount_codes.demo import Receiver
+from discount_codes.webhook.receiver import Receiver
 
 from ..conftest import LiveServer, ServerFactory, Tokens
 from .conftest import INLINE_LIMIT, add_codes, create_campaign, new_context, sign_in

@@ -10,8 +10,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.responses import JSONResponse
+from sqlalchemy import func, select
 
 from discount_codes.app import create_app
+from discount_codes.db import Database, SessionDep
+from discount_codes.models import Event
+from discount_codes.outbox.service import record_event
+from discount_codes.problems import CodesExhausted, from_error
 
 from ..conftest import Tokens, asgi_client, make_settings
 
@@ -114,6 +120,45 @@ async def test_unexpected_exception_is_a_500_without_internals(
     assert r.headers["x-request-id"] == "req-boom-1"
     logged = [rec for rec in caplog.records if "unhandled_exception" in str(rec.msg)]
     assert logged and "req-boom-1" in str(logged[0].msg)
+
+
+async def test_a_raised_problem_keeps_nothing_and_a_returned_one_keeps_what_was_written(
+    sqlite_url: str, data_dir: Path, brand_id: str
+) -> None:
+    """An exception never decides that the transaction commits: a refusal that must keep a
+    row (an event recorded on the way) is returned by its endpoint, and the session commits
+    it before the answer is sent. Both answer the same bytes."""
+    app = create_app(make_settings(sqlite_url, data_dir))
+
+    async def write(session: SessionDep) -> CodesExhausted:
+        await record_event(
+            session, "campaign.codes_exhausted", brand_id=brand_id, campaign_id=None, data={}
+        )
+        return CodesExhausted("Every code of this campaign has been handed out.")
+
+    @app.post("/raises")
+    async def raises(session: SessionDep) -> None:
+        raise await write(session)
+
+    @app.post("/returns", response_model=None)
+    async def returns(session: SessionDep) -> JSONResponse:
+        return from_error(await write(session))
+
+    async def kept() -> int:
+        db: Database = app.state.db
+        async with db.connect() as conn:
+            stmt = select(func.count()).select_from(Event).where(Event.brand_id == brand_id)
+            return int((await conn.execute(stmt)).scalar_one())
+
+    async with app.router.lifespan_context(app), asgi_client(app) as c:
+        raised = await c.post("/raises")
+        assert await kept() == 0
+        returned = await c.post("/returns")
+        assert await kept() == 1
+    assert raised.status_code == returned.status_code == 409
+    assert raised.headers["content-type"] == returned.headers["content-type"] == PROBLEM
+    assert raised.content == returned.content
+    assert raised.json()["type"] == "/problems/codes-exhausted"
 
 
 async def test_request_id_is_honoured_or_generated(client: httpx.AsyncClient) -> None:

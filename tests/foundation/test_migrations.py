@@ -16,7 +16,7 @@ from discount_codes.models import Base
 from ..conftest import ROOT, cli, create_pg_database, service_env
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
 def empty_db(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path}/empty.db"

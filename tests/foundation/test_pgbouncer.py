@@ -59,6 +59,7 @@ async def prepared_on_server(bouncer: PgBouncer, database: str) -> list[str]:
     return [r["name"] for r in rows]
 
 
+@pytest.mark.services  # its own PgBouncer and database
 async def test_concurrent_claims_share_one_server_and_leave_no_prepared_statement(
     one_server: PgBouncer, database: str, data_dir: Path, tokens: Tokens, brand_id: str
 ) -> None:
@@ -80,6 +81,7 @@ async def test_concurrent_claims_share_one_server_and_leave_no_prepared_statemen
     assert await prepared_on_server(one_server, name) == []
 
 
+@pytest.mark.services  # its own PgBouncer and database
 async def test_a_service_not_told_of_the_pooler_leaves_named_statements_behind(
     one_server: PgBouncer, database: str, data_dir: Path, tokens: Tokens, brand_id: str
 ) -> None:

@@ -11,21 +11,38 @@ from collections.abc import AsyncIterator
 import httpx
 
 from ..conftest import ServerFactory, Tokens
+from ..robustness.helpers import poll
 
 
 async def test_sigterm_finishes_in_flight_requests_then_exits_0(
     live_server: ServerFactory, tokens: Tokens, brand_id: str
 ) -> None:
-    server = live_server("--workers", "1")
+    # One request in flight at most: once ours is inside the app, any other is shed (503),
+    # which tells the test that SIGTERM will find it in flight.
+    server = live_server("--workers", "1", DISCOUNT_CODES_MAX_REQUESTS_IN_FLIGHT="1")
+    port = int(server.url.rsplit(":", 1)[1])
     body = json.dumps({"name": "Graceful shutdown"}).encode()
     half = len(body) // 2
     sent_first_half = asyncio.Event()
+    terminating = asyncio.Event()
 
     async def slow_body() -> AsyncIterator[bytes]:
         yield body[:half]
         sent_first_half.set()
-        await asyncio.sleep(1.0)  # the server gets SIGTERM while this request is in flight
+        await terminating.wait()  # the server gets SIGTERM while this request is in flight
         yield body[half:]
+
+    async def in_flight() -> bool:
+        r = await c.get("/v1/me/claims", headers=tokens.shopper())
+        return r.status_code == 503
+
+    async def refuses_connections() -> bool:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            return True
+        writer.close()
+        return False
 
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as c:
         request = asyncio.create_task(
@@ -39,9 +56,12 @@ async def test_sigterm_finishes_in_flight_requests_then_exits_0(
                 },
             )
         )
+        # Only then ask: a probe sent before ours reached the app would take its place.
         await sent_first_half.wait()
-        await asyncio.sleep(0.2)
+        await poll(in_flight, timeout=30)
         server.process.send_signal(signal.SIGTERM)
+        await poll(refuses_connections, timeout=30)  # shutting down: it takes nothing new
+        terminating.set()
         response = await request
     assert response.status_code == 201, response.text
     assert response.json()["name"] == "Graceful shutdown"

@@ -118,6 +118,7 @@ def _types_from_file(work: Path) -> None:
     assert generated.returncode == 0, generated.stdout + generated.stderr
 
 
+@pytest.mark.slow  # npm's TypeScript compiler: 10-20 s
 def test_the_docs_script_type_checks_and_misuses_do_not(tmp_path: Path, node_modules: Path) -> None:
     work = _workdir(tmp_path, node_modules)
     _types_from_file(work)

@@ -27,12 +27,12 @@ from ..conftest import (
     ROOT,
     cli,
     create_pg_database,
-    free_port,
     make_settings,
     running_app,
     service_env,
     worker_running,
 )
+from ..robustness.helpers import poll
 
 
 @pytest.fixture(scope="module")
@@ -111,12 +111,27 @@ async def unpublished(db: Database, ids: list[str]) -> int:
 async def test_broker_down_then_back_publishes_everything_in_order(
     settings: Settings, db: Database, amqp_url: str, brand_id: str
 ) -> None:
+    attempts = 0
+
+    async def down(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A broker that is down: it takes the connection and hangs up without a word."""
+        nonlocal attempts
+        attempts += 1
+        writer.close()
+
+    dead_broker = await asyncio.start_server(down, "127.0.0.1", 0)
+    port = dead_broker.sockets[0].getsockname()[1]
     queue = await Queue(brand_id).open(amqp_url)
     try:
-        dead = settings.model_copy(update={"broker_url": f"amqp://127.0.0.1:{free_port()}/"})
+        dead = settings.model_copy(update={"broker_url": f"amqp://127.0.0.1:{port}/"})
         async with worker_running(dead, db):
             ids = await record_many(db, brand_id, 30)
-            await asyncio.sleep(1.5)  # the relay retries against the dead port meanwhile
+            recorded_at = attempts
+
+            async def retried() -> bool:  # again after the events, and not for the first time
+                return attempts > recorded_at and attempts >= 2
+
+            await poll(retried, timeout=30)
         assert await unpublished(db, ids) == 30
         assert queue.ids() == []
         live = settings.model_copy(update={"broker_url": amqp_url})
@@ -133,6 +148,7 @@ async def test_broker_down_then_back_publishes_everything_in_order(
         assert set(body) == {"type", "timestamp", "data"} and body["data"]["n"] == 0
     finally:
         await queue.close()
+        dead_broker.close()
 
 
 async def test_sigkill_mid_publish_loses_nothing(

@@ -7,8 +7,7 @@ from sqlalchemy import delete
 
 from discount_codes.db import Database
 from discount_codes.models import WebhookEndpoint
-
-from .receiver import Receiver
+from discount_codes.webhook.receiver import Receiver
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from ..conftest import (
     running_app,
     service_env,
 )
+from ..robustness.helpers import poll
 from .receiver import Behaviour, Received, Receiver, Reply
 
 pytestmark = pytest.mark.slow
@@ -55,8 +56,18 @@ class Workers:
         self.tmp_path = tmp_path
         self.procs: list[subprocess.Popen[bytes]] = []
 
+    def log_path(self, i: int) -> Path:
+        return self.tmp_path / f"worker-{i}.log"
+
+    async def all_started(self) -> bool:
+        """Every worker started so far is running its loops (it logged ``worker_started``)."""
+        return all(
+            "worker_started" in self.log_path(i).read_text(errors="replace")
+            for i in range(len(self.procs))
+        )
+
     def start(self) -> subprocess.Popen[bytes]:
-        with (self.tmp_path / f"worker-{len(self.procs)}.log").open("wb") as log:
+        with self.log_path(len(self.procs)).open("wb") as log:
             proc = subprocess.Popen(
                 cli("worker"), env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
             )
@@ -213,7 +224,7 @@ async def test_two_workers_never_send_the_same_delivery_at_once(
             await setup_endpoint(pg_app, tokens, brand_id, r)
         workers.start()
         workers.start()
-        await asyncio.sleep(1.0)
+        await poll(workers.all_started, timeout=60)  # both there before the events are
         ids = await record_many(db, brand_id, 100)
         for r in receivers:
             await r.wait_ids(set(ids), timeout=40)

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response, status
 
 from discount_codes.auth import CurrentPrincipal
-from discount_codes.campaign import activity, service
+from discount_codes.campaign import activity, rules, service
 from discount_codes.campaign.schemas import (
     ActivityOut,
     CampaignCreate,
@@ -34,7 +34,7 @@ BrandId = Annotated[
 ]
 
 
-def to_out(campaign: Campaign, counts: service.Counts) -> CampaignOut:
+def to_out(campaign: Campaign, counts: rules.Counts) -> CampaignOut:
     return CampaignOut(
         **_public(campaign).model_dump(),
         codes_total=counts.total,
@@ -46,8 +46,8 @@ def to_out(campaign: Campaign, counts: service.Counts) -> CampaignOut:
 
 
 def _public(campaign: Campaign, *, staff: bool = True) -> CampaignPublic:
-    status = service.effective_status(campaign)
-    full = staff or status == "active"  # a shopper gets a closed campaign's name and state
+    status = rules.effective_status(campaign)
+    full = rules.shows_details(status, staff=staff)
     return CampaignPublic(
         id=campaign.id,
         brand_id=campaign.brand_id,
@@ -79,7 +79,7 @@ async def create_campaign(
 ) -> CampaignOut:
     campaign = await service.create_campaign(session, principal, brand_id, body)
     response.headers["Location"] = f"/v1/campaigns/{campaign.id}"
-    return to_out(campaign, service.Counts(total=0, claimed=0))
+    return to_out(campaign, rules.Counts(total=0, claimed=0))
 
 
 @router.get(

@@ -5,6 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from discount_codes.campaign.rules import ends_after_start
 from discount_codes.types import StrictInt, Timestamp
 
 CampaignStatus = Literal["active", "paused", "ended"]
@@ -44,9 +45,9 @@ class CampaignCreate(BaseModel):
 
     @model_validator(mode="after")
     def _window(self) -> CampaignCreate:
-        if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
+        if not ends_after_start(self.starts_at, self.ends_at):
             raise ValueError("ends_at must be after starts_at")
-        if self.starts_at and self.redeem_until and self.redeem_until <= self.starts_at:
+        if not ends_after_start(self.starts_at, self.redeem_until):
             raise ValueError("redeem_until must be after starts_at")
         return self
 

@@ -1,61 +1,20 @@
-"""Campaign rules: who may see and change a campaign, and what state it is really in."""
+"""Campaigns: who may see and change one, and the changes themselves (the rules they follow
+are plain functions in ``campaign.rules``)."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from discount_codes.auth import Principal, require_brand
-from discount_codes.campaign import repository
+from discount_codes.campaign import repository, rules
+from discount_codes.campaign.rules import Counts
+from discount_codes.campaign.rules import effective_status as effective_status  # codes asks here
+from discount_codes.campaign.rules import ensure_claimable as ensure_claimable  # claim asks here
 from discount_codes.campaign.schemas import CampaignCreate, CampaignUpdate
 from discount_codes.ids import is_id, new_id
 from discount_codes.kit.timestamps import utcnow
 from discount_codes.models import Campaign
-from discount_codes.problems import (
-    CampaignEnded,
-    CampaignNotActive,
-    Conflict,
-    NotFound,
-    ValidationFailed,
-)
-
-ALLOWED_TRANSITIONS = {
-    ("active", "paused"),
-    ("paused", "active"),
-    ("active", "ended"),
-    ("paused", "ended"),
-}
-
-
-def effective_status(campaign: Campaign, now: datetime | None = None) -> str:
-    """A campaign whose ``ends_at`` has passed reads as ended, whatever its stored status."""
-    ended_by_time = campaign.ends_at is not None and campaign.ends_at <= (now or utcnow())
-    return "ended" if ended_by_time else campaign.status
-
-
-def ensure_claimable(campaign: Campaign, now: datetime | None = None) -> None:
-    """Raise the problem a shopper should see when this campaign cannot hand out a code."""
-    now = now or utcnow()
-    status = effective_status(campaign, now)
-    if status == "ended":
-        raise CampaignEnded("This campaign has ended.")
-    if status == "paused":
-        raise CampaignNotActive("This campaign is paused.")
-    if campaign.starts_at is not None and campaign.starts_at > now:
-        raise CampaignNotActive(f"This campaign starts at {campaign.starts_at.isoformat()}.")
-
-
-@dataclass(frozen=True)
-class Counts:
-    total: int
-    claimed: int
-    redeemed: int = 0
-
-    @property
-    def available(self) -> int:
-        return max(self.total - self.claimed, 0)
+from discount_codes.problems import CampaignEnded, Conflict, NotFound, ValidationFailed
 
 
 async def get_campaign(
@@ -107,8 +66,7 @@ async def create_campaign(
 ) -> Campaign:
     require_brand(principal, brand_id)
     now = utcnow()
-    if data.ends_at is not None and data.ends_at <= now:
-        # A campaign born ended is never what a brand meant: it is a typo in the date.
+    if rules.born_ended(data.ends_at, now):
         message = "The end date is in the past: a campaign must end after it is created."
         raise ValidationFailed(message, errors=[{"loc": ["body", "ends_at"], "msg": message}])
     campaign = Campaign(
@@ -149,7 +107,7 @@ async def update_campaign(
         raise CampaignEnded("This campaign has ended; an ended campaign cannot change.")
     fields = data.model_fields_set
     if "status" in fields and data.status is not None and data.status != current:
-        if (current, data.status) not in ALLOWED_TRANSITIONS:
+        if not rules.may_change_status(current, data.status):
             raise Conflict(f"A campaign cannot go from {current} to {data.status}.")
         campaign.status = data.status
     if "name" in fields and data.name is not None:
@@ -162,7 +120,7 @@ async def update_campaign(
         campaign.low_stock_threshold = data.low_stock_threshold
         campaign.low_stock_notified = False  # the new threshold gets its own alert
     if "ends_at" in fields:
-        if data.ends_at is not None and campaign.starts_at and data.ends_at <= campaign.starts_at:
+        if not rules.ends_after_start(campaign.starts_at, data.ends_at):
             raise Conflict("ends_at must be after starts_at.")
         campaign.ends_at = data.ends_at
     if "redeem_until" in fields:

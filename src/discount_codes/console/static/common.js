@@ -1,4 +1,5 @@
-// Shared by the brand console and the shopper page: API calls, tokens, DOM and formatting.
+// Shared by the brand console, the shopper page and the till: API calls, tokens, sign-in, DOM
+// and formatting.
 // Everything the API returns is put on the page with textContent, never as HTML.
 
 export const numberFormat = new Intl.NumberFormat();
@@ -165,6 +166,84 @@ export const store = {
   },
 };
 
+/**
+ * The token a page keeps under `key`, with its claims, while it reads as a JWT, has not
+ * expired and `fits` the page (a till's must administer its brand); else it is forgotten
+ * and the answer is null.
+ */
+export function storedToken(key, fits = () => true) {
+  const token = store.get(key);
+  const claims = token ? tokenClaims(token) : null;
+  if (!claims || tokenExpired(claims) || !fits(claims)) {
+    store.remove(key);
+    return null;
+  }
+  return { token, claims };
+}
+
+/**
+ * Dev mode's sign-in: the marketplace's login simulated by a token the service mints with
+ * `claims()`, kept under `key`; then `done()`.
+ */
+export function devTokenForm({ key, intro, label, claims, fields = [], done }) {
+  const error = el("p", { class: "error", role: "alert", hidden: true });
+  const button = el("button", { type: "submit" }, label);
+  return el(
+    "form",
+    {
+      class: "card",
+      onsubmit: async (event) => {
+        event.preventDefault();
+        button.disabled = true;
+        const r = await api("/console/dev-token", { method: "POST", json: claims() });
+        button.disabled = false;
+        if (!r.ok) {
+          error.textContent = problemText(r.problem);
+          error.hidden = false;
+          return;
+        }
+        store.set(key, r.data.token);
+        done();
+      },
+    },
+    el("p", {}, intro),
+    ...fields,
+    error,
+    button,
+  );
+}
+
+/**
+ * "Or paste a token": keeps a pasted token under `key` when it reads as a JWT, has not
+ * expired and `fits` the page (else `misfit` says why not); then `done()`.
+ */
+export function pastedTokenForm({ key, label, hint, fits = () => true, misfit = "", done }) {
+  const pasted = el("textarea", { name: "token", rows: 3, required: true, spellcheck: "false", autocomplete: "off" });
+  const error = el("p", { class: "error", role: "alert", hidden: true });
+  const refuse = (message) => {
+    error.textContent = message;
+    error.hidden = false;
+  };
+  return el(
+    "form",
+    {
+      class: "card",
+      onsubmit: (event) => {
+        event.preventDefault();
+        const token = pasted.value.trim();
+        const claims = tokenClaims(token);
+        if (!claims || tokenExpired(claims)) return refuse("This is not a valid, unexpired token.");
+        if (!fits(claims)) return refuse(misfit);
+        store.set(key, token);
+        done();
+      },
+    },
+    field(label, pasted, hint),
+    error,
+    el("button", { type: "submit", class: "secondary" }, "Use this token"),
+  );
+}
+
 // --- the API -----------------------------------------------------------------------------
 
 /**
@@ -316,6 +395,13 @@ export function randomId() {
   const bytes = new Uint8Array(6);
   crypto.getRandomValues(bytes);
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** What the shopper page and the till do first: the skip link, then the console's settings. */
+export async function pageConfig() {
+  wireSkipLink();
+  const r = await api("/console/config");
+  return r.ok ? r.data : { dev: false };
 }
 
 /** The skip link moves focus without touching the URL's fragment (it holds the route). */

@@ -5,16 +5,16 @@ import {
   append,
   clear,
   copyButton,
+  devTokenForm,
   el,
   field,
   fmtDate,
-  problemText,
+  pageConfig,
+  pastedTokenForm,
   randomId,
   slugOf,
   store,
-  tokenClaims,
-  tokenExpired,
-  wireSkipLink,
+  storedToken,
 } from "./common.js";
 
 const TOKEN_KEY = "dc.shopperToken";
@@ -35,13 +35,7 @@ const REASONS = {
 let config = { dev: false };
 
 function currentToken() {
-  const token = store.get(TOKEN_KEY);
-  const claims = token ? tokenClaims(token) : null;
-  if (!claims || tokenExpired(claims)) {
-    store.remove(TOKEN_KEY);
-    return null;
-  }
-  return { token, claims };
+  return storedToken(TOKEN_KEY);
 }
 
 function renderSession(who) {
@@ -73,61 +67,24 @@ function signIn() {
   if (config.dev) {
     const name = el("input", { type: "text", name: "name", required: true, autocomplete: "name", maxlength: 200, value: "Ada Lovelace" });
     const email = el("input", { type: "email", name: "email", required: true, autocomplete: "email", maxlength: 320, value: `ada.${randomId()}@example.com` });
-    const error = el("p", { class: "error", role: "alert", hidden: true });
-    const button = el("button", { type: "submit" }, "Sign in as a demo shopper");
     parts.push(
-      el(
-        "form",
-        {
-          class: "card",
-          onsubmit: async (event) => {
-            event.preventDefault();
-            button.disabled = true;
-            const r = await api("/console/dev-token", {
-              method: "POST",
-              json: { sub: `shopper-${randomId()}`, name: name.value.trim(), email: email.value.trim() },
-            });
-            button.disabled = false;
-            if (!r.ok) {
-              error.textContent = problemText(r.problem);
-              error.hidden = false;
-              return;
-            }
-            store.set(TOKEN_KEY, r.data.token);
-            render(true);
-          },
-        },
-        el("p", {}, "Dev mode: the marketplace's login is simulated with a token for a new shopper."),
-        field("Your name", name),
-        field("Your e-mail", email),
-        error,
-        button,
-      ),
+      devTokenForm({
+        key: TOKEN_KEY,
+        intro: "Dev mode: the marketplace's login is simulated with a token for a new shopper.",
+        label: "Sign in as a demo shopper",
+        claims: () => ({ sub: `shopper-${randomId()}`, name: name.value.trim(), email: email.value.trim() }),
+        fields: [field("Your name", name), field("Your e-mail", email)],
+        done: () => render(true),
+      }),
     );
   }
-  const pasted = el("textarea", { name: "token", rows: 3, required: true, spellcheck: "false", autocomplete: "off" });
-  const error = el("p", { class: "error", role: "alert", hidden: true });
   parts.push(
-    el(
-      "form",
-      {
-        class: "card",
-        onsubmit: (event) => {
-          event.preventDefault();
-          const claims = tokenClaims(pasted.value.trim());
-          if (!claims || tokenExpired(claims)) {
-            error.textContent = "This is not a valid, unexpired token.";
-            error.hidden = false;
-            return;
-          }
-          store.set(TOKEN_KEY, pasted.value.trim());
-          render(true);
-        },
-      },
-      field("Or paste a shopper token", pasted, "A JWT from the marketplace's login."),
-      error,
-      el("button", { type: "submit", class: "secondary" }, "Use this token"),
-    ),
+    pastedTokenForm({
+      key: TOKEN_KEY,
+      label: "Or paste a shopper token",
+      hint: "A JWT from the marketplace's login.",
+      done: () => render(true),
+    }),
   );
   append(main, ...parts);
 }
@@ -317,9 +274,7 @@ function render(focus = false) {
 }
 
 async function boot() {
-  wireSkipLink();
-  const r = await api("/console/config");
-  if (r.ok) config = r.data;
+  config = await pageConfig();
   render();
 }
 

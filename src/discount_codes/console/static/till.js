@@ -5,16 +5,17 @@ import {
   api,
   append,
   clear,
+  devTokenForm,
   el,
   field,
   fmtDate,
+  pageConfig,
+  pastedTokenForm,
   problemText,
   randomId,
   slugOf,
   store,
-  tokenClaims,
-  tokenExpired,
-  wireSkipLink,
+  storedToken,
 } from "./common.js";
 
 const TOKEN_KEY = "dc.tillToken";
@@ -41,14 +42,13 @@ const PROBLEMS = {
 
 let config = { dev: false };
 
+/** A till's token must administer its brand. */
+function administers(claims) {
+  return (claims.brands || []).includes(brandId);
+}
+
 function currentToken() {
-  const token = store.get(TOKEN_KEY);
-  const claims = token ? tokenClaims(token) : null;
-  if (!claims || tokenExpired(claims) || !(claims.brands || []).includes(brandId)) {
-    store.remove(TOKEN_KEY);
-    return null;
-  }
-  return { token, claims };
+  return storedToken(TOKEN_KEY, administers);
 }
 
 function signOut() {
@@ -71,64 +71,25 @@ function signIn() {
   document.title = `Sign in · Till · ${brandId}`;
   const parts = [el("h1", { tabindex: "-1" }, `Sign in to the till of ${brandId}`)];
   if (config.dev) {
-    const error = el("p", { class: "error", role: "alert", hidden: true });
-    const button = el("button", { type: "submit" }, "Mint a dev token");
     parts.push(
-      el(
-        "form",
-        {
-          class: "card",
-          onsubmit: async (event) => {
-            event.preventDefault();
-            button.disabled = true;
-            const r = await api("/console/dev-token", {
-              method: "POST",
-              json: { sub: `till-${randomId()}`, brands: [brandId] },
-            });
-            button.disabled = false;
-            if (!r.ok) {
-              error.textContent = problemText(r.problem);
-              error.hidden = false;
-              return;
-            }
-            store.set(TOKEN_KEY, r.data.token);
-            render(true);
-          },
-        },
-        el("p", {}, `Dev mode: the marketplace's login is simulated with a token of ${brandId}'s staff.`),
-        error,
-        button,
-      ),
+      devTokenForm({
+        key: TOKEN_KEY,
+        intro: `Dev mode: the marketplace's login is simulated with a token of ${brandId}'s staff.`,
+        label: "Mint a dev token",
+        claims: () => ({ sub: `till-${randomId()}`, brands: [brandId] }),
+        done: () => render(true),
+      }),
     );
   }
-  const pasted = el("textarea", { name: "token", rows: 3, required: true, spellcheck: "false", autocomplete: "off" });
-  const error = el("p", { class: "error", role: "alert", hidden: true });
   parts.push(
-    el(
-      "form",
-      {
-        class: "card",
-        onsubmit: (event) => {
-          event.preventDefault();
-          const claims = tokenClaims(pasted.value.trim());
-          if (!claims || tokenExpired(claims)) {
-            error.textContent = "This is not a valid, unexpired token.";
-            error.hidden = false;
-            return;
-          }
-          if (!(claims.brands || []).includes(brandId)) {
-            error.textContent = `This token does not administer ${brandId}.`;
-            error.hidden = false;
-            return;
-          }
-          store.set(TOKEN_KEY, pasted.value.trim());
-          render(true);
-        },
-      },
-      field("Or paste a staff token", pasted, `A JWT whose brands include ${brandId}.`),
-      error,
-      el("button", { type: "submit", class: "secondary" }, "Use this token"),
-    ),
+    pastedTokenForm({
+      key: TOKEN_KEY,
+      label: "Or paste a staff token",
+      hint: `A JWT whose brands include ${brandId}.`,
+      fits: administers,
+      misfit: `This token does not administer ${brandId}.`,
+      done: () => render(true),
+    }),
   );
   append(main, ...parts);
 }
@@ -328,9 +289,7 @@ function render(focus = false) {
 }
 
 async function boot() {
-  wireSkipLink();
-  const r = await api("/console/config");
-  if (r.ok) config = r.data;
+  config = await pageConfig();
   render();
 }
 
