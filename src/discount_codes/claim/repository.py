@@ -36,6 +36,7 @@ from discount_codes.db import Database
 from discount_codes.ids import new_id
 from discount_codes.kit.timestamps import rfc3339
 from discount_codes.models import Claim, Event, Redemption
+from discount_codes.outbox import payloads
 from discount_codes.telemetry import current_traceparent
 
 #: Claimed-code counters per campaign: concurrent claims add to different rows.
@@ -115,19 +116,6 @@ def _record(row: Any) -> ClaimRecord:
     )
 
 
-def claimed_event_data(
-    claim_id: str, campaign_id: str, user_id: str, email: str | None, name: str | None, at: str
-) -> dict[str, Any]:
-    """The ``discount_code.claimed`` payload, less ``brand_id`` and ``code``: the database
-    adds those, since only the claim's own statement knows which code it took."""
-    return {
-        "claim_id": claim_id,
-        "campaign_id": campaign_id,
-        "claimed_at": at,
-        "user": {"id": user_id, "email": email, "name": name},
-    }
-
-
 async def claim_code(
     db: Database,
     *,
@@ -140,7 +128,18 @@ async def claim_code(
     """The claim transaction, committed: hand the user one free code of the campaign, or
     give back the one they already hold."""
     claim_id = new_id()
-    data = claimed_event_data(claim_id, campaign_id, user_id, email, name, rfc3339(now))
+    # brand_id and code are the database's to fill in (dc_claim merges them into the
+    # jsonb; only the claim's statement knows which code it took).
+    data = payloads.claimed(
+        claim_id=claim_id,
+        brand_id="",
+        campaign_id=campaign_id,
+        code="",
+        claimed_at=rfc3339(now),
+        user_id=user_id,
+        email=email,
+        name=name,
+    )
     shard = random.randrange(COUNTER_SHARDS)
     traceparent = current_traceparent()  # the request's, stored with the claim's events
     if db.dialect.one_writer:
@@ -309,14 +308,7 @@ def _claim_in_transaction(
         (campaign_id, shard),
     )
     # The documented key order (SQLite keeps the text as written; jsonb orders its own).
-    payload = {
-        "claim_id": data["claim_id"],
-        "brand_id": brand_id,
-        "campaign_id": data["campaign_id"],
-        "code": code,
-        "claimed_at": data["claimed_at"],
-        "user": data["user"],
-    }
+    payload = {**data, "brand_id": brand_id, "code": code}
     con.execute(
         _SQLITE_CLAIMED_EVENT,
         (claim_id, CLAIMED_EVENT, brand_id, campaign_id, json.dumps(payload), at, traceparent),
@@ -329,12 +321,9 @@ def _claim_in_transaction(
         available = max(int(total) - int(claimed), 0)
         if threshold is not None and not low_notified and available <= threshold:
             con.execute("UPDATE campaigns SET low_stock_notified = 1 WHERE id = ?", (campaign_id,))
-            low = {
-                "brand_id": brand_id,
-                "campaign_id": campaign_id,
-                "available": available,
-                "threshold": threshold,
-            }
+            low = payloads.codes_low(
+                brand_id=brand_id, campaign_id=campaign_id, available=available, threshold=threshold
+            )
             con.execute(
                 _SQLITE_EVENT,
                 (new_id(), "campaign.codes_low", brand_id, campaign_id, json.dumps(low), at),
@@ -351,7 +340,7 @@ def _claim_in_transaction(
 
 def _note_exhausted(con: sqlite3.Connection, brand_id: str, campaign_id: str, at: str) -> None:
     con.execute("UPDATE campaigns SET exhausted_notified = 1 WHERE id = ?", (campaign_id,))
-    data = {"brand_id": brand_id, "campaign_id": campaign_id}
+    data = payloads.codes_exhausted(brand_id=brand_id, campaign_id=campaign_id)
     con.execute(
         _SQLITE_EVENT,
         (new_id(), "campaign.codes_exhausted", brand_id, campaign_id, json.dumps(data), at),

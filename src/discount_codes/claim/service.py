@@ -12,14 +12,15 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from discount_codes.auth import Principal
+from discount_codes.campaign import rules
 from discount_codes.campaign import service as campaign_service
 from discount_codes.claim import repository
-from discount_codes.claim.repository import CampaignState, ClaimRecord
+from discount_codes.claim.repository import ClaimRecord
 from discount_codes.db import Database
 from discount_codes.ids import is_id
 from discount_codes.kit.pagination import decode_cursor, encode_cursor, split_page
 from discount_codes.kit.timestamps import rfc3339, utcnow
-from discount_codes.models import Campaign
+from discount_codes.outbox import payloads
 from discount_codes.outbox.service import record_event
 from discount_codes.problems import (
     CampaignNotActive,
@@ -65,21 +66,10 @@ async def claim_code(
     if attempt.claim is not None:
         return ClaimResult(attempt.claim, attempt.outcome == "created")
     if attempt.outcome == "closed":
-        campaign_service.ensure_claimable(_as_campaign(attempt.campaign), now)
+        rules.ensure_claimable(attempt.campaign, now)
         raise CampaignNotActive("This campaign is not open for claims.")
     # Exhausted (the database recorded ``campaign.codes_exhausted`` once, committed).
     raise CodesExhausted("Every code of this campaign has been handed out.")
-
-
-def _as_campaign(state: CampaignState) -> Campaign:
-    """A detached Campaign carrying the state the claim read, for the campaign rules."""
-    return Campaign(
-        id=state.id,
-        brand_id=state.brand_id,
-        status=state.status,
-        starts_at=state.starts_at,
-        ends_at=state.ends_at,
-    )
 
 
 # --- the shopper's claims ---------------------------------------------------------------------
@@ -155,13 +145,13 @@ async def _record_withdrawn(conn: AsyncConnection, claim: ClaimRecord, now: date
         "contact_consent.withdrawn",
         brand_id=claim.brand_id,
         campaign_id=claim.campaign_id,
-        data={
-            "claim_id": claim.id,
-            "brand_id": claim.brand_id,
-            "campaign_id": claim.campaign_id,
-            "user_id": claim.user_id,
-            "withdrawn_at": rfc3339(now),
-        },
+        data=payloads.consent_withdrawn(
+            claim_id=claim.id,
+            brand_id=claim.brand_id,
+            campaign_id=claim.campaign_id,
+            user_id=claim.user_id,
+            withdrawn_at=now,
+        ),
         at=now,
     )
 

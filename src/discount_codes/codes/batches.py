@@ -29,6 +29,7 @@ from discount_codes.config import Settings
 from discount_codes.ids import is_id, new_id
 from discount_codes.kit.pagination import Page, decode_id_cursor
 from discount_codes.kit.timestamps import utcnow
+from discount_codes.outbox import payloads
 from discount_codes.outbox.service import record_event
 from discount_codes.problems import (
     CampaignEnded,
@@ -122,12 +123,12 @@ async def _record_chunk(
             "code_batch.completed",
             brand_id=batch.brand_id,
             campaign_id=batch.campaign_id,
-            data={
-                "batch_id": batch.id,
-                "brand_id": batch.brand_id,
-                "campaign_id": batch.campaign_id,
-                "generated": generated,
-            },
+            data=payloads.batch_completed(
+                batch_id=batch.id,
+                brand_id=batch.brand_id,
+                campaign_id=batch.campaign_id,
+                generated=generated,
+            ),
             at=now,
         )
 

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from discount_codes.auth import Principal, require_brand
 from discount_codes.ids import is_id, new_id
 from discount_codes.kit.timestamps import rfc3339, utcnow
+from discount_codes.outbox import payloads
 from discount_codes.outbox.service import record_event
 from discount_codes.problems import (
     CodeAlreadyRedeemed,
@@ -118,7 +119,16 @@ async def redeem_code(
                 REDEEMED_EVENT,
                 brand_id=brand_id,
                 campaign_id=record.campaign_id,
-                data=_redeemed_data(record),
+                data=payloads.redeemed(
+                    redemption_id=record.id,
+                    claim_id=record.claim_id,
+                    brand_id=record.brand_id,
+                    campaign_id=record.campaign_id,
+                    code=record.code,
+                    order_id=record.order_id,
+                    user_id=record.user_id,
+                    redeemed_at=record.redeemed_at,
+                ),
                 at=now,
             )
             await repository.count(
@@ -159,30 +169,17 @@ async def reverse_redemption(
         REVERSED_EVENT,
         brand_id=record.brand_id,
         campaign_id=record.campaign_id,
-        data={
-            "redemption_id": record.id,
-            "claim_id": record.claim_id,
-            "brand_id": record.brand_id,
-            "campaign_id": record.campaign_id,
-            "code": record.code,
-            "order_id": record.order_id,
-            "reversed_at": rfc3339(now),
-        },
+        data=payloads.redemption_reversed(
+            redemption_id=record.id,
+            claim_id=record.claim_id,
+            brand_id=record.brand_id,
+            campaign_id=record.campaign_id,
+            code=record.code,
+            order_id=record.order_id,
+            reversed_at=now,
+        ),
         at=now,
     )
     await repository.count(
         conn, record.campaign_id, random.randrange(repository.COUNTER_SHARDS), -1
     )
-
-
-def _redeemed_data(record: RedemptionRecord) -> dict[str, str]:
-    return {
-        "redemption_id": record.id,
-        "claim_id": record.claim_id,
-        "brand_id": record.brand_id,
-        "campaign_id": record.campaign_id,
-        "code": record.code,
-        "order_id": record.order_id,
-        "user_id": record.user_id,
-        "redeemed_at": rfc3339(record.redeemed_at),
-    }
