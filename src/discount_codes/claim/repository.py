@@ -5,7 +5,8 @@ A claim is the hot path, so it costs one hop to the database and nothing more:
 - PostgreSQL: one call of the server-side function ``dc_claim`` (migration 0002), in its own
   autocommit transaction, on a driver-level asyncpg connection: one round trip, where
   BEGIN, the statements and COMMIT through SQLAlchemy's session cost four and a pool ping.
-- SQLite: the whole transaction as one function under ``BEGIN IMMEDIATE``
+- SQLite: the whole transaction as one function, committed with the claims that arrived
+  with it (one ``COMMIT``, each in its own savepoint)
   (``Database.write_on_sqlite``): on the event loop's own connection when the write lock is
   free, else on the pooled aiosqlite connection's thread (one hop, not one per statement).
 
