@@ -275,6 +275,10 @@ class Client:
             raise SendFailed(type(exc).__name__) from None
         return conn
 
+    def idle_connections(self) -> int:
+        """Open connections waiting for a next request."""
+        return sum(1 for idle in self._idle.values() for c in idle if c.reusable)
+
     def close_idle(self) -> None:
         """Drop idle connections past their expiry (the dispatcher's heartbeat calls it)."""
         now = time.monotonic()
