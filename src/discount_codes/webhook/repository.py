@@ -289,10 +289,6 @@ class Deliveries:
         async with self.db.begin() as conn:
             await release(conn, worker_id, ids)
 
-    async def next_due_at(self) -> datetime | None:
-        async with self.db.connect() as conn:
-            return await next_due_at(conn)
-
 
 def deliveries(db: Database) -> Deliveries:
     """The dispatcher's store for this database: the one place its dialect is decided."""
@@ -618,26 +614,6 @@ def _attempt_row(outcome: Outcome) -> dict[str, Any]:
     }
 
 
-async def next_due_at(conn: AsyncConnection) -> datetime | None:
-    """The earliest time a pending delivery of an enabled endpoint falls due (for sleeping)."""
-    d, ep = WebhookDelivery, WebhookEndpoint
-    stmt = (
-        select(d.next_attempt_at, d.lease_expires_at)
-        .join(ep, ep.id == d.endpoint_id)
-        .where(d.status == "pending", ep.enabled.is_(True))
-        .order_by(d.next_attempt_at)
-        .limit(1)
-    )
-    row = (await conn.execute(stmt)).first()
-    return None if row is None else _due_at(row[0], row[1])
-
-
-def _due_at(next_attempt_at: datetime, lease_expires_at: datetime | None) -> datetime:
-    if lease_expires_at is not None and lease_expires_at > next_attempt_at:
-        return lease_expires_at
-    return next_attempt_at
-
-
 async def release(conn: AsyncConnection, worker_id: str, delivery_ids: Sequence[str]) -> None:
     """Undo a claim that was never sent: the lease goes, and the attempt does not count."""
     d = WebhookDelivery
@@ -798,14 +774,6 @@ FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::timestamptz[])
 WHERE ep.id = x.id AND ep.enabled
 """
 
-_NEXT_DUE = """
-SELECT d.next_attempt_at, d.lease_expires_at
-FROM webhook_deliveries d JOIN webhook_endpoints ep ON ep.id = d.endpoint_id
-WHERE d.status = 'pending' AND ep.enabled
-ORDER BY d.next_attempt_at
-LIMIT 1
-"""
-
 
 class PostgresDeliveries(Deliveries):
     """The hot statements at driver level (see above); leases' heartbeat and release stay
@@ -901,12 +869,6 @@ class PostgresDeliveries(Deliveries):
                             [ch.at for ch in changes],
                         )
         return stored
-
-    async def next_due_at(self) -> datetime | None:
-        pool = await self.db.driver_pool()
-        with telemetry.db_span("postgresql", _NEXT_DUE):
-            row = await pool.fetchrow(_NEXT_DUE)
-        return None if row is None else _due_at(row[0], row[1])
 
 
 #: How much of the due index one claim looks at (the per-endpoint window runs over it).
