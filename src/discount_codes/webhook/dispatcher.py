@@ -54,7 +54,8 @@ MAX_CONCURRENT = 256
 #: Claimed ahead per best-effort endpoint, in multiples of its in-flight limit: the next
 #: ones are ready when a send ends, without a round trip to the database.
 READ_AHEAD = 2
-#: Events left above the visibility horizon: look again this soon (doubling to the poll).
+#: Events left (another worker holds them) or a strict head above the visibility horizon:
+#: look again this soon, doubling up to the poll interval.
 HORIZON_RETRY_S = 0.02
 #: A checked webhook target is reused this long (DNS is asked again after it).
 TARGET_TTL_S = 30.0
@@ -79,6 +80,8 @@ class Dispatcher:
     #: The retries this worker scheduled (a heap: when to wake up for them). Retries other
     #: workers scheduled, and leases of workers that died, are found by the poll.
     retries: list[datetime] = field(default_factory=list)
+    #: The last claim found a strict endpoint's next delivery above the visibility horizon.
+    strict_waiting: bool = False
     store: repository.Deliveries = field(init=False)
 
     def __post_init__(self) -> None:
@@ -93,7 +96,7 @@ class Dispatcher:
         return await self.store.fan_out(self.clock(), limit=FAN_OUT_BATCH)
 
     async def claim(self, limit: int, exclude: Sequence[str] = ()) -> list[Claimed]:
-        claimed = await self.store.claim(
+        claimed, self.strict_waiting = await self.store.claim(
             self.worker_id,
             self.clock(),
             lease=LEASE,
@@ -216,9 +219,9 @@ class Dispatcher:
             )
 
     async def run_once(self) -> int:
-        """Fan out every event committed so far (waiting, up to ``TIMEOUT_S``, for the
-        horizon to pass them), then send everything due now and wait for it (tests with a
-        fake clock)."""
+        """Fan out every event committed so far, then send everything due now and wait for
+        it (tests with a fake clock). Waits, up to ``TIMEOUT_S``, for events another worker
+        holds and for a strict endpoint's head to pass the horizon."""
         deadline = time.monotonic() + TIMEOUT_S
         while True:
             n, left = await self.fan_out()
@@ -227,7 +230,11 @@ class Dispatcher:
             if not left or time.monotonic() > deadline:
                 break
             await asyncio.sleep(HORIZON_RETRY_S)
-        claimed = await self.claim(CLAIM_BATCH)
+        while True:
+            claimed = await self.claim(CLAIM_BATCH)
+            if claimed or not self.strict_waiting or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(HORIZON_RETRY_S)
         limits: dict[str, asyncio.Semaphore] = {}
 
         async def one(c: Claimed) -> Outcome:
@@ -385,18 +392,20 @@ async def run_dispatcher(ctx: WorkerContext) -> None:
                 if fanned == FAN_OUT_BATCH or (claimed and len(claimed) >= min(CLAIM_BATCH, free)):
                     await asyncio.sleep(0)  # busy: go on, after letting the API run
                     continue
-                if fan_left:
-                    # Events above the horizon (an older transaction still running) or
-                    # taken by another worker: look again soon, not a poll later.
-                    await ctx.sleep(retry, wake)
+                if fan_left or d.strict_waiting:
+                    # Events taken by another worker (it may fail), or a strict endpoint's
+                    # head above the horizon: look again soon, not a poll later.
+                    woken = await _sleep(ctx, retry, wake)
                     retry = min(retry * 2, poll)
-                    continue
-                retry = HORIZON_RETRY_S
-                # With sends under way the recorder wakes us as slots free up (a due
-                # delivery of a saturated endpoint must not make this loop spin).
-                await ctx.sleep(poll if pump.load() else _idle_for(d, poll), wake)
-                # Coalesce a burst of wake-ups into one round of statements.
-                await asyncio.sleep(COALESCE_S)
+                else:
+                    retry = HORIZON_RETRY_S
+                    # With sends under way the pump and the recorder wake us as room frees
+                    # up (a due delivery of a saturated endpoint must not make this loop
+                    # spin).
+                    woken = await _sleep(ctx, poll if pump.load() else _idle_for(d, poll), wake)
+                if woken:
+                    # Coalesce a burst of wake-ups into one round of statements.
+                    await asyncio.sleep(COALESCE_S)
         finally:
             await pump.close()
             for helper in (beat, listener):
@@ -404,6 +413,13 @@ async def run_dispatcher(ctx: WorkerContext) -> None:
                     helper.cancel()
                     with suppress(asyncio.CancelledError, Exception):
                         await helper
+
+
+async def _sleep(ctx: WorkerContext, seconds: float, wake: asyncio.Event) -> bool:
+    """``ctx.sleep``; whether it ended early on a wake-up."""
+    started = time.monotonic()
+    await ctx.sleep(seconds, wake)
+    return time.monotonic() - started < seconds
 
 
 def _idle_for(d: Dispatcher, poll: float) -> float:

@@ -259,9 +259,11 @@ class Deliveries:
         limit: int,
         per_endpoint: int,
         exclude_endpoints: Sequence[str] = (),
-    ) -> list[Claimed]:
+    ) -> tuple[list[Claimed], bool]:
+        """Deliveries now leased to ``worker_id``, and whether a strict endpoint's next one
+        waits for an older transaction to end (the caller looks again soon)."""
         async with self.db.begin() as conn:
-            return await claim_due(
+            claimed = await claim_due(
                 conn,
                 worker_id,
                 now,
@@ -270,6 +272,7 @@ class Deliveries:
                 per_endpoint=per_endpoint,
                 exclude_endpoints=exclude_endpoints,
             )
+        return claimed, False  # SQLite: one writer, nothing waits above a horizon
 
     async def record(
         self,
@@ -300,13 +303,14 @@ async def fan_out(conn: AsyncConnection, now: datetime, *, limit: int) -> int:
 
     Rows are taken with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so workers fanning out
     at the same moment split the events; the unique (endpoint, event) pair makes a repeat
-    harmless anyway. Events are taken in feed order below the visibility horizon, so a
-    strict endpoint's deliveries exist in feed order (see ``_strict_heads``). Returns how
-    many events were handled."""
+    harmless anyway. Every committed event is taken, also one above the visibility
+    horizon: a best-effort endpoint need not wait for an older transaction still running
+    (anywhere in the cluster), and a strict endpoint's queue hands out only deliveries
+    below the horizon (``_strict_heads``). Returns how many events were handled."""
     dialect = conn.dialect.name
     stmt = (
         select(Event.seq, Event.id, Event.type, Event.brand_id)
-        .where(Event.fanned_out_at.is_(None), *visible(dialect))
+        .where(Event.fanned_out_at.is_(None))
         .order_by(*FEED_ORDER)
         .limit(limit)
     )
@@ -420,8 +424,9 @@ async def _strict_heads(
     conn: AsyncConnection, now: datetime, exclude_endpoints: Sequence[str]
 ) -> list[str]:
     """The first pending delivery (feed order) of each enabled strict endpoint, if it is due
-    and nobody holds it. Only below the first event not yet fanned out: another worker may
-    still be creating the deliveries of earlier events."""
+    and nobody holds it. Only below the visibility horizon (an event of an older
+    transaction still running may precede it) and below the first event not yet fanned
+    out (another worker may still be creating the deliveries of earlier events)."""
     d, ep = WebhookDelivery, WebhookEndpoint
     if not await conn.scalar(select(exists().where(ep.ordering == "strict", ep.enabled.is_(True)))):
         return []
@@ -445,7 +450,12 @@ async def _strict_heads(
         )
         .join(ep, ep.id == d.endpoint_id)
         .join(Event, Event.seq == d.event_seq)
-        .where(d.status == "pending", ep.enabled.is_(True), ep.ordering == "strict")
+        .where(
+            d.status == "pending",
+            ep.enabled.is_(True),
+            ep.ordering == "strict",
+            *visible(conn.dialect.name),
+        )
     )
     if first_unfanned is not None:
         queue = queue.where(tuple_(Event.xid, Event.seq) < tuple_(*first_unfanned))
@@ -634,10 +644,10 @@ async def release(conn: AsyncConnection, worker_id: str, delivery_ids: Sequence[
 # unnamed behind PgBouncer, statement_cache_size 0). Each runs in its own transaction;
 # data-modifying CTEs make each one atomic.
 
-#: $1 limit, $2 now. Events below the horizon (outbox/repository.py) in feed order, taken
-#: SKIP LOCKED; a delivery per matching enabled endpoint (``event_types`` SQL or JSON null:
-#: every type); the events marked. Returns how many were handled and whether others are
-#: left (above the horizon, or taken by another worker) when fewer than $1 were.
+#: $1 limit, $2 now. ``fan_out`` in one statement: committed events not fanned out, in
+#: feed order, taken SKIP LOCKED; a delivery per matching enabled endpoint (``event_types``
+#: SQL or JSON null: every type); the events marked. Returns how many were handled and
+#: whether others are left (taken by another worker) when fewer than $1 were.
 #: The delivery ids are UUIDv7 (``ids.new_id``'s format) made by the server, as the rows
 #: are not known before the statement runs: gen_random_uuid() is a v4, its first 48 bits
 #: become the Unix milliseconds and its version bits 0100 become 0111.
@@ -645,7 +655,6 @@ _FAN_OUT = """
 WITH ev AS MATERIALIZED (
     SELECT seq, id, type, brand_id FROM events
     WHERE fanned_out_at IS NULL
-      AND xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
     ORDER BY xid, seq
     LIMIT $1
     FOR UPDATE SKIP LOCKED
@@ -674,8 +683,10 @@ SELECT (SELECT count(*) FROM marked) AS handled,
 #: $1 now, $2 worker, $3 lease until, $4 limit, $5 per best-effort endpoint, $6 endpoints
 #: to leave out, $7 how much of the due index to look at. ``claim_due`` in one statement:
 #: the most due deliveries of best-effort endpoints (at most $5 each), the head of each
-#: strict endpoint's queue (below the first event not fanned out), locked SKIP LOCKED and
-#: re-checked, leased, and returned with what sending them needs, in feed order.
+#: strict endpoint's queue (below the horizon and the first event not fanned out), locked
+#: SKIP LOCKED and re-checked, leased, and returned with what sending them needs, in feed
+#: order; then one row that says whether a strict endpoint's delivery waits above the
+#: horizon (look again soon).
 _CLAIM = """
 WITH due AS (
     SELECT d.id, d.endpoint_id, d.next_attempt_at, d.event_seq
@@ -706,6 +717,7 @@ WITH due AS (
         JOIN events e ON e.seq = d.event_seq
         WHERE ep.enabled AND ep.ordering = 'strict'
           AND d.endpoint_id <> ALL($6::text[])
+          AND e.xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
           AND NOT EXISTS (SELECT 1 FROM first_unfanned f WHERE (e.xid, e.seq) >= (f.xid, f.seq))
     ) queue
     WHERE rank = 1 AND next_attempt_at <= $1
@@ -724,11 +736,19 @@ WITH due AS (
 )
 SELECT l.id, l.attempts, l.endpoint_id, ep.url, ep.secret, ep.previous_secret,
        ep.previous_secret_expires_at, ep.ordering, e.id, e.seq, e.type, e.data::text,
-       e.created_at, e.traceparent
+       e.created_at, e.traceparent, e.xid, NULL::boolean
 FROM leased l
 JOIN webhook_endpoints ep ON ep.id = l.endpoint_id
 JOIN events e ON e.seq = l.event_seq
-ORDER BY e.xid, e.seq
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       NULL, EXISTS (
+           SELECT 1 FROM webhook_endpoints ep
+           JOIN webhook_deliveries d ON d.endpoint_id = ep.id AND d.status = 'pending'
+           JOIN events e ON e.seq = d.event_seq
+           WHERE ep.enabled AND ep.ordering = 'strict'
+             AND e.xid >= pg_snapshot_xmin(pg_current_snapshot())::text::bigint)
+ORDER BY 15, 10
 """
 
 #: $1 worker, then one array per column of the results. The deliveries this worker still
@@ -799,7 +819,7 @@ class PostgresDeliveries(Deliveries):
         limit: int,
         per_endpoint: int,
         exclude_endpoints: Sequence[str] = (),
-    ) -> list[Claimed]:
+    ) -> tuple[list[Claimed], bool]:
         pool = await self.db.driver_pool()
         with telemetry.db_span("postgresql", _CLAIM):
             rows = await pool.fetch(
@@ -812,7 +832,8 @@ class PostgresDeliveries(Deliveries):
                 list(exclude_endpoints),
                 CLAIM_SCAN,
             )
-        return [_claimed_row(tuple(r), now) for r in rows]
+        *leased, last = rows
+        return [_claimed_row(tuple(r)[:14], now) for r in leased], bool(last[15])
 
     async def record(
         self,
