@@ -5,6 +5,7 @@ events one at a time, in feed order, a failing event holding back the ones after
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import timedelta
 
 import httpx
@@ -76,6 +77,33 @@ async def test_best_effort_sends_up_to_the_limit_at_once(
     assert all(got.verified for got in receiver.received)
     items = await attempts(client, tokens, brand_id, endpoint["id"])
     assert {(i["attempt"], i["status_code"]) for i in items} == {(1, 200)}
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_a_backlog_to_one_endpoint_is_sent_without_waiting_for_polls(
+    client: httpx.AsyncClient,
+    tokens: Tokens,
+    brand_id: str,
+    receiver: Receiver,
+    settings: Settings,
+    db: Database,
+) -> None:
+    """A worker holds at most twice the in-flight limit of one endpoint's deliveries; as
+    they go out it takes more at once. 120 events at 3 in flight are 20 helpings: were
+    each to wait for the 2 s poll, this would take 40 s."""
+    await make_endpoint(client, tokens, brand_id, receiver)
+    async with db.begin() as conn:
+        ids = [
+            await record_event(
+                conn, "campaign.codes_low", brand_id=brand_id, campaign_id=None, data={"n": i}
+            )
+            for i in range(120)
+        ]
+    started = time.monotonic()
+    async with worker_running(settings.model_copy(update={"webhook_max_in_flight": 3}), db):
+        await receiver.wait_ids(set(ids), timeout=60)
+    assert time.monotonic() - started < 15
+    assert sorted(receiver.ids()) == sorted(ids)
 
 
 async def test_strict_endpoint_gets_feed_order_and_a_failure_holds_the_rest_back(

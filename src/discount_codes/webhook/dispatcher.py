@@ -259,8 +259,8 @@ class Pump:
         self.active: dict[str, int] = {}
         self.sending: set[asyncio.Task[None]] = set()
         self.results: asyncio.Queue[Outcome | None] = asyncio.Queue()
-        #: Endpoints the last claim left out (``saturated``).
-        self.full: set[str] = set()
+        #: The last wake-up came from here: room for more, or a strict endpoint's next head.
+        self.room = False
         self.recorder = asyncio.create_task(self._record_loop())
 
     def load(self) -> int:
@@ -270,12 +270,10 @@ class Pump:
         return len(self.queued.get(endpoint_id, ())) + self.active.get(endpoint_id, 0)
 
     def saturated(self) -> list[str]:
-        """Endpoints not to claim for now: as much as they may have is already here. The
-        loop is woken when one of them has room again."""
+        """Endpoints not to claim for now: as much as they may have is already here."""
         cap = self.d.max_in_flight * READ_AHEAD
         endpoints = set(self.queued) | set(self.active)
-        self.full = {e for e in endpoints if self._load_of(e) >= cap}
-        return list(self.full)
+        return [e for e in endpoints if self._load_of(e) >= cap]
 
     def add(self, claimed: Sequence[Claimed]) -> None:
         for c in claimed:
@@ -310,12 +308,20 @@ class Pump:
             else:
                 self.active.pop(c.endpoint_id, None)
             self._start(c.endpoint_id)
-            cap = self.d.max_in_flight * READ_AHEAD
-            if c.endpoint_id in self.full and self._load_of(c.endpoint_id) <= cap // 2:
-                self.full.discard(c.endpoint_id)
-                self.wake.set()  # room for it again: claim more of it
-            elif self.load() == MAX_CONCURRENT // 2:
-                self.wake.set()
+            # Down to half of what it may hold (it had more): claim more of it now, before
+            # its sends run dry. Likewise for everything this worker may send at once.
+            half = self.d.max_in_flight * READ_AHEAD // 2
+            if self._load_of(c.endpoint_id) == half or self.load() == MAX_CONCURRENT // 2:
+                self._room()
+
+    def _room(self) -> None:
+        """Wake the loop for a turn at once (not coalesced: what is due is known)."""
+        self.room = True
+        self.wake.set()
+
+    def take_room(self) -> bool:
+        room, self.room = self.room, False
+        return room
 
     async def _record_loop(self) -> None:
         """Until the ``None`` that ``close`` queues. A batch is what arrived while the last
@@ -341,7 +347,8 @@ class Pump:
             except Exception:
                 # Not stored: the leases run out and the deliveries go again (at least once).
                 log.exception("webhook_record_failed", deliveries=len(batch))
-            self.wake.set()  # strict endpoints have a new head
+            if any(o.claimed.strict for o in batch):
+                self._room()  # a strict endpoint's next delivery is its head now
 
     async def close(self) -> None:
         """Give back what was not sent, let the sends under way finish, store their results."""
@@ -403,8 +410,8 @@ async def run_dispatcher(ctx: WorkerContext) -> None:
                     # up (a due delivery of a saturated endpoint must not make this loop
                     # spin).
                     woken = await _sleep(ctx, poll if pump.load() else _idle_for(d, poll), wake)
-                if woken:
-                    # Coalesce a burst of wake-ups into one round of statements.
+                if woken and not pump.take_room():
+                    # Coalesce a burst of wake-ups (new events) into one round of statements.
                     await asyncio.sleep(COALESCE_S)
         finally:
             await pump.close()
