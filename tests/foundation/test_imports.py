@@ -23,10 +23,7 @@ PACKAGE = "discount_codes"
 FEATURES = ("campaign", "claim", "codes", "console", "outbox", "redemption", "webhook")
 #: Modules that still decide on the dialect themselves, until they are swept onto
 #: ``Database.dialect`` / their repository (each must still do so: remove it once swept).
-NOT_YET_SWEPT = {
-    "discount_codes.outbox.relay",
-    "discount_codes.webhook.dispatcher",
-}
+NOT_YET_SWEPT: set[str] = set()
 
 Graph = dict[str, set[str]]
 

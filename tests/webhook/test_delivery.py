@@ -14,7 +14,8 @@ from standardwebhooks.webhooks import Webhook
 from discount_codes.config import Settings
 from discount_codes.db import Database
 from discount_codes.outbox.service import record_event
-from discount_codes.webhook.dispatcher import Dispatcher, new_client, parse_retry_after
+from discount_codes.webhook.dispatcher import Dispatcher, new_client
+from discount_codes.webhook.policy import parse_retry_after
 
 from ..conftest import THROUGH_PGBOUNCER, Tokens, worker_running
 from .receiver import Received, Receiver, Reply

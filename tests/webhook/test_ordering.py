@@ -5,6 +5,7 @@ events one at a time, in feed order, a failing event holding back the ones after
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import timedelta
 
 import httpx
@@ -12,9 +13,11 @@ import pytest
 
 from discount_codes.config import Settings
 from discount_codes.db import Database
+from discount_codes.outbox.service import record_event
 from discount_codes.webhook.dispatcher import Dispatcher, new_client
 
 from ..conftest import Tokens, worker_running
+from ..robustness.helpers import poll
 from .receiver import Received, Receiver, Reply
 from .test_delivery import FakeClock, attempts, make_endpoint, record
 
@@ -76,6 +79,33 @@ async def test_best_effort_sends_up_to_the_limit_at_once(
     assert {(i["attempt"], i["status_code"]) for i in items} == {(1, 200)}
 
 
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_a_backlog_to_one_endpoint_is_sent_without_waiting_for_polls(
+    client: httpx.AsyncClient,
+    tokens: Tokens,
+    brand_id: str,
+    receiver: Receiver,
+    settings: Settings,
+    db: Database,
+) -> None:
+    """A worker holds at most twice the in-flight limit of one endpoint's deliveries; as
+    they go out it takes more at once. 120 events at 3 in flight are 20 helpings: were
+    each to wait for the 2 s poll, this would take 40 s."""
+    await make_endpoint(client, tokens, brand_id, receiver)
+    async with db.begin() as conn:
+        ids = [
+            await record_event(
+                conn, "campaign.codes_low", brand_id=brand_id, campaign_id=None, data={"n": i}
+            )
+            for i in range(120)
+        ]
+    started = time.monotonic()
+    async with worker_running(settings.model_copy(update={"webhook_max_in_flight": 3}), db):
+        await receiver.wait_ids(set(ids), timeout=60)
+    assert time.monotonic() - started < 15
+    assert sorted(receiver.ids()) == sorted(ids)
+
+
 async def test_strict_endpoint_gets_feed_order_and_a_failure_holds_the_rest_back(
     client: httpx.AsyncClient,
     tokens: Tokens,
@@ -131,3 +161,43 @@ async def test_strict_endpoint_with_the_worker_running(
         ids = [await record(db, brand_id, i) for i in range(30)]
         await receiver.wait_ids(set(ids), timeout=30)
     assert receiver.ids() == ids
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "pgbouncer"], indirect=True)
+async def test_an_older_transaction_still_open_holds_back_only_strict_endpoints(
+    client: httpx.AsyncClient,
+    tokens: Tokens,
+    brand_id: str,
+    settings: Settings,
+    db: Database,
+) -> None:
+    """Event B commits while the older transaction that recorded event A is still open
+    (feed order: A, then B). A best-effort endpoint gets B at once; a strict endpoint
+    gets nothing until A's transaction ends, then A, then B."""
+    strict, loose = await Receiver().start(), await Receiver().start()
+    try:
+        await make_endpoint(client, tokens, brand_id, strict, ordering="strict")
+        await make_endpoint(client, tokens, brand_id, loose)
+        async with db.engine.connect() as older, new_client() as http:
+            d = Dispatcher(settings, db, f"test-{brand_id}", http)
+            tx = await older.begin()
+            event_a = await record_event(
+                older, "campaign.codes_low", brand_id=brand_id, campaign_id=None, data={"n": 0}
+            )
+            event_b = await record(db, brand_id, 1)
+            await d.run_once()
+            assert loose.ids() == [event_b]
+            assert strict.ids() == []  # B is due, but A may come before it: it waits
+            await tx.commit()
+
+            async def strict_got_both() -> bool:
+                await d.run_once()
+                return len(strict.ids()) >= 2
+
+            await poll(strict_got_both, timeout=60)
+        assert strict.ids() == [event_a, event_b]
+        assert loose.ids() == [event_b, event_a]
+        assert all(got.verified for got in [*strict.received, *loose.received])
+    finally:
+        await strict.stop()
+        await loose.stop()

@@ -29,15 +29,12 @@ from discount_codes.kit.signing import envelope
 from discount_codes.kit.timestamps import utcnow
 from discount_codes.kit.wakeup import start_listener
 from discount_codes.kit.worker import WorkerContext
-from discount_codes.models import Event
 from discount_codes.outbox import repository
 
 log = structlog.get_logger(__name__)
 
 EXCHANGE = "discount_codes.events"
 BATCH = 500
-POLL_S_SQLITE = 0.2
-POLL_S_POSTGRES = 2.0
 #: Events left above the horizon (an older transaction still running): look again this
 #: soon, doubling up to the poll interval while it lasts.
 HORIZON_RETRY_S = 0.02
@@ -101,50 +98,26 @@ async def _publish(exchange: Any, events: Sequence[EventRow]) -> None:
             raise PublishFailed(i, exc)
 
 
-async def _publish_and_mark(
-    db: Database, conn: Any, exchange: Any, events: Sequence[EventRow]
-) -> None:
-    try:
-        await _publish(exchange, events)
-    except PublishFailed as failed:
-        # What the broker confirmed counts (a later retry would only duplicate it); the
-        # rest goes again, after it in feed order.
-        if failed.confirmed:
-            await _mark(db, conn, events[: failed.confirmed])
-        raise
-    await _mark(db, conn, events)
-
-
-async def _mark(db: Database, conn: Any, events: Sequence[EventRow]) -> None:
-    if conn is not None:
-        await repository.mark_published(conn, [e.seq for e in events], utcnow())
-        return
-    async with db.begin() as fresh:
-        await repository.mark_published(fresh, [e.seq for e in events], utcnow())
-
-
 async def publish_batch(db: Database, exchange: Any) -> tuple[int, bool] | None:
     """Publish the oldest unpublished events below the horizon; how many, and whether
     unpublished events remain beyond them (or None when another worker relays)."""
-    if db.is_sqlite:
-        # Reading and marking in separate short transactions: SQLite has one writer, and
-        # claims must not wait for the broker.
-        async with db.connect() as conn:
-            events = await repository.unpublished(conn, BATCH)
-        if events:
-            await _publish_and_mark(db, None, exchange, events)
-        return len(events), len(events) == BATCH
     failed: PublishFailed | None = None
-    async with db.begin() as conn:
-        if not await repository.try_relay_lock(conn):
+    async with repository.relay_batch(db, BATCH) as batch:
+        if batch is None:
             return None
-        events = await repository.unpublished(conn, BATCH)
+        events = batch.events
         if events:
             try:
-                await _publish_and_mark(db, conn, exchange, events)
+                await _publish(exchange, events)
             except PublishFailed as exc:
-                failed = exc  # commit the confirmed prefix's marks, then raise
-        left = len(events) == BATCH or await repository.unhandled_left(conn, Event.published_at)
+                # What the broker confirmed counts (a later retry would only duplicate
+                # it); the rest goes again, after it in feed order. The marks of the
+                # confirmed prefix are kept, then the failure raised.
+                failed = exc
+            done = events if failed is None else events[: failed.confirmed]
+            if done:
+                await batch.mark(done, utcnow())
+        left = failed is None and await batch.left(BATCH)
     if failed is not None:
         raise failed
     return len(events), left
@@ -155,7 +128,7 @@ async def run_relay(ctx: WorkerContext) -> None:
     url = ctx.settings.broker_url
     if not url:
         return
-    poll = POLL_S_SQLITE if ctx.db.is_sqlite else POLL_S_POSTGRES
+    poll = repository.relay_poll_s(ctx.db)
     wake, listener = start_listener(ctx.settings.listen_url, ctx.stop)
     backoff = 0.5
     try:

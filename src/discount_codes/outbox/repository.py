@@ -14,7 +14,8 @@ every reader waits for it (docs/design.md, "What breaks first"). SQLite has one 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,6 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from discount_codes.db import Database
 from discount_codes.models import DeliveryAttempt, Event, WebhookDelivery, WebhookEndpoint
 
 #: Key of the PostgreSQL advisory lock that makes one worker at a time the broker relay,
@@ -110,6 +112,53 @@ async def unpublished(conn: AsyncConnection, limit: int) -> Sequence[Row[Any]]:
 
 async def mark_published(conn: AsyncConnection, seqs: Sequence[int], at: datetime) -> None:
     await conn.execute(update(Event).where(Event.seq.in_(list(seqs))).values(published_at=at))
+
+
+#: An idle relay looks for events this often without a wake-up (SQLite has no NOTIFY).
+def relay_poll_s(db: Database) -> float:
+    return 0.2 if db.is_sqlite else 2.0
+
+
+@dataclass
+class RelayBatch:
+    """The oldest unpublished events, to publish and then ``mark``."""
+
+    events: Sequence[Row[Any]]
+    _db: Database
+    _conn: AsyncConnection | None
+
+    async def mark(self, events: Sequence[Row[Any]], at: datetime) -> None:
+        """Record these as published: in the batch's transaction on PostgreSQL, in a short
+        one of their own on SQLite."""
+        if self._conn is not None:
+            await mark_published(self._conn, [e.seq for e in events], at)
+            return
+        async with self._db.begin() as conn:
+            await mark_published(conn, [e.seq for e in events], at)
+
+    async def left(self, limit: int) -> bool:
+        """Whether unpublished events remain beyond this batch (above the horizon, say)."""
+        if len(self.events) == limit or self._conn is None:
+            return len(self.events) == limit
+        return await unhandled_left(self._conn, Event.published_at)
+
+
+@asynccontextmanager
+async def relay_batch(db: Database, limit: int) -> AsyncIterator[RelayBatch | None]:
+    """PostgreSQL: one transaction that holds the relay lock (None when another worker
+    relays), so events are published in feed order and marked in the same transaction.
+    SQLite: read in one short transaction and marked in others, as SQLite has one writer
+    and claims must not wait for the broker."""
+    if db.is_sqlite:
+        async with db.connect() as conn:
+            events = await unpublished(conn, limit)
+        yield RelayBatch(events, db, None)
+        return
+    async with db.begin() as conn:
+        if not await try_relay_lock(conn):
+            yield None
+            return
+        yield RelayBatch(await unpublished(conn, limit), db, conn)
 
 
 # --- pruning -----------------------------------------------------------------------------

@@ -8,24 +8,24 @@ that dies loses them within ``LEASE``, and another worker sends the delivery aga
 the same ``webhook-id``. Results are stored only by the lease holder.
 
 At the rate claims arrive: fan-out, claims and results each take one short transaction
-per batch; a worker sends up to ``webhook_max_in_flight`` deliveries to one endpoint at
-once (order best effort) over one shared keep-alive client, and a strict endpoint's one
-at a time in feed order (the repository hands out only the head of its queue).
+per batch (one statement each on PostgreSQL, see the repository); a worker sends up to
+``webhook_max_in_flight`` deliveries to one endpoint at once (order best effort) over one
+keep-alive client (``transport``), and a strict endpoint's one at a time in feed order
+(the repository hands out only the head of its queue). What an answer means, the retry
+schedule and when an endpoint is disabled are in ``policy``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
+import heapq
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 
-import httpx
 import structlog
 from opentelemetry.trace import SpanKind
 
@@ -36,10 +36,8 @@ from discount_codes.kit import signing
 from discount_codes.kit.timestamps import utcnow
 from discount_codes.kit.wakeup import start_listener
 from discount_codes.kit.worker import WorkerContext
-from discount_codes.models import Event
-from discount_codes.outbox import repository as outbox_repository
 from discount_codes.problems import WebhookUrlRefused
-from discount_codes.webhook import repository, urls
+from discount_codes.webhook import policy, repository, transport, urls
 from discount_codes.webhook.repository import Claimed, Outcome
 
 log = structlog.get_logger(__name__)
@@ -49,79 +47,25 @@ MAX_RESPONSE_BYTES = 64 * 1024
 #: A crashed worker's deliveries are sent again by another worker after at most this long.
 LEASE = timedelta(seconds=15)
 HEARTBEAT_S = 4.0
-#: Retry delays after the 1st, 2nd, ... failed attempt; after the last, the delivery fails.
-SCHEDULE = (
-    timedelta(seconds=5),
-    timedelta(minutes=5),
-    timedelta(minutes=30),
-    timedelta(hours=2),
-    timedelta(hours=5),
-    timedelta(hours=10),
-    timedelta(hours=10),
-)
-JITTER = 0.2
-MAX_RETRY_AFTER = timedelta(hours=24)
-#: An endpoint whose deliveries all failed for this long is disabled.
-FAILING_LIMIT = timedelta(days=5)
 FAN_OUT_BATCH = 500
 CLAIM_BATCH = 200
 RECORD_BATCH = 500
-#: Deliveries one worker sends at once, over all endpoints (the client's connection limit).
+#: Deliveries one worker sends at once, over all endpoints.
 MAX_CONCURRENT = 256
 #: Claimed ahead per best-effort endpoint, in multiples of its in-flight limit: the next
 #: ones are ready when a send ends, without a round trip to the database.
 READ_AHEAD = 2
-POLL_S_SQLITE = 0.2
-POLL_S_POSTGRES = 2.0
-#: Events left above the visibility horizon: look again this soon (doubling to the poll).
+#: Events left (another worker holds them) or a strict head above the visibility horizon:
+#: look again this soon, doubling up to the poll interval.
 HORIZON_RETRY_S = 0.02
 #: A checked webhook target is reused this long (DNS is asked again after it).
 TARGET_TTL_S = 30.0
 USER_AGENT = "discount-codes-webhooks/1"
 
 
-def retry_delay(
-    attempt: int, retry_after: timedelta | None = None, *, rng: random.Random | None = None
-) -> timedelta | None:
-    """When to try again after failed attempt number ``attempt`` (1-based), or None to give up.
-    A ``Retry-After`` later than the schedule wins (the receiver asked us to wait)."""
-    if attempt > len(SCHEDULE):
-        return None
-    base = SCHEDULE[attempt - 1]
-    delay = base * (rng or random).uniform(1 - JITTER, 1 + JITTER)
-    if retry_after is not None:
-        delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
-    return delay
-
-
-def parse_retry_after(value: str | None, now: datetime) -> timedelta | None:
-    """``Retry-After`` as seconds or as an HTTP date; None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return timedelta(seconds=int(value))
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(when - now, timedelta(0))
-
-
-def new_client(connections: int = MAX_CONCURRENT) -> httpx.AsyncClient:
+def new_client() -> transport.Client:
     """Redirects are not followed: a 3xx is a failure, and cannot lead us to a private host."""
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(TIMEOUT_S),
-        follow_redirects=False,
-        trust_env=False,
-        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
-    )
-
-
-#: An endpoint's keep-alive client is closed after this long without a delivery.
-CLIENT_IDLE_S = 60.0
+    return transport.Client(timeout=TIMEOUT_S, user_agent=USER_AGENT)
 
 
 @dataclass
@@ -129,17 +73,20 @@ class Dispatcher:
     settings: Settings
     db: Database
     worker_id: str
-    client: httpx.AsyncClient
+    client: transport.Client
     #: The time used for scheduling (tests pass a fake clock); signatures use the real time.
     clock: Callable[[], datetime] = utcnow
     held: set[str] = field(default_factory=set)
     targets: dict[str, tuple[float, urls.Target]] = field(default_factory=dict)
-    #: The worker loop keeps one keep-alive client per endpoint (its connections are
-    #: reused by every delivery to it): httpcore's pool does work proportional to its
-    #: connections times its waiting requests on every request, so one pool of hundreds
-    #: of connections costs more CPU than the sends. Tests use ``client`` for everything.
-    per_endpoint: bool = False
-    clients: dict[str, tuple[float, httpx.AsyncClient]] = field(default_factory=dict)
+    #: The retries this worker scheduled (a heap: when to wake up for them). Retries other
+    #: workers scheduled, and leases of workers that died, are found by the poll.
+    retries: list[datetime] = field(default_factory=list)
+    #: The last claim found a strict endpoint's next delivery above the visibility horizon.
+    strict_waiting: bool = False
+    store: repository.Deliveries = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.store = repository.deliveries(self.db)
 
     @property
     def max_in_flight(self) -> int:
@@ -147,58 +94,30 @@ class Dispatcher:
 
     async def fan_out(self) -> tuple[int, bool]:
         """Events handled, and whether events not fanned out remain beyond them."""
-        async with self.db.begin() as conn:
-            n = await repository.fan_out(conn, self.clock(), limit=FAN_OUT_BATCH)
-        if n == FAN_OUT_BATCH:
-            return n, True
-        async with self.db.connect() as conn:
-            return n, await outbox_repository.unhandled_left(conn, Event.fanned_out_at)
+        return await self.store.fan_out(self.clock(), limit=FAN_OUT_BATCH)
 
     async def claim(self, limit: int, exclude: Sequence[str] = ()) -> list[Claimed]:
-        async with self.db.begin() as conn:
-            claimed = await repository.claim_due(
-                conn,
-                self.worker_id,
-                self.clock(),
-                lease=LEASE,
-                limit=limit,
-                per_endpoint=self.max_in_flight * READ_AHEAD,
-                exclude_endpoints=exclude,
-            )
+        claimed, self.strict_waiting = await self.store.claim(
+            self.worker_id,
+            self.clock(),
+            lease=LEASE,
+            limit=limit,
+            per_endpoint=self.max_in_flight * READ_AHEAD,
+            exclude_endpoints=exclude,
+        )
         self.held.update(c.delivery_id for c in claimed)
         return claimed
 
     async def heartbeat(self) -> None:
         if self.held:
-            async with self.db.begin() as conn:
-                await repository.extend_leases(
-                    conn, self.worker_id, list(self.held), self.clock() + LEASE
-                )
+            await self.store.extend_leases(self.worker_id, list(self.held), self.clock() + LEASE)
 
     async def release(self, claimed: Sequence[Claimed]) -> None:
         """Give back deliveries not sent (shutting down), so another worker sends them now."""
         if not claimed:
             return
-        async with self.db.begin() as conn:
-            await repository.release(conn, self.worker_id, [c.delivery_id for c in claimed])
+        await self.store.release(self.worker_id, [c.delivery_id for c in claimed])
         self.held.difference_update(c.delivery_id for c in claimed)
-
-    def client_for(self, endpoint_id: str) -> httpx.AsyncClient:
-        if not self.per_endpoint:
-            return self.client
-        entry = self.clients.get(endpoint_id)
-        client = entry[1] if entry is not None else new_client(self.max_in_flight)
-        self.clients[endpoint_id] = (time.monotonic(), client)
-        return client
-
-    async def close_idle_clients(
-        self, busy: Sequence[str] = (), idle_s: float = CLIENT_IDLE_S
-    ) -> None:
-        now = time.monotonic()
-        for endpoint_id, (used, client) in list(self.clients.items()):
-            if now - used > idle_s and endpoint_id not in busy:
-                del self.clients[endpoint_id]
-                await client.aclose()
 
     async def target(self, url: str) -> urls.Target:
         """The checked target, reused for ``TARGET_TTL_S``: the connection still goes to the
@@ -238,78 +157,40 @@ class Dispatcher:
         error: str | None = None
         retry_after: str | None = None
         try:
-            async with asyncio.timeout(TIMEOUT_S):
+            # The client answers for its own timeout (an answer whose body is late still
+            # counts); this one is the hard stop, for the target check too.
+            async with asyncio.timeout(TIMEOUT_S + 1):
                 target = await self.target(c.url)
                 body = signing.envelope(c.event_type, c.event_created_at, c.event_data)
                 headers = signing.headers(c.event_id, datetime.now(UTC), body, c.secrets)
                 headers["content-type"] = "application/json"
-                headers["user-agent"] = USER_AGENT
                 telemetry.inject(headers)
-                extensions = {}
-                if target.sni_hostname is not None:
-                    headers["host"] = target.host_header
-                    extensions["sni_hostname"] = target.sni_hostname
-                client = self.client_for(c.endpoint_id)
-                request = client.build_request(
-                    "POST",
+                answer = await self.client.post(
                     target.url,
-                    content=body.encode(),
-                    headers=headers,
-                    extensions=extensions,
+                    body.encode(),
+                    list(headers.items()),
+                    host_header=target.host_header,
+                    sni_hostname=target.sni_hostname,
+                    max_body=MAX_RESPONSE_BYTES,
                 )
-                response = await client.send(request, stream=True)
-                try:
-                    status = response.status_code
-                    retry_after = response.headers.get("retry-after")
-                    read = 0
-                    async for chunk in response.aiter_raw():
-                        read += len(chunk)
-                        if read >= MAX_RESPONSE_BYTES:
-                            break
-                finally:
-                    await response.aclose()
+                status, retry_after = answer.status, answer.retry_after
         except WebhookUrlRefused as exc:
             error = f"refused: {exc.detail}"
-        except (TimeoutError, httpx.TimeoutException):
-            error = f"timed out after {TIMEOUT_S:g} s" if status is None else None
-        except httpx.HTTPError as exc:
-            error = f"connection failed ({type(exc).__name__})" if status is None else None
+        except (TimeoutError, transport.TimedOut):
+            error = f"timed out after {TIMEOUT_S:g} s"
+        except transport.SendFailed as exc:
+            error = f"connection failed ({exc.kind})"
         duration_ms = int((time.monotonic() - started) * 1000)
-        return self.outcome(c, at, status, error, duration_ms, retry_after)
-
-    def outcome(
-        self,
-        c: Claimed,
-        at: datetime,
-        status: int | None,
-        error: str | None,
-        duration_ms: int,
-        retry_after: str | None,
-    ) -> Outcome:
-        if status is not None and 200 <= status < 300:
-            return Outcome(c, status, None, duration_ms, at, succeeded=True, next_attempt_at=None)
-        if status == 410:
-            return Outcome(
-                c,
-                status,
-                "HTTP 410 Gone",
-                duration_ms,
-                at,
-                succeeded=False,
-                next_attempt_at=None,
-                disable_reason="the endpoint answered 410 Gone",
-            )
-        if status is not None:
-            error = f"HTTP {status}"
-        delay = retry_delay(c.attempt, parse_retry_after(retry_after, at))
+        verdict = policy.judge(c.attempt, at, status, error, retry_after)
         return Outcome(
             c,
             status,
-            error,
+            verdict.error,
             duration_ms,
             at,
-            succeeded=False,
-            next_attempt_at=None if delay is None else at + delay,
+            succeeded=verdict.succeeded,
+            next_attempt_at=verdict.next_attempt_at,
+            disable_reason=verdict.disable_reason,
         )
 
     async def record(self, outcomes: Sequence[Outcome]) -> None:
@@ -317,12 +198,12 @@ class Dispatcher:
         if not outcomes:
             return
         try:
-            async with self.db.begin() as conn:
-                stored = await repository.record_outcomes(
-                    conn, self.worker_id, outcomes, failing_limit=FAILING_LIMIT
-                )
+            stored = await self.store.record(self.worker_id, outcomes)
         finally:
             self.held.difference_update(o.claimed.delivery_id for o in outcomes)
+        for o in outcomes:
+            if o.next_attempt_at is not None and o.claimed.delivery_id in stored:
+                heapq.heappush(self.retries, o.next_attempt_at)
         for o in outcomes:
             c = o.claimed
             if o.succeeded and c.attempt == 1 and c.delivery_id in stored:
@@ -339,9 +220,9 @@ class Dispatcher:
             )
 
     async def run_once(self) -> int:
-        """Fan out every event committed so far (waiting, up to ``TIMEOUT_S``, for the
-        horizon to pass them), then send everything due now and wait for it (tests with a
-        fake clock)."""
+        """Fan out every event committed so far, then send everything due now and wait for
+        it (tests with a fake clock). Waits, up to ``TIMEOUT_S``, for events another worker
+        holds and for a strict endpoint's head to pass the horizon."""
         deadline = time.monotonic() + TIMEOUT_S
         while True:
             n, left = await self.fan_out()
@@ -350,7 +231,11 @@ class Dispatcher:
             if not left or time.monotonic() > deadline:
                 break
             await asyncio.sleep(HORIZON_RETRY_S)
-        claimed = await self.claim(CLAIM_BATCH)
+        while True:
+            claimed = await self.claim(CLAIM_BATCH)
+            if claimed or not self.strict_waiting or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(HORIZON_RETRY_S)
         limits: dict[str, asyncio.Semaphore] = {}
 
         async def one(c: Claimed) -> Outcome:
@@ -375,16 +260,21 @@ class Pump:
         self.active: dict[str, int] = {}
         self.sending: set[asyncio.Task[None]] = set()
         self.results: asyncio.Queue[Outcome | None] = asyncio.Queue()
+        #: The last wake-up came from here: room for more, or a strict endpoint's next head.
+        self.room = False
         self.recorder = asyncio.create_task(self._record_loop())
 
     def load(self) -> int:
         return len(self.sending) + sum(len(q) for q in self.queued.values())
 
+    def _load_of(self, endpoint_id: str) -> int:
+        return len(self.queued.get(endpoint_id, ())) + self.active.get(endpoint_id, 0)
+
     def saturated(self) -> list[str]:
         """Endpoints not to claim for now: as much as they may have is already here."""
         cap = self.d.max_in_flight * READ_AHEAD
         endpoints = set(self.queued) | set(self.active)
-        return [e for e in endpoints if len(self.queued.get(e, ())) + self.active.get(e, 0) >= cap]
+        return [e for e in endpoints if self._load_of(e) >= cap]
 
     def add(self, claimed: Sequence[Claimed]) -> None:
         for c in claimed:
@@ -419,14 +309,32 @@ class Pump:
             else:
                 self.active.pop(c.endpoint_id, None)
             self._start(c.endpoint_id)
+            # Down to half of what it may hold (it had more): claim more of it now, before
+            # its sends run dry. Likewise for everything this worker may send at once.
+            half = self.d.max_in_flight * READ_AHEAD // 2
+            if self._load_of(c.endpoint_id) == half or self.load() == MAX_CONCURRENT // 2:
+                self._room()
+
+    def _room(self) -> None:
+        """Wake the loop for a turn at once (not coalesced: what is due is known)."""
+        self.room = True
+        self.wake.set()
+
+    def take_room(self) -> bool:
+        room, self.room = self.room, False
+        return room
 
     async def _record_loop(self) -> None:
-        """Until the ``None`` that ``close`` queues: whatever arrived while the last batch
-        was written is the next batch."""
+        """Until the ``None`` that ``close`` queues. A batch is what arrived while the last
+        one was written, and, while other sends are under way, what arrives within
+        ``RECORD_COALESCE_S`` of its first result (not for a strict endpoint: its next
+        event waits for this result)."""
         closing = False
         while not closing:
-            batch: list[Outcome] = []
             item = await self.results.get()
+            if item is not None and not item.claimed.strict and self.sending:
+                await asyncio.sleep(RECORD_COALESCE_S)
+            batch: list[Outcome] = []
             while True:
                 if item is None:
                     closing = True
@@ -440,7 +348,8 @@ class Pump:
             except Exception:
                 # Not stored: the leases run out and the deliveries go again (at least once).
                 log.exception("webhook_record_failed", deliveries=len(batch))
-            self.wake.set()  # slots are free, and strict endpoints have a new head
+            if any(o.claimed.strict for o in batch):
+                self._room()  # a strict endpoint's next delivery is its head now
 
     async def close(self) -> None:
         """Give back what was not sent, let the sends under way finish, store their results."""
@@ -459,7 +368,13 @@ class Pump:
             log.warning("webhook_results_not_stored")
 
 
-COALESCE_S = 0.01
+#: After a wake-up, wait this long before a turn: a burst of NOTIFYs (one per committed
+#: claim, coalesced per API process to one per 20 ms) becomes one turn of two statements.
+#: In an API process the worker's turns take the claims' CPU: at 200 claims/s, 50 ms
+#: makes about 10 events a turn.
+COALESCE_S = 0.05
+#: Results are stored this long after the first of a batch while sends are under way.
+RECORD_COALESCE_S = 0.02
 
 
 async def run_dispatcher(ctx: WorkerContext) -> None:
@@ -467,12 +382,12 @@ async def run_dispatcher(ctx: WorkerContext) -> None:
     amount of work (one fan-out batch, one claim batch) and yields, so an in-process
     worker never holds the API's event loop for long; on stop it finishes the sends
     under way."""
-    poll = POLL_S_SQLITE if ctx.db.is_sqlite else POLL_S_POSTGRES
     wake, listener = start_listener(ctx.settings.listen_url, ctx.stop)
     async with new_client() as client:
-        d = Dispatcher(ctx.settings, ctx.db, ctx.worker_id, client, per_endpoint=True)
+        d = Dispatcher(ctx.settings, ctx.db, ctx.worker_id, client)
+        poll = d.store.poll_s
         pump = Pump(d, wake)
-        beat = asyncio.create_task(_heartbeat(ctx, d, pump))
+        beat = asyncio.create_task(_heartbeat(ctx, d))
         retry = HORIZON_RETRY_S
         try:
             while not ctx.stopping:
@@ -485,22 +400,22 @@ async def run_dispatcher(ctx: WorkerContext) -> None:
                 if fanned == FAN_OUT_BATCH or (claimed and len(claimed) >= min(CLAIM_BATCH, free)):
                     await asyncio.sleep(0)  # busy: go on, after letting the API run
                     continue
-                if fan_left:
-                    # Events above the horizon (an older transaction still running) or
-                    # taken by another worker: look again soon, not a poll later.
-                    await ctx.sleep(retry, wake)
+                if fan_left or d.strict_waiting:
+                    # Events taken by another worker (it may fail), or a strict endpoint's
+                    # head above the horizon: look again soon, not a poll later.
+                    woken = await _sleep(ctx, retry, wake)
                     retry = min(retry * 2, poll)
-                    continue
-                retry = HORIZON_RETRY_S
-                # With sends under way the recorder wakes us as slots free up (a due
-                # delivery of a saturated endpoint must not make this loop spin).
-                await ctx.sleep(poll if pump.load() else await _idle_for(d, poll), wake)
-                # Coalesce a burst of NOTIFYs (one per claim) into one round of queries:
-                # a few milliseconds of latency instead of three queries per claim.
-                await asyncio.sleep(COALESCE_S)
+                else:
+                    retry = HORIZON_RETRY_S
+                    # With sends under way the pump and the recorder wake us as room frees
+                    # up (a due delivery of a saturated endpoint must not make this loop
+                    # spin).
+                    woken = await _sleep(ctx, poll if pump.load() else _idle_for(d, poll), wake)
+                if woken and not pump.take_room():
+                    # Coalesce a burst of wake-ups (new events) into one round of statements.
+                    await asyncio.sleep(COALESCE_S)
         finally:
             await pump.close()
-            await d.close_idle_clients(idle_s=-1)
             for helper in (beat, listener):
                 if helper is not None:
                     helper.cancel()
@@ -508,19 +423,28 @@ async def run_dispatcher(ctx: WorkerContext) -> None:
                         await helper
 
 
-async def _idle_for(d: Dispatcher, poll: float) -> float:
-    """Sleep until the next retry falls due, at most one poll interval."""
-    async with d.db.connect() as conn:
-        due = await repository.next_due_at(conn)
-    if due is None:
+async def _sleep(ctx: WorkerContext, seconds: float, wake: asyncio.Event) -> bool:
+    """``ctx.sleep``; whether it ended early on a wake-up."""
+    started = time.monotonic()
+    await ctx.sleep(seconds, wake)
+    return time.monotonic() - started < seconds
+
+
+def _idle_for(d: Dispatcher, poll: float) -> float:
+    """Sleep until the next retry this worker scheduled falls due, at most one poll (the
+    turn that ended claimed the ones due by then)."""
+    now = d.clock()
+    while d.retries and d.retries[0] <= now:
+        heapq.heappop(d.retries)
+    if not d.retries:
         return poll
-    return min(poll, max((due - d.clock()).total_seconds(), 0.01))
+    return min(poll, max((d.retries[0] - now).total_seconds(), 0.01))
 
 
-async def _heartbeat(ctx: WorkerContext, d: Dispatcher, pump: Pump) -> None:
+async def _heartbeat(ctx: WorkerContext, d: Dispatcher) -> None:
     while await ctx.sleep(HEARTBEAT_S):
         try:
             await d.heartbeat()
-            await d.close_idle_clients(busy=list(pump.active))
+            d.client.close_idle()
         except Exception:
             log.exception("webhook_heartbeat_failed")
