@@ -160,10 +160,14 @@ def _tamperings() -> list[tuple[str, str]]:
     ]
 
 
-@pytest.mark.parametrize(("name", "token"), _tamperings(), ids=[n for n, _ in _tamperings()])
+TAMPERINGS = [name for name, _ in _tamperings()]
+
+
+@pytest.mark.parametrize("name", TAMPERINGS)
 def test_a_tampered_or_foreign_token_is_refused_as_pyjwt_refuses_it(
-    verifier: TokenVerifier, name: str, token: str
+    verifier: TokenVerifier, name: str
 ) -> None:
+    token = dict(_tamperings())[name]  # made now: a token made at collection may expire
     assert _ours_accepts(verifier, token) == _pyjwt_accepts(token)
     assert _ours_accepts(verifier, token) == (name == "good")
 
