@@ -21,8 +21,6 @@ from discount_codes.kit.pagination import (
     LimitQuery,
     Page,
     decode_cursor,
-    encode_cursor,
-    split_page,
 )
 from discount_codes.kit.timestamps import Bucket
 from discount_codes.models import Campaign
@@ -98,9 +96,10 @@ async def list_campaigns(
     campaigns = await service.list_campaigns(
         session, principal, brand_id, before_id=decode_cursor(cursor), limit=limit + 1
     )
-    page, next_cursor = split_page(campaigns, limit, lambda c: encode_cursor(c.id))
-    counts = await service.counts(session, page)
-    return Page[CampaignOut](items=[to_out(c, counts[c.id]) for c in page], next_cursor=next_cursor)
+    counts = await service.counts(session, campaigns[:limit])
+    return Page[CampaignOut].of(
+        campaigns, limit, key=lambda c: c.id, item=lambda c: to_out(c, counts[c.id])
+    )
 
 
 @router.get(

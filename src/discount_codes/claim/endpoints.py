@@ -125,10 +125,8 @@ async def list_my_claims(
     limit: LimitQuery = 50,
     cursor: CursorQuery = None,
 ) -> Page[ClaimOut]:
-    claims, next_cursor = await service.list_my_claims(
-        session, principal, cursor=cursor, limit=limit
-    )
-    return Page[ClaimOut](items=[_claim_out(c) for c in claims], next_cursor=next_cursor)
+    claims = await service.list_my_claims(session, principal, cursor=cursor, limit=limit)
+    return Page[ClaimOut].of(claims, limit, key=service.claim_cursor_key, item=_claim_out)
 
 
 @router.delete(
@@ -177,11 +175,11 @@ async def list_campaign_claims(
     limit: LimitQuery = 50,
     cursor: CursorQuery = None,
 ) -> Page[CampaignClaimOut]:
-    claims, next_cursor = await service.list_campaign_claims(
+    claims = await service.list_campaign_claims(
         session, principal, campaign_id, cursor=cursor, limit=limit
     )
-    return Page[CampaignClaimOut](
-        items=[_campaign_claim_out(c) for c in claims], next_cursor=next_cursor
+    return Page[CampaignClaimOut].of(
+        claims, limit, key=service.claim_cursor_key, item=_campaign_claim_out
     )
 
 

@@ -18,7 +18,7 @@ from discount_codes.claim import repository
 from discount_codes.claim.repository import ClaimRecord
 from discount_codes.db import Database
 from discount_codes.ids import is_id
-from discount_codes.kit.pagination import decode_cursor, encode_cursor, split_page
+from discount_codes.kit.pagination import decode_cursor
 from discount_codes.kit.timestamps import rfc3339, utcnow
 from discount_codes.outbox import payloads
 from discount_codes.outbox.service import record_event
@@ -75,8 +75,9 @@ async def claim_code(
 # --- the shopper's claims ---------------------------------------------------------------------
 
 
-def encode_claim_cursor(claim: ClaimRecord) -> str:
-    return encode_cursor(f"{claim.claimed_at.isoformat()}|{claim.id}")
+def claim_cursor_key(claim: ClaimRecord) -> str:
+    """A claims page's position: newest first by time, then id (``decode_claim_cursor``)."""
+    return f"{claim.claimed_at.isoformat()}|{claim.id}"
 
 
 def decode_claim_cursor(cursor: str | None) -> tuple[datetime, str] | None:
@@ -98,11 +99,11 @@ def decode_claim_cursor(cursor: str | None) -> tuple[datetime, str] | None:
 
 async def list_my_claims(
     session: AsyncSession, principal: Principal, *, cursor: str | None, limit: int
-) -> tuple[list[ClaimRecord], str | None]:
+) -> list[ClaimRecord]:
+    """Up to ``limit + 1`` claims (the extra one tells the page builder there is more)."""
     before = decode_claim_cursor(cursor)
     conn = await session.connection()
-    rows = await repository.list_for_user(conn, principal.user_id, before=before, limit=limit + 1)
-    return split_page(rows, limit, encode_claim_cursor)
+    return await repository.list_for_user(conn, principal.user_id, before=before, limit=limit + 1)
 
 
 async def withdraw_consent(session: AsyncSession, principal: Principal, claim_id: str) -> None:
@@ -166,12 +167,12 @@ async def list_campaign_claims(
     *,
     cursor: str | None,
     limit: int,
-) -> tuple[list[ClaimRecord], str | None]:
+) -> list[ClaimRecord]:
+    """Up to ``limit + 1`` claims, as ``list_my_claims``."""
     await campaign_service.get_for_staff(session, principal, campaign_id)
     before = decode_claim_cursor(cursor)
     conn = await session.connection()
-    rows = await repository.list_for_campaign(conn, campaign_id, before=before, limit=limit + 1)
-    return split_page(rows, limit, encode_claim_cursor)
+    return await repository.list_for_campaign(conn, campaign_id, before=before, limit=limit + 1)
 
 
 async def authorize_export(session: AsyncSession, principal: Principal, campaign_id: str) -> None:

@@ -15,8 +15,6 @@ from discount_codes.kit.pagination import (
     Page,
     decode_cursor,
     decode_int_cursor,
-    encode_cursor,
-    split_page,
 )
 from discount_codes.kit.timestamps import Bucket
 from discount_codes.models import DeliveryAttempt, WebhookEndpoint
@@ -89,8 +87,7 @@ async def list_endpoints(
     rows = await service.list_endpoints(
         session, principal, brand_id, cursor=decode_cursor(cursor), limit=limit + 1
     )
-    rows, next_cursor = split_page(rows, limit, lambda r: encode_cursor(r.id))
-    return Page[EndpointOut](items=[_out(r) for r in rows], next_cursor=next_cursor)
+    return Page[EndpointOut].of(rows, limit, key=lambda r: r.id, item=_out)
 
 
 @router.get(
@@ -180,9 +177,8 @@ async def list_deliveries(
     rows = await service.list_attempts(
         session, principal, endpoint_id, cursor=decode_int_cursor(cursor), limit=limit + 1
     )
-    rows, next_cursor = split_page(rows, limit, lambda r: encode_cursor(r.id))
-    events = await service.describe_events(session, rows)
-    return Page[AttemptOut](items=[_attempt(a, events) for a in rows], next_cursor=next_cursor)
+    events = await service.describe_events(session, rows[:limit])
+    return Page[AttemptOut].of(rows, limit, key=lambda r: r.id, item=lambda a: _attempt(a, events))
 
 
 @router.get(
