@@ -51,6 +51,16 @@ def _claim_out(claim: ClaimRecord) -> ClaimOut:
     )
 
 
+def _claim_response(result: service.ClaimResult) -> Response:
+    """The claim's answer, serialised once by its model: 201 for a new claim, 200 for the
+    one the caller already held (both routes answer with it)."""
+    return Response(
+        _claim_out(result.claim).model_dump_json(),
+        status_code=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
+        media_type="application/json",
+    )
+
+
 def _campaign_claim_out(claim: ClaimRecord) -> CampaignClaimOut:
     withdrawn = claim.consent_withdrawn_at is not None
     return CampaignClaimOut(
@@ -105,11 +115,7 @@ async def claim_code(
     result = await service.claim_code(
         db, principal, campaign_id, body.share_contact if body else None
     )
-    return Response(
-        _claim_out(result.claim).model_dump_json(),
-        status_code=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
-        media_type="application/json",
-    )
+    return _claim_response(result)
 
 
 @router.get(
@@ -286,12 +292,7 @@ class ClaimFastPath(BaseRoute):
         result = await service.claim_code(
             app.state.db, principal, campaign_id, cast("bool | None", share_contact)
         )
-        response = Response(
-            _claim_out(result.claim).model_dump_json(),
-            status_code=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
-            media_type="application/json",
-        )
-        await response(scope, receive, send)
+        await _claim_response(result)(scope, receive, send)
 
 
 _UNUSUAL = object()
