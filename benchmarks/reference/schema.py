@@ -9,7 +9,7 @@ import asyncpg
 from benchmarks.raw import make_codes
 
 #: Ids each process of the known-row app reserves at start-up.
-KNOWN_BLOCK = 50_000
+KNOWN_BLOCK = 150_000
 
 PG_DDL = """
 CREATE SCHEMA {schema};

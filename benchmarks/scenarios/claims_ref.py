@@ -15,9 +15,12 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import psutil
 
 from benchmarks import wrk
 from benchmarks.api import Brand
@@ -55,11 +58,12 @@ class Timing:
     duration_s: float
     single_s: float
     tokens: int
-    our_codes: int
+    codes: int  # in every app's campaign: more than a run can claim on this machine
 
 
-FULL = Timing(warmup_s=2, duration_s=10, single_s=3, tokens=60_000, our_codes=40_000)
-QUICK = Timing(warmup_s=1, duration_s=2, single_s=1, tokens=20_000, our_codes=10_000)
+# 15 s of claims at up to ~4,300/s (the SQLite reference here) is ~65,000: room for 2x that.
+FULL = Timing(warmup_s=2, duration_s=10, single_s=3, tokens=200_000, codes=150_000)
+QUICK = Timing(warmup_s=1, duration_s=2, single_s=1, tokens=20_000, codes=15_000)
 
 
 def es256(run: Run) -> Es256Tokens:
@@ -75,11 +79,41 @@ def prod_env(tokens: Es256Tokens, **extra: str) -> dict[str, str]:
     return {"DISCOUNT_CODES_LOG_LEVEL": "INFO", **tokens.server_env(), **extra}
 
 
-def measure(url: str, path: str, cursor: wrk.Cursor, timing: Timing) -> dict[str, Any]:
+def _cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        with suppress(psutil.Error):
+            t = psutil.Process(pid).cpu_times()
+            total += t.user + t.system
+    return total
+
+
+def _app_pids(proc: Proc) -> list[int]:
+    with suppress(psutil.Error):
+        return [proc.pid, *(c.pid for c in psutil.Process(proc.pid).children(recursive=True))]
+    return [proc.pid]
+
+
+def _database_pids() -> list[int]:
+    """PostgreSQL's processes (server and backends): the database's share of a claim."""
+    return [p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"]
+
+
+def measure(
+    url: str, path: str, cursor: wrk.Cursor, timing: Timing, proc: Proc
+) -> dict[str, Any]:
     wrk.claims(url, path, cursor, threads=2, connections=CONNECTIONS, duration_s=timing.warmup_s)
+    app, database = _app_pids(proc), _database_pids()
+    before = _cpu_seconds(app), _cpu_seconds(database)
     main = wrk.claims(
         url, path, cursor, threads=2, connections=CONNECTIONS, duration_s=timing.duration_s
     )
+    after = _cpu_seconds(app), _cpu_seconds(database)
+    answered = main.get("throughput", 0) * timing.duration_s
+    if answered:
+        # CPU per claim of the app's processes and of PostgreSQL's (SQLite's is the app's).
+        main["app_cpu_ms_per_claim"] = round((after[0] - before[0]) * 1000 / answered, 3)
+        main["db_cpu_ms_per_claim"] = round((after[1] - before[1]) * 1000 / answered, 3)
     single = wrk.claims(url, path, cursor, threads=1, connections=1, duration_s=timing.single_s)
     return {"main": main, "single": single}
 
@@ -110,7 +144,7 @@ def _run_reference(
 ) -> dict[str, Any]:
     proc, url = start_reference(stack, name, module, processes, **env)
     try:
-        return measure(url, REF_PATH, wrk.Cursor(tokens_file), timing)
+        return measure(url, REF_PATH, wrk.Cursor(tokens_file), timing, proc)
     finally:
         stack.stop(proc)
 
@@ -121,10 +155,11 @@ def _run_ours(
     api = stack.start_api(1, dev=False, **prod_env(tokens))
     brand = Brand(api.url, tokens)
     campaign = brand.campaign("claims-ref")
-    give_codes(stack, brand, [campaign], timing.our_codes)
+    give_codes(stack, brand, [campaign], timing.codes)
     api = stack.start_api(processes, dev=False, **prod_env(tokens))
     try:
-        out = measure(api.url, f"/v1/campaigns/{campaign}/claims", wrk.Cursor(path), timing)
+        path_ = f"/v1/campaigns/{campaign}/claims"
+        out = measure(api.url, path_, wrk.Cursor(path), timing, api.proc)
     finally:
         stack.stop_api()
     twice, orphans = _integrity(stack, campaign)
@@ -155,7 +190,7 @@ def scenario(run: Run, res: ScenarioResult) -> None:
     stack = run.stack("postgresql", "claims-ref-pg")
     try:
         for mode, label in (("known", "ref-pg-known"), ("skip", "ref-pg-skip")):
-            codes = schema.KNOWN_BLOCK * PG_PROCESSES if mode == "known" else 40_000
+            codes = schema.KNOWN_BLOCK * PG_PROCESSES if mode == "known" else timing.codes
             asyncio.run(schema.create_pg(stack.raw_dsn, f"ref_{mode}", codes))
             wait_for_pg_connections(20 * PG_PROCESSES + 3, 120)
             apps[label] = _attempt(
@@ -182,7 +217,7 @@ def scenario(run: Run, res: ScenarioResult) -> None:
     stack = run.stack("sqlite", "claims-ref-sqlite")
     try:
         ref_db = str(stack.workdir / "reference.db")
-        schema.create_sqlite(ref_db, 60_000)
+        schema.create_sqlite(ref_db, timing.codes)
         apps["ref-sqlite"] = _attempt(
             _run_reference,
             stack,
@@ -331,6 +366,8 @@ def _report(res: ScenarioResult, apps: dict[str, dict[str, Any]], timing: Timing
                 _fmt(main.get("p50_ms"), "{:.1f}"),
                 _fmt(main.get("p99_ms"), "{:.1f}"),
                 _fmt(main.get("errors"), "{}"),
+                _fmt(main.get("app_cpu_ms_per_claim"), "{:.2f}"),
+                _fmt(main.get("db_cpu_ms_per_claim") if "pg" in key else None, "{:.2f}"),
                 _fmt(single.get("p50_ms"), "{:.2f}"),
                 _fmt(single.get("throughput"), "{:,.0f}"),
                 ratio or "–",
@@ -351,6 +388,8 @@ def _report(res: ScenarioResult, apps: dict[str, dict[str, Any]], timing: Timing
                 "p50",
                 "p99",
                 "errors",
+                "app CPU ms/claim",
+                "PostgreSQL CPU ms/claim",
                 "1 client p50",
                 "1 client claims/s",
                 "ours/reference",

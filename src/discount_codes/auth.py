@@ -107,18 +107,26 @@ class _JwksCache:
         return self.keys[kid]
 
 
+#: A cached verification: until when, then the principal's fields (brand ids sorted).
+_Entry = tuple[float, str, str | None, str | None, tuple[str, ...]]
+
+
 class VerifiedTokens:
     """A bounded cache of tokens that passed full verification, keyed by their SHA-256,
     each kept until its ``exp`` (plus the leeway) or ``ttl`` seconds, whichever is first.
 
     A repeat call with the same token skips the signature check (ECDSA costs about as
     much as the rest of a claim); a changed byte is a different key, so nothing but the
-    exact verified token hits. Least recently used entries go first when full."""
+    exact verified token hits. Least recently used entries go first when full.
+
+    An entry is a plain tuple of strings and numbers, not the ``Principal``: the garbage
+    collector stops tracking such tuples, so a full cache (every new shopper's token goes
+    in) adds nothing to the full collections that pause every request in the process."""
 
     def __init__(self, size: int, ttl: float) -> None:
         self.size = size
         self.ttl = ttl
-        self._entries: OrderedDict[bytes, tuple[float, Principal]] = OrderedDict()
+        self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
 
     def get(self, token: str, now: float) -> Principal | None:
         if not self.size:
@@ -127,12 +135,12 @@ class VerifiedTokens:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        until, principal = entry
+        until, user_id, email, name, brand_ids = entry
         if now >= until:
             del self._entries[key]
             return None
         self._entries.move_to_end(key)
-        return principal
+        return Principal(user_id, email, name, frozenset(brand_ids))
 
     def put(self, token: str, principal: Principal, exp: float, now: float) -> None:
         if not self.size or not self.ttl:
@@ -141,7 +149,8 @@ class VerifiedTokens:
         if until <= now:
             return
         key = hashlib.sha256(token.encode()).digest()
-        self._entries[key] = (until, principal)
+        p = principal
+        self._entries[key] = (until, p.user_id, p.email, p.name, tuple(sorted(p.brand_ids)))
         self._entries.move_to_end(key)
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)

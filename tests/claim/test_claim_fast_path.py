@@ -6,6 +6,7 @@ once instead of queued."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 import uuid
 
@@ -126,6 +127,21 @@ def test_the_token_cache_is_bounded_and_keeps_what_is_used() -> None:
     short = VerifiedTokens(size=3, ttl=5)
     short.put("e", _principal("e"), exp=1e9, now=now)
     assert short.get("e", now + 6) is None
+
+
+def test_a_full_token_cache_gives_the_garbage_collector_nothing_to_walk() -> None:
+    """Every new shopper's token goes in: were the entries objects the collector tracks,
+    each full collection (which pauses every request in the process) would walk them all."""
+    cache = VerifiedTokens(size=1000, ttl=300)
+    staff = Principal(user_id="u", email="e@example.com", name="N", brand_ids=frozenset({"b"}))
+    gc.collect()
+    before = len(gc.get_objects())
+    for n in range(1000):
+        cache.put(f"tok-{n}", staff, exp=1e9, now=0.0)
+    gc.collect()  # untracks a tuple whose items are untracked...
+    gc.collect()  # ...so the entry's tuple goes once its brand ids' tuple has gone
+    assert len(gc.get_objects()) - before < 50
+    assert cache.get("tok-7", 0.0) == staff  # and a hit gives the principal back whole
 
 
 async def test_an_expired_token_is_refused_even_after_it_was_accepted(

@@ -92,23 +92,25 @@ async def requeue_since(
     """Owe the endpoint every brand event since ``since`` again (replay): new deliveries for
     events it never had, and finished ones reset to pending with a fresh retry schedule."""
     dialect = session.get_bind().dialect.name
-    after_seq = 0
+    after = (-1, 0)
     total = 0
     while True:
+        # In feed order, on the feed's index (brand_id, xid, seq): the events table keeps
+        # no second brand index for the replay alone (every claim writes each index).
         stmt = (
-            select(Event.seq, Event.id, Event.type)
+            select(Event.xid, Event.seq, Event.id, Event.type)
             .where(
                 Event.brand_id == endpoint.brand_id,
+                tuple_(Event.xid, Event.seq) > tuple_(*after),
                 Event.created_at >= since,
-                Event.seq > after_seq,
             )
-            .order_by(Event.seq)
+            .order_by(Event.xid, Event.seq)
             .limit(chunk)
         )
         rows = (await session.execute(stmt)).all()
         if not rows:
             return total
-        after_seq = rows[-1].seq
+        after = (rows[-1].xid, rows[-1].seq)
         wanted = [r for r in rows if _matches(endpoint.event_types, r.type)]
         if wanted:
             ins = _insert(dialect).values(
