@@ -99,9 +99,7 @@ def _database_pids() -> list[int]:
     return [p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"]
 
 
-def measure(
-    url: str, path: str, cursor: wrk.Cursor, timing: Timing, proc: Proc
-) -> dict[str, Any]:
+def measure(url: str, path: str, cursor: wrk.Cursor, timing: Timing, proc: Proc) -> dict[str, Any]:
     wrk.claims(url, path, cursor, threads=2, connections=CONNECTIONS, duration_s=timing.warmup_s)
     app, database = _app_pids(proc), _database_pids()
     before = _cpu_seconds(app), _cpu_seconds(database)
