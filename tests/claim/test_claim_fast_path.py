@@ -12,6 +12,7 @@ import uuid
 
 import asyncpg
 import httpx
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -49,6 +50,63 @@ async def test_sold_out_is_told_once_when_many_more_shoppers_than_codes_race(
     )
     assert sorted(r.status_code for r in answers) == [201] * 40 + [409] * 60
     assert len({r.json()["code"] for r in answers if r.status_code == 201}) == 40
+    assert len(await events(db, campaign_id, "campaign.codes_exhausted")) == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql", "pgbouncer"], indirect=True)
+async def test_low_stock_and_sold_out_come_on_time_from_racing_claims_of_a_large_campaign(
+    client: httpx.AsyncClient, tokens: Tokens, brand_id: str, db: Database
+) -> None:
+    """Large enough that PostgreSQL's claims skip the claimed-total sum for most of the run
+    (``dc_claim``, migration 0009): the brand still hears of low stock at the threshold, and
+    of sold out once, from the claims that got there."""
+    campaign_id = await campaign_with_codes(client, tokens, brand_id, 1000, low_stock_threshold=100)
+    answers = await gather_limited(
+        32, [claim(client, tokens.shopper(), campaign_id) for _ in range(1050)]
+    )
+    assert sorted(r.status_code for r in answers) == [201] * 1000 + [409] * 50
+    [low] = await events(db, campaign_id, "campaign.codes_low")
+    # The first claim whose total reached the threshold told it: at most the claims in
+    # flight beside it (32 at once here) had taken codes it could not see yet.
+    assert 100 - 32 <= low["available"] <= 100, low
+    assert len(await events(db, campaign_id, "campaign.codes_exhausted")) == 1
+
+
+_SQL_CLAIM = (
+    "SELECT o_outcome FROM dc_claim($1, $2, NULL, NULL, now(), $3, NULL, '{}'::jsonb, $4, $5, "
+    "false)"
+)
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_far_from_the_end_a_claim_does_not_sum_the_counters_near_it_every_claim_does(
+    client: httpx.AsyncClient, tokens: Tokens, brand_id: str, db: Database, pg_url: str
+) -> None:
+    """One session claiming a 1,000-code campaign with a threshold of 100: the total it
+    last summed (``dc.claimed_seen``) stays that of its first claim while the bound leaves
+    more than 256 codes (its proof is in the function), then is summed on every claim; and
+    the events come from exactly the claims that reached them."""
+    campaign_id = await campaign_with_codes(client, tokens, brand_id, 1000, low_stock_threshold=100)
+    con = await asyncpg.connect(pg_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        outcomes, summed = [], []
+        for n in range(1001):
+            ids = [str(uuid.uuid4()) for _ in range(3)]
+            outcomes.append(await con.fetchval(_SQL_CLAIM, campaign_id, f"sql-{n}", *ids))
+            seen = await con.fetchval("SELECT current_setting('dc.claimed_seen', true)")
+            summed.append(int(seen.split("|")[1]))
+        max_connections = int(await con.fetchval("SHOW max_connections"))
+    finally:
+        await con.close()
+    assert outcomes == ["created"] * 1000 + ["exhausted"]
+    # Skipped while 1000 - (1 + claims since + max_connections) > 256.
+    far = 1000 - 256 - max_connections - 1
+    assert far > 100 and summed[:far] == [1] * far
+    # The last stretch: every claim sums (claim n's total is n); the turned-away one has
+    # no code to count.
+    assert summed[899:] == [*range(900, 1001), 1000]
+    low = await events(db, campaign_id, "campaign.codes_low")
+    assert [e["available"] for e in low] == [100]  # told by the claim that left 100
     assert len(await events(db, campaign_id, "campaign.codes_exhausted")) == 1
 
 
