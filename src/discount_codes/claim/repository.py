@@ -149,7 +149,7 @@ async def claim_code(
         )
     pool = await db.driver_pool()
     with telemetry.db_span("postgresql", _CLAIM_STATEMENT):
-        async with pool.acquire() as con:
+        async with db.driver_turn, pool.acquire() as con:
             try:
                 row = await con.fetchrow(
                     _CLAIM_STATEMENT,

@@ -1,4 +1,4 @@
-"""claim function: skip the claimed-total sum while far from low stock and sold out
+"""claim function: the claimed-total sum only when due; waiting for codes without deadlocks
 
 Revision ID: 0009
 Revises: 0008
@@ -8,7 +8,13 @@ Create Date: 2026-12-01 16:30:00
 low stock and sold out: about a sixth of the database's time per claim (pgbench of the
 function at 32 clients). It now sums only when a bound it can prove says one of the two may
 be due (the comment in the function says why the bound holds); the decisions, and the
-events they record, are the same. The rest of the function is unchanged.
+events they record, are the same.
+
+When every free code is locked by claims in flight, a claim waited with one ``FOR UPDATE``
+scan over the free codes; PostgreSQL keeps the lock of every row that scan waited for and
+found taken, so waiting claims came to hold rows others waited for: deadlocks, answered 500,
+when a crowd emptied a campaign. It now waits for one code at a time in a subtransaction
+that lets go of a taken one. The rest of the function is unchanged.
 """
 
 from __future__ import annotations
@@ -67,6 +73,7 @@ DECLARE
     v_available bigint;
     v_seq bigint;
     v_seen text;
+    v_wait bigint;
 BEGIN
     SELECT k.id, k.brand_id, k.status, k.starts_at, k.ends_at, k.low_stock_threshold,
            k.low_stock_notified, k.exhausted_notified, k.codes_total
@@ -126,15 +133,29 @@ BEGIN
     END IF;
     IF v_code_id IS NULL THEN
         -- Every free code is locked by an in-flight claim that may still roll back: wait for
-        -- them, unless every code is claimed and committed already.
-        SELECT coalesce(sum(n.claimed), 0) INTO v_claimed
-          FROM claim_counters n WHERE n.campaign_id = p_campaign_id;
-        IF c.codes_total > v_claimed THEN
-            SELECT x.id, x.code, b.length, b.prefix INTO v_code_id, v_code, v_length, v_prefix
-              FROM codes x LEFT JOIN code_batches b ON b.id = x.batch_id
+        -- them one code at a time, until one comes back or none is left free (each look is
+        -- a new snapshot). Each wait is a subtransaction, so a code found taken once its
+        -- claim committed is unlocked again: PostgreSQL keeps the lock on a row that fails
+        -- the WHERE after the wait, and waiting claims holding those came to wait on each
+        -- other (deadlocks at sell-out, 1,050 shoppers racing for 1,000 codes).
+        LOOP
+            SELECT x.id INTO v_wait FROM codes x
              WHERE x.campaign_id = p_campaign_id AND x.claimed_at IS NULL
-             ORDER BY x.campaign_id, x.id LIMIT 1 FOR UPDATE OF x;
-        END IF;
+             ORDER BY x.campaign_id, x.id LIMIT 1;
+            EXIT WHEN v_wait IS NULL;
+            BEGIN
+                SELECT x.id, x.code, b.length, b.prefix
+                  INTO v_code_id, v_code, v_length, v_prefix
+                  FROM codes x LEFT JOIN code_batches b ON b.id = x.batch_id
+                 WHERE x.id = v_wait AND x.claimed_at IS NULL FOR UPDATE OF x;
+                IF v_code_id IS NULL THEN
+                    RAISE EXCEPTION USING ERRCODE = 'DCW01';  -- taken: let its lock go
+                END IF;
+            EXCEPTION WHEN SQLSTATE 'DCW01' THEN
+                NULL;
+            END;
+            EXIT WHEN v_code_id IS NOT NULL;
+        END LOOP;
     END IF;
     IF v_code_id IS NULL THEN
         IF NOT c.exhausted_notified THEN
