@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 from sqlalchemy import func, select
 
 from discount_codes.db import Database
 from discount_codes.kit.timestamps import utcnow
+from discount_codes.migrate import upgrade_to_head
 from discount_codes.models import Event
 from discount_codes.outbox.pruning import prune
 from discount_codes.outbox.service import record_event
 
-from ..conftest import Tokens
+from ..conftest import Tokens, make_settings
 
 
 async def test_feed_pages_through_the_brands_events_in_order(
@@ -94,3 +96,31 @@ async def test_pruning_keeps_undelivered_and_recent_events(
         )
         assert left == {old_pending, recent}
         assert (await conn.execute(select(func.count()).select_from(Event))).scalar_one() > 0
+
+
+async def test_after_everything_was_pruned_new_events_still_come_after_old_cursors(
+    tmp_path: Path,
+) -> None:
+    """A quiet SQLite shop: every event is past its retention. Were they all deleted, SQLite
+    would number the next event from 1 again, below the cursor a brand's reader holds, and
+    the reader's next page would skip it."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'quiet.db'}"
+    upgrade_to_head(url)
+    db = Database(make_settings(url, tmp_path))
+    try:
+        old_at = utcnow() - timedelta(days=30)
+        async with db.begin() as conn:
+            for _ in range(3):
+                await record_event(
+                    conn, "campaign.codes_low", brand_id="b", campaign_id=None, data={}, at=old_at
+                )
+            await conn.execute(Event.__table__.update().values(fanned_out_at=old_at))
+            held = (await conn.execute(select(func.max(Event.seq)))).scalar_one()
+        await prune(db, now=utcnow(), require_published=False)
+        async with db.begin() as conn:
+            await record_event(conn, "campaign.codes_low", brand_id="b", campaign_id=None, data={})
+            seqs = list((await conn.execute(select(Event.seq).order_by(Event.seq))).scalars())
+        assert len(seqs) == 2  # the old ones went, but for the newest
+        assert seqs[-1] > held
+    finally:
+        await db.dispose()

@@ -183,9 +183,13 @@ async def prune_events(
 ) -> int:
     """Events older than ``before`` that were fanned out (and published, with a broker) and
     that no delivery row still refers to: a delivery's history outlives its event's
-    retention, and keeps the event with it."""
+    retention, and keeps the event with it. The newest event always stays: SQLite numbers
+    a row one past the largest left, so with every event gone ``seq`` would start again
+    below the feed cursors brands hold, and their next pages would skip new events."""
+    newest = select(func.max(Event.seq)).scalar_subquery()
     conditions = [
         Event.created_at < before,
+        Event.seq < newest,
         Event.fanned_out_at.is_not(None),
         ~exists().where(WebhookDelivery.event_seq == Event.seq),
     ]
