@@ -226,8 +226,8 @@ def main(argv: list[str] | None = None) -> int:
             api = stack.start_api(1, dev=False, **env)
             brand = Brand(api.url, tokens)
             campaign = brand.campaign("profile")
-            give_codes(stack, brand, [campaign], 30_000)
-            cursor = wrk.Cursor(tokens.write_lines(workdir / "tokens.txt", 30_000))
+            give_codes(stack, brand, [campaign], 150_000)
+            cursor = wrk.Cursor(tokens.write_lines(workdir / "tokens.txt", 150_000))
             raw_path = workdir / "profile.raw"
             load = subprocess.Popen(
                 [

@@ -280,29 +280,36 @@ def _claim_in_transaction(
         campaign
     )
     head = (brand_id, status, starts_at, ends_at)
-    existing = con.execute(_SQLITE_CLAIM_OF_USER, (campaign_id, user_id)).fetchone()
-    if existing is not None:
-        return ("existing", *head, *existing)
+    # The user's own claim comes first, whatever the campaign's state (as in dc_claim). A
+    # shopper claiming for the first time is the common case: there the claim's insert
+    # finds the earlier claim (unique campaign + user) instead of a lookup beforehand.
     is_open = (
         status == "active"
         and (starts_at is None or starts_at <= at)
         and (ends_at is None or ends_at > at)
     )
-    if not is_open:
-        return ("closed", *head, None, None, None, None, None, None)
-    picked = con.execute(_SQLITE_PICK, (campaign_id,)).fetchone()
+    picked = con.execute(_SQLITE_PICK, (campaign_id,)).fetchone() if is_open else None
     if picked is None:
+        existing = con.execute(_SQLITE_CLAIM_OF_USER, (campaign_id, user_id)).fetchone()
+        if existing is not None:
+            return ("existing", *head, *existing)
+        if not is_open:
+            return ("closed", *head, None, None, None, None, None, None)
         if not exhausted_notified:
             _note_exhausted(con, brand_id, campaign_id, at)
         return ("exhausted", *head, None, None, None, None, None, None)
     code_id, raw_code, length, prefix = picked
     code = display(raw_code, length, prefix or "")
-    con.execute("UPDATE codes SET claimed_at = ? WHERE id = ?", (at, code_id))
-    con.execute(
+    inserted = con.execute(
         "INSERT INTO claims (id, campaign_id, brand_id, user_id, code_id, code, claimed_at, "
-        "contact_email, contact_name, consent_given_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "contact_email, contact_name, consent_given_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (campaign_id, user_id) DO NOTHING",
         (claim_id, campaign_id, brand_id, user_id, code_id, code, at, email, name, at),
-    )
+    ).rowcount
+    if not inserted:  # the code stays free: nothing was written
+        existing = con.execute(_SQLITE_CLAIM_OF_USER, (campaign_id, user_id)).fetchone()
+        return ("existing", *head, *existing)
+    con.execute("UPDATE codes SET claimed_at = ? WHERE id = ?", (at, code_id))
     con.execute(
         "INSERT INTO claim_counters (campaign_id, shard, claimed) VALUES (?, ?, 1) "
         "ON CONFLICT (campaign_id, shard) DO UPDATE SET claimed = claimed + 1",
