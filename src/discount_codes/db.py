@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import functools
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -52,10 +53,12 @@ class Database:
         #: ``"pgbouncer"`` when ``url`` is a transaction pooler (no named prepared statements).
         self.pooler = settings.database_pooler
         kwargs: dict[str, Any] = {}
+        self._checkpointer: WalCheckpointer | None = None
         if self.is_sqlite:
             path = self.url.split("///", 1)[1]
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
+                self._checkpointer = WalCheckpointer(path)
             kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
             # One connection per process: SQLite has one writer anyway, and waiters queue
             # fairly on the pool instead of in SQLite's busy handler, which sleeps up to
@@ -267,6 +270,8 @@ class Database:
         if self._loop_connection is not None:
             con, self._loop_connection = self._loop_connection, None
             con.close()
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         await self.engine.dispose()
 
 
@@ -325,12 +330,55 @@ def _run_and_commit(con: sqlite3.Connection, fn: Callable[..., T], args: tuple[A
 
 
 #: Every SQLite connection's settings (see ``_tune_sqlite``).
+#: A commit copies the write-ahead log back into the database file itself only past this
+#: many pages (SQLite's default is 1,000): a ``WalCheckpointer`` thread does it first.
+SQLITE_INLINE_CHECKPOINT_PAGES = 10_000
+#: How often the checkpointer looks at the write-ahead log.
+SQLITE_CHECKPOINT_INTERVAL_S = 0.1
+
 _SQLITE_PRAGMAS = (
     f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}",  # first: the next may wait
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
     "PRAGMA foreign_keys=ON",
+    f"PRAGMA wal_autocheckpoint={SQLITE_INLINE_CHECKPOINT_PAGES}",
 )
+
+
+class WalCheckpointer:
+    """SQLite: the write-ahead log copied back into the database file by a thread of its
+    own, every ``SQLITE_CHECKPOINT_INTERVAL_S``, instead of inside the commit that takes
+    the log past 1,000 pages. That commit ran on the event loop (the claim's batched
+    commit, ``write_on_sqlite``) and stopped every request of the process while it copied:
+    ~13 of a claim's ~84 us of SQLite work. SQLite runs the copy without the GIL, beside
+    the loop, and a ``PASSIVE`` checkpoint never blocks a writer or a reader. Should this
+    thread fall behind, commits still checkpoint past ``SQLITE_INLINE_CHECKPOINT_PAGES``."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        con: sqlite3.Connection | None = None
+        try:
+            while not self._stop.wait(SQLITE_CHECKPOINT_INTERVAL_S):
+                # Locked by another process's checkpoint, or the file gone: next turn.
+                with contextlib.suppress(sqlite3.Error):
+                    if con is None:
+                        if not Path(self.path).exists():
+                            continue  # never create the file: migrations make the database
+                        con = sqlite3.connect(self.path, isolation_level=None)
+                        con.execute("PRAGMA busy_timeout=0")
+                    con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        finally:
+            if con is not None:
+                con.close()
 
 
 def _tune_sqlite(engine: AsyncEngine) -> None:
