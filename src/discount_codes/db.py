@@ -329,13 +329,13 @@ def _run_and_commit(con: sqlite3.Connection, fn: Callable[..., T], args: tuple[A
     return result
 
 
-#: Every SQLite connection's settings (see ``_tune_sqlite``).
 #: A commit copies the write-ahead log back into the database file itself only past this
 #: many pages (SQLite's default is 1,000): a ``WalCheckpointer`` thread does it first.
 SQLITE_INLINE_CHECKPOINT_PAGES = 10_000
 #: How often the checkpointer looks at the write-ahead log.
 SQLITE_CHECKPOINT_INTERVAL_S = 0.1
 
+#: Every SQLite connection's settings (see ``_tune_sqlite``).
 _SQLITE_PRAGMAS = (
     f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}",  # first: the next may wait
     "PRAGMA journal_mode=WAL",
