@@ -363,34 +363,48 @@ async def test_generation_in_the_worker_survives_killed_sessions_with_the_exact_
         live_server,
         fault_db,
         DISCOUNT_CODES_INLINE_BATCH_LIMIT="0",
-        DISCOUNT_CODES_BATCH_CHUNK_SIZE="2000",  # 15 chunks, each its own transaction
+        DISCOUNT_CODES_BATCH_CHUNK_SIZE="2000",  # 30 chunks, each its own transaction
         DISCOUNT_CODES_BATCH_LEASE_SECONDS="3",  # a lease lost with its session ends soon
     )
     staff = tokens.brand(brand_id)
+    interrupted = 0
+    done = asyncio.Event()
+
+    async def kill_two_chunks() -> None:
+        """Watch on its own, closely: a chunk is written in a few tens of milliseconds, and
+        a watch paced by the batch's status requests missed every one on a fast machine."""
+        nonlocal interrupted
+        while interrupted < 2 and not done.is_set():
+            if await _inserting_codes(fault_db):
+                await terminate_backends(fault_db)  # a chunk is being written: kill it
+                interrupted += 1
+            else:
+                await asyncio.sleep(0.002)
+
     async with httpx.AsyncClient(base_url=server.url, timeout=TIMEOUT) as c:
         campaign_id = await new_campaign(c, tokens, brand_id)
+        killer = asyncio.create_task(kill_two_chunks())
         r = await c.post(
-            f"/v1/campaigns/{campaign_id}/code-batches", json={"count": 30_000}, headers=staff
+            f"/v1/campaigns/{campaign_id}/code-batches", json={"count": 60_000}, headers=staff
         )
         assert r.status_code == 202, describe(r)
         batch_url = r.headers["location"]
-        interrupted = 0
 
         async def finished() -> bool:
-            nonlocal interrupted
-            if interrupted < 2 and await _inserting_codes(fault_db):
-                await terminate_backends(fault_db)  # a chunk is being written: kill it
-                interrupted += 1
             batch = await c.get(batch_url, headers=staff)
             if batch.status_code == 503:
                 return False
             assert batch.status_code == 200, describe(batch)
             return batch.json()["status"] in ("completed", "failed")
 
-        await poll(finished, timeout=180, every=0.1)
+        try:
+            await poll(finished, timeout=180, every=0.1)
+        finally:
+            done.set()
+            await killer
         batch = (await c.get(batch_url, headers=staff)).json()
     assert interrupted > 0
-    assert (batch["status"], batch["generated"], batch["error"]) == ("completed", 30_000, None)
+    assert (batch["status"], batch["generated"], batch["error"]) == ("completed", 60_000, None)
     stored = await fetchval(fault_db, "SELECT count(*) FROM codes WHERE batch_id = $1", batch["id"])
     total = await fetchval(fault_db, "SELECT codes_total FROM campaigns WHERE id = $1", campaign_id)
     completed_events = await fetchval(
@@ -399,4 +413,4 @@ async def test_generation_in_the_worker_survives_killed_sessions_with_the_exact_
         "AND data->>'batch_id' = $1",
         batch["id"],
     )
-    assert (stored, total, completed_events) == (30_000, 30_000, 1)
+    assert (stored, total, completed_events) == (60_000, 60_000, 1)
