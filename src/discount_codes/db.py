@@ -93,13 +93,8 @@ class Database:
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         self._driver_pool: asyncpg.Pool | None = None
         self._driver_pool_lock = asyncio.Lock()
-        #: The claim's turn for a driver connection, first come first served. asyncpg's
-        #: pool queues waiters on an asyncio.Queue, where a request arriving just as a
-        #: connection comes back takes it ahead of the one woken for it, which goes to the
-        #: back of the queue: under load a few claims waited many turns (wrk, 2 processes,
-        #: 64 connections, 10 per pool: p99 100-115 ms at p50 30 ms). asyncio's Semaphore
-        #: lets no newcomer past a waiter.
-        self.driver_turn = asyncio.Semaphore(settings.db_pool_size)
+        #: Turns for a driver connection (``driver_connection``), first come first served.
+        self._driver_turn = asyncio.Semaphore(settings.db_pool_size)
         self._wakeup_wanted = False
         self._wakeup_task: asyncio.Task[None] | None = None
         self._loop_connection: sqlite3.Connection | None = None
@@ -125,12 +120,23 @@ class Database:
         while self._wakeup_wanted:
             self._wakeup_wanted = False
             try:
-                pool = await self.driver_pool()
-                async with pool.acquire() as con:
+                async with self.driver_connection() as con:
                     await con.execute(f"NOTIFY {CHANNEL}")
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 return  # the dispatcher's polling picks the events up
             await asyncio.sleep(WAKEUP_INTERVAL_S)
+
+    @contextlib.asynccontextmanager
+    async def driver_connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """PostgreSQL: a connection of the driver pool, handed out first come, first
+        served. asyncpg's pool queues waiters on an asyncio.Queue, where a request arriving
+        just as a connection comes back takes it ahead of the one woken for it, which goes
+        to the back of the queue: under load a few claims waited many turns (wrk, 2
+        processes, 64 connections, 10 per pool: p99 100-115 ms at p50 30 ms; 46-55 ms
+        through the turns). asyncio's Semaphore lets no newcomer past a waiter."""
+        pool = await self.driver_pool()
+        async with self._driver_turn, pool.acquire() as con:
+            yield con
 
     async def driver_pool(self) -> asyncpg.Pool:
         """PostgreSQL: a driver-level asyncpg pool for the claim, the hot path (one

@@ -147,9 +147,8 @@ async def claim_code(
         return await _claim_sqlite(
             db, campaign_id, user_id, email, name, now, claim_id, shard, data, traceparent
         )
-    pool = await db.driver_pool()
     with telemetry.db_span("postgresql", _CLAIM_STATEMENT):
-        async with db.driver_turn, pool.acquire() as con:
+        async with db.driver_connection() as con:
             try:
                 row = await con.fetchrow(
                     _CLAIM_STATEMENT,

@@ -805,9 +805,9 @@ class PostgresDeliveries(Deliveries):
     poll_s = 2.0
 
     async def fan_out(self, now: datetime, *, limit: int) -> tuple[int, bool]:
-        pool = await self.db.driver_pool()
         with telemetry.db_span("postgresql", _FAN_OUT):
-            row = await pool.fetchrow(_FAN_OUT, limit, now)
+            async with self.db.driver_connection() as con:
+                row = await con.fetchrow(_FAN_OUT, limit, now)
         assert row is not None
         handled = int(row["handled"])
         return handled, handled == limit or bool(row["left_over"])
@@ -822,18 +822,18 @@ class PostgresDeliveries(Deliveries):
         per_endpoint: int,
         exclude_endpoints: Sequence[str] = (),
     ) -> tuple[list[Claimed], bool]:
-        pool = await self.db.driver_pool()
         with telemetry.db_span("postgresql", _CLAIM):
-            rows = await pool.fetch(
-                _CLAIM,
-                now,
-                worker_id,
-                now + lease,
-                limit,
-                per_endpoint,
-                list(exclude_endpoints),
-                CLAIM_SCAN,
-            )
+            async with self.db.driver_connection() as con:
+                rows = await con.fetch(
+                    _CLAIM,
+                    now,
+                    worker_id,
+                    now + lease,
+                    limit,
+                    per_endpoint,
+                    list(exclude_endpoints),
+                    CLAIM_SCAN,
+                )
         *leased, last = rows
         return [_claimed_row(tuple(r)[:14], now) for r in leased], bool(last[15])
 
@@ -866,12 +866,11 @@ class PostgresDeliveries(Deliveries):
             )
             for column, value in zip(columns, row, strict=True):
                 column.append(value)
-        pool = await self.db.driver_pool()
         # Failures are stored together with what they change on their endpoint (a 410
         # disables it) in one transaction; a batch of successes is one statement, and the
         # first success after failures clears the endpoint's failing clock right after it.
         failures = not all(o.succeeded for o in outcomes)
-        async with pool.acquire() as con:
+        async with self.db.driver_connection() as con:
             tx: contextlib.AbstractAsyncContextManager[Any] = (
                 con.transaction() if failures else contextlib.nullcontext()
             )
