@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import asyncpg
 import psutil
 
 from benchmarks import wrk
@@ -36,6 +35,7 @@ from benchmarks.services import (
     Stack,
     _wait_ready,
     free_port,
+    query,
     wait_every_process,
     wait_for_pg_connections,
 )
@@ -106,16 +106,8 @@ def settle(stack: Stack, sqlite_path: str | None = None) -> None:
     (fresh codes, the previous app's claims) and a checkpoint do not land inside this
     app's 10 s and count as its cost. SQLite: the write-ahead log checkpointed."""
     if stack.backend == "postgresql":
-
-        async def pg() -> None:
-            conn = await asyncpg.connect(stack.raw_dsn, timeout=10)
-            try:
-                await conn.execute("VACUUM (ANALYZE)")
-                await conn.execute("CHECKPOINT")
-            finally:
-                await conn.close()
-
-        asyncio.run(pg())
+        query(stack, "VACUUM (ANALYZE)")
+        query(stack, "CHECKPOINT")
         return
     con = sqlite3.connect(sqlite_path or stack.raw_dsn)
     try:
