@@ -53,12 +53,17 @@ class Database:
         #: ``"pgbouncer"`` when ``url`` is a transaction pooler (no named prepared statements).
         self.pooler = settings.database_pooler
         kwargs: dict[str, Any] = {}
+        #: SQLite: the database's file; None in memory (another connection would see
+        #: another database there).
+        self._sqlite_file: str | None = None
         self._checkpointer: WalCheckpointer | None = None
         if self.is_sqlite:
             path = self.url.split("///", 1)[1]
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-                self._checkpointer = WalCheckpointer(path)
+                if "mode=memory" not in path:
+                    self._sqlite_file = path
+                    self._checkpointer = WalCheckpointer(path)
             kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
             # One connection per process: SQLite has one writer anyway, and waiters queue
             # fairly on the pool instead of in SQLite's busy handler, which sleeps up to
@@ -247,10 +252,9 @@ class Database:
 
     def _sqlite_loop_connection(self) -> sqlite3.Connection | None:
         if self._loop_connection is None:
-            path = self.url.split("///", 1)[1]
-            if not path or path == ":memory:" or "mode=memory" in path:
-                return None  # another connection would see another database
-            con = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
+            if self._sqlite_file is None:
+                return None
+            con = sqlite3.connect(self._sqlite_file, isolation_level=None, check_same_thread=True)
             for pragma in _SQLITE_PRAGMAS:
                 con.execute(pragma)
             con.execute("PRAGMA busy_timeout=0")  # busy: the pooled connection waits
