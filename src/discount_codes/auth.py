@@ -356,9 +356,13 @@ async def authenticate(
 ) -> Principal:
     if credentials is None:
         raise Unauthenticated("Send `Authorization: Bearer <token>`.")
-    verifier: TokenVerifier = request.app.state.verifier
+    return await bearer_principal(request.app.state.verifier, credentials.credentials)
+
+
+async def bearer_principal(verifier: TokenVerifier, token: str) -> Principal:
+    """The caller a bearer token names, or the 401 every route answers for a bad one."""
     try:
-        return await verifier.verify(credentials.credentials)
+        return await verifier.verify(token)
     except InvalidToken as exc:
         raise Unauthenticated(f"The bearer token is not valid: {exc}.", token_given=True) from None
 

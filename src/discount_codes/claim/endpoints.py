@@ -14,13 +14,13 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Message, Receive, Scope, Send
 
-from discount_codes.auth import CurrentPrincipal, InvalidToken, TokenVerifier
+from discount_codes.auth import CurrentPrincipal, bearer_principal
 from discount_codes.claim import service
 from discount_codes.claim.repository import ClaimRecord
 from discount_codes.claim.schemas import CampaignClaimOut, ClaimCreate, ClaimOut, Contact
 from discount_codes.db import DatabaseDep, SessionDep
 from discount_codes.kit.pagination import CursorQuery, LimitQuery, Page
-from discount_codes.problems import Unauthenticated, problem_responses
+from discount_codes.problems import problem_responses
 
 router = APIRouter(tags=["claims"])
 
@@ -282,13 +282,7 @@ class ClaimFastPath(BaseRoute):
             await scope["router"](scope, _replay(body, receive), send)
             return
         app = scope["app"]
-        verifier: TokenVerifier = app.state.verifier
-        try:
-            principal = await verifier.verify(token)
-        except InvalidToken as exc:
-            raise Unauthenticated(
-                f"The bearer token is not valid: {exc}.", token_given=True
-            ) from None
+        principal = await bearer_principal(app.state.verifier, token)
         result = await service.claim_code(
             app.state.db, principal, campaign_id, cast("bool | None", share_contact)
         )
