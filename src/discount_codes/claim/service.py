@@ -18,7 +18,7 @@ from discount_codes.claim import repository
 from discount_codes.claim.repository import ClaimRecord
 from discount_codes.db import Database
 from discount_codes.ids import is_id
-from discount_codes.kit.pagination import decode_cursor
+from discount_codes.kit.pagination import decode_time_id_cursor
 from discount_codes.kit.timestamps import rfc3339, utcnow
 from discount_codes.outbox import payloads
 from discount_codes.outbox.service import record_event
@@ -27,7 +27,6 @@ from discount_codes.problems import (
     CodesExhausted,
     ConsentRequired,
     NotFound,
-    ValidationFailed,
 )
 
 
@@ -76,32 +75,15 @@ async def claim_code(
 
 
 def claim_cursor_key(claim: ClaimRecord) -> str:
-    """A claims page's position: newest first by time, then id (``decode_claim_cursor``)."""
+    """A claims page's position: newest first by time, then id (``decode_time_id_cursor``)."""
     return f"{claim.claimed_at.isoformat()}|{claim.id}"
-
-
-def decode_claim_cursor(cursor: str | None) -> tuple[datetime, str] | None:
-    raw = decode_cursor(cursor)
-    if raw is None:
-        return None
-    at, _, claim_id = raw.partition("|")
-    try:
-        parsed = datetime.fromisoformat(at)
-    except ValueError:
-        parsed = None
-    if parsed is None or parsed.tzinfo is None or not is_id(claim_id):
-        raise ValidationFailed(
-            "The cursor is not one this service handed out.",
-            errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}],
-        )
-    return parsed, claim_id
 
 
 async def list_my_claims(
     session: AsyncSession, principal: Principal, *, cursor: str | None, limit: int
 ) -> list[ClaimRecord]:
     """Up to ``limit + 1`` claims (the extra one tells the page builder there is more)."""
-    before = decode_claim_cursor(cursor)
+    before = decode_time_id_cursor(cursor)
     conn = await session.connection()
     return await repository.list_for_user(conn, principal.user_id, before=before, limit=limit + 1)
 
@@ -170,7 +152,7 @@ async def list_campaign_claims(
 ) -> list[ClaimRecord]:
     """Up to ``limit + 1`` claims, as ``list_my_claims``."""
     await campaign_service.get_for_staff(session, principal, campaign_id)
-    before = decode_claim_cursor(cursor)
+    before = decode_time_id_cursor(cursor)
     conn = await session.connection()
     return await repository.list_for_campaign(conn, campaign_id, before=before, limit=limit + 1)
 

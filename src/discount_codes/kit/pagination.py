@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Annotated, Any, Generic, Self, TypeVar, TypeVarTuple
 
 from fastapi import Query
@@ -116,3 +117,18 @@ def decode_id_cursor(cursor: str | None) -> str | None:
     if raw is not None and not is_id(raw):
         raise _not_ours()
     return raw
+
+
+def decode_time_id_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    """A cursor holding ``<time with zone>|<id>``: a list ordered by time, then id."""
+    raw = decode_cursor(cursor)
+    if raw is None:
+        return None
+    at, _, row_id = raw.partition("|")
+    try:
+        parsed = datetime.fromisoformat(at)
+    except ValueError:
+        raise _not_ours() from None
+    if parsed.tzinfo is None or not is_id(row_id):
+        raise _not_ours()
+    return parsed, row_id
