@@ -63,9 +63,10 @@ class Timing:
     codes: int  # in every app's campaign: more than a run can claim on this machine
 
 
-# 15 s of claims at up to ~4,300/s (the SQLite reference here) is ~65,000: room for 2x that.
+# 15 s of claims at up to ~7,500/s (the SQLite reference here) is ~113,000: every app gets
+# more codes than that and a new shopper for each request. Quick: 4 s, ~30,000.
 FULL = Timing(warmup_s=2, duration_s=10, single_s=3, tokens=200_000, codes=150_000)
-QUICK = Timing(warmup_s=1, duration_s=2, single_s=1, tokens=20_000, codes=15_000)
+QUICK = Timing(warmup_s=1, duration_s=2, single_s=1, tokens=60_000, codes=50_000)
 
 
 def es256(run: Run) -> Es256Tokens:
