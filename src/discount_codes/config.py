@@ -74,6 +74,19 @@ class Settings(BaseSettings):
     token_cache_size: int = Field(default=10_000, ge=0, le=1_000_000)
     token_cache_ttl_s: float = Field(default=300.0, ge=0, le=3600)
     db_pool_size: int = Field(default=10, ge=1, le=500)
+    #: Seconds a request waits for a database connection turn; past it the request is
+    #: answered ``503 service-unavailable`` with ``Retry-After`` instead of hanging.
+    database_pool_timeout_s: float = Field(default=5.0, gt=0, le=300)
+    #: An optional read replica for heavy reads (exports, activity, console lists); never
+    #: used by claims, redemptions or the feed.
+    database_read_url: str | None = None
+    #: Seconds a request's body may take to arrive in full; past it the request is
+    #: answered ``408 request-timeout``, the connection closed, and it holds no admission
+    #: slot while it waits.
+    request_body_timeout_s: float = Field(default=10.0, gt=0, le=3600)
+    #: The most of ``max_requests_in_flight`` that one brand's requests may hold while
+    #: another brand's requests wait (fair admission between brands).
+    tenant_in_flight_share: float = Field(default=0.5, gt=0, le=1.0)
     #: PostgreSQL: a statement that runs longer fails (the request answers 503), so a
     #: database that stops answering cannot hold requests for ever.
     db_statement_timeout_s: float = Field(default=30.0, gt=0, le=3600)
@@ -88,7 +101,7 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("database_pooler", "database_direct_url", mode="before")
+    @field_validator("database_pooler", "database_direct_url", "database_read_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if value == "" else value
