@@ -26,10 +26,12 @@ from discount_codes.codes.endpoints import router as codes_router
 from discount_codes.config import Settings, get_settings
 from discount_codes.console.endpoints import install as install_console
 from discount_codes.db import Database, ping
+from discount_codes.edge.admission import AdmissionMiddleware
+from discount_codes.edge.body import BodyMiddleware
+from discount_codes.edge.context import RequestContextMiddleware
 from discount_codes.kit.worker import WorkerContext
 from discount_codes.logs import configure_logging
 from discount_codes.metrics import exposition
-from discount_codes.middleware import RequestContextMiddleware
 from discount_codes.migrate import schema_problem, upgrade_to_head_async
 from discount_codes.outbox.endpoints import router as events_router
 from discount_codes.redemption.endpoints import router as redemption_router
@@ -113,11 +115,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router, prefix=API_PREFIX)
     install_claim_fast_path(app, API_PREFIX)
     prefixes = {id(route): API_PREFIX for router in routers for route in router.routes}
+    # Innermost first: a request is admitted (fairly between brands) only once its body
+    # has arrived, and the context around both records every answer, theirs included.
     app.add_middleware(
-        RequestContextMiddleware,
-        route_prefixes=prefixes,
+        AdmissionMiddleware,
         max_in_flight=settings.max_requests_in_flight,
+        tenant_share=settings.tenant_in_flight_share,
     )
+    app.add_middleware(BodyMiddleware, timeout_s=settings.request_body_timeout_s)
+    app.add_middleware(RequestContextMiddleware, route_prefixes=prefixes)
     app.add_middleware(telemetry.TracingMiddleware, route_prefixes=prefixes)  # outermost
 
     _operations(app)

@@ -29,6 +29,7 @@ from jwt.algorithms import Algorithm, get_default_algorithms
 from jwt.utils import base64url_decode
 
 from discount_codes.config import DEFAULT_AUDIENCE, DEV_ISSUER, Settings
+from discount_codes.logs import remember_personal
 from discount_codes.problems import Forbidden, Unauthenticated
 
 LEEWAY_S = 30
@@ -362,9 +363,11 @@ async def authenticate(
 async def bearer_principal(verifier: TokenVerifier, token: str) -> Principal:
     """The caller a bearer token names, or the 401 every route answers for a bad one."""
     try:
-        return await verifier.verify(token)
+        principal = await verifier.verify(token)
     except InvalidToken as exc:
         raise Unauthenticated(f"The bearer token is not valid: {exc}.", token_given=True) from None
+    remember_personal(principal.email, principal.name)
+    return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(authenticate)]

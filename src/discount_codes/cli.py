@@ -78,6 +78,10 @@ def serve(
     from discount_codes.metrics import prepare_multiprocess_dir
 
     prepare_multiprocess_dir(workers)
+    from discount_codes.edge.protocol import HEADER_TIMEOUT_ENV
+
+    # Every worker process reads the header deadline from here (edge/protocol.py).
+    os.environ[HEADER_TIMEOUT_ENV] = str(settings.request_body_timeout_s)
     # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal to the handler
     # that was there before it; make that one a clean exit so orchestrators see status 0.
     signal.signal(signal.SIGTERM, _exit_cleanly)
@@ -88,7 +92,7 @@ def serve(
         port=port,
         workers=workers,
         loop="uvloop",
-        http="httptools",
+        http="discount_codes.edge.protocol:GuardedHttpToolsProtocol",
         access_log=False,
         log_config=None,
         timeout_graceful_shutdown=20,

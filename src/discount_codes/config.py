@@ -57,7 +57,8 @@ class Settings(BaseSettings):
     webhook_max_in_flight: int = Field(default=16, ge=1, le=256)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["json", "console"] = "json"
+    #: Unset: ``console`` when stderr is a terminal (a person runs it), else ``json``.
+    log_format: Literal["json", "console"] | None = None
 
     run_worker: bool = True
     #: Requests handled at once by one API process; beyond it a request is answered
@@ -101,7 +102,9 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("database_pooler", "database_direct_url", "database_read_url", mode="before")
+    @field_validator(
+        "database_pooler", "database_direct_url", "database_read_url", "log_format", mode="before"
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if value == "" else value

@@ -1,7 +1,10 @@
 """Structured logs (structlog over the standard library, so uvicorn's lines match ours).
 
-A redaction step drops anything that looks like a credential and masks e-mail
-addresses, so tokens, secrets and full contact details never reach a log.
+A redaction step runs on every line, whatever logged it: it drops anything that looks
+like a credential, masks e-mail addresses, removes what databases echo of a row or a
+statement's parameters, and replaces the contact details of the caller of the request
+being served (``remember_personal``), wherever they appear: a database error that quotes
+a row, or a library that prints its arguments, cannot put a shopper's name in a log.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import logging
 import re
 import sys
 from collections.abc import MutableMapping
+from contextvars import ContextVar
 from typing import Any
 
 import structlog
@@ -21,9 +25,31 @@ _BEARER = re.compile(r"(bearer\s+)[A-Za-z0-9._~+/=-]+", re.I)
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
 _WHSEC = re.compile(r"whsec_[A-Za-z0-9+/=]+")
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
+#: Keys whose values are personal data, whatever their content.
+_PERSONAL_KEYS = re.compile(r"^(e-?mail|name|user_?name|full_?name|contact|shared_contact)$", re.I)
+#: What databases echo of a row or a key (PostgreSQL's DETAIL lines) and of a statement's
+#: parameters (SQLAlchemy's ``[parameters: ...]``), to the end of the line.
+_DATABASE_ECHO = re.compile(
+    r"(DETAIL:|Failing row contains|Key \(|\[parameters:|parameters:|params:)[^\n]*", re.I
+)
+
+#: The contact details of the request being served (empty outside one).
+_personal: ContextVar[tuple[str, ...]] = ContextVar("discount_codes_personal", default=())
+
+
+def remember_personal(*values: str | None) -> None:
+    """Mark these values (a caller's e-mail and name) as never to be logged, for the rest
+    of the current request or task."""
+    kept = tuple(v for v in values if v and len(v) >= 2)
+    if kept:
+        _personal.set(kept)
 
 
 def scrub(value: str) -> str:
+    for personal in _personal.get():
+        if personal in value:
+            value = value.replace(personal, "[personal]")
+    value = _DATABASE_ECHO.sub(r"\1 [redacted]", value)
     value = _BEARER.sub(r"\1[redacted]", value)
     value = _JWT.sub("[redacted-jwt]", value)
     value = _WHSEC.sub("whsec_[redacted]", value)
@@ -33,7 +59,10 @@ def scrub(value: str) -> str:
 def _redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key in list(event_dict):
         value = event_dict[key]
-        if _SECRET_KEYS.search(key) and key != "event":
+        if key == "event":
+            if isinstance(value, str):
+                event_dict[key] = scrub(value)
+        elif _SECRET_KEYS.search(key) or _PERSONAL_KEYS.match(key):
             event_dict[key] = "[redacted]"
         elif isinstance(value, str):
             event_dict[key] = scrub(value)
@@ -52,9 +81,10 @@ def configure_logging(settings: Settings) -> None:
         structlog.processors.format_exc_info,
         _redact,
     ]
+    log_format = settings.log_format or ("console" if sys.stderr.isatty() else "json")
     renderer: Any = (
         structlog.processors.JSONRenderer()
-        if settings.log_format == "json"
+        if log_format == "json"
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
     structlog.configure(

@@ -6,35 +6,22 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from collections.abc import AsyncIterator
 
 import httpx
 
 from ..conftest import ServerFactory, Tokens
+from ..edge.sockets import RawRequest, post_head
 from ..robustness.helpers import poll
 
 
 async def test_sigterm_finishes_in_flight_requests_then_exits_0(
     live_server: ServerFactory, tokens: Tokens, brand_id: str
 ) -> None:
-    # One request in flight at most: once ours is inside the app, any other is shed (503),
-    # which tells the test that SIGTERM will find it in flight.
-    server = live_server("--workers", "1", DISCOUNT_CODES_MAX_REQUESTS_IN_FLIGHT="1")
+    server = live_server("--workers", "1")
     port = int(server.url.rsplit(":", 1)[1])
     body = json.dumps({"name": "Graceful shutdown"}).encode()
     half = len(body) // 2
-    sent_first_half = asyncio.Event()
-    terminating = asyncio.Event()
-
-    async def slow_body() -> AsyncIterator[bytes]:
-        yield body[:half]
-        sent_first_half.set()
-        await terminating.wait()  # the server gets SIGTERM while this request is in flight
-        yield body[half:]
-
-    async def in_flight() -> bool:
-        r = await c.get("/v1/me/claims", headers=tokens.shopper())
-        return r.status_code == 503
+    token = tokens.token(f"staff-{brand_id}", brands=[brand_id])
 
     async def refuses_connections() -> bool:
         try:
@@ -44,27 +31,21 @@ async def test_sigterm_finishes_in_flight_requests_then_exits_0(
         writer.close()
         return False
 
-    async with httpx.AsyncClient(base_url=server.url, timeout=30) as c:
-        request = asyncio.create_task(
-            c.post(
-                f"/v1/brands/{brand_id}/campaigns",
-                content=slow_body(),
-                headers={
-                    **tokens.brand(brand_id),
-                    "Content-Type": "application/json",
-                    "Content-Length": str(len(body)),
-                },
-            )
-        )
-        # Only then ask: a probe sent before ours reached the app would take its place.
-        await sent_first_half.wait()
-        await poll(in_flight, timeout=30)
+    request = await RawRequest(port).open()
+    try:
+        await request.send(post_head(f"/v1/brands/{brand_id}/campaigns", len(body), token))
+        await request.send(body[:half])
+        # The server has read the headers (so the request is in flight) once its kernel
+        # holds nothing unread of the connection.
+        await poll(request.server_has_read_all, timeout=30)
         server.process.send_signal(signal.SIGTERM)
         await poll(refuses_connections, timeout=30)  # shutting down: it takes nothing new
-        terminating.set()
-        response = await request
-    assert response.status_code == 201, response.text
-    assert response.json()["name"] == "Graceful shutdown"
+        await request.send(body[half:])
+        status, _, answer = await request.response()
+    finally:
+        request.close()
+    assert status == 201, answer
+    assert json.loads(answer)["name"] == "Graceful shutdown"
     code = await asyncio.to_thread(server.process.wait, 30)
     assert code == 0, server.logs()
 

@@ -1,0 +1,140 @@
+"""Admission: a bound on the requests one process handles at once, shared fairly between
+brands.
+
+Beyond ``MAX_REQUESTS_IN_FLIGHT`` a request is answered ``503 service-unavailable`` with
+``Retry-After`` at once (before any database work), so the requests accepted keep a
+bounded latency when the offer exceeds capacity. Within that bound, one brand's requests
+hold at most ``TENANT_IN_FLIGHT_SHARE`` of the slots: a brand flooding its launch is shed
+first (by its own cap), and the rest of the slots stay free for every other brand. This is
+the per-tenant quota of Amazon's fair load shedding, without a queue: answering at once
+costs a shed request next to nothing, and a queue would add waiting to the latency of
+exactly the requests that are admitted.
+
+The brand of a request comes from its path: ``/v1/brands/{brand_id}/...``, or for
+``/v1/campaigns/{campaign_id}/...`` the campaign's brand as the features remembered it
+(``kit.tenants``); a campaign not yet seen by this process counts as a tenant of its own
+until a claim or a read names its brand. Other routes (the shopper's own, operations) are
+bounded by the process total only; health checks and metrics are never shed.
+"""
+
+from __future__ import annotations
+
+import math
+
+from prometheus_client import Counter
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from discount_codes.edge.answers import send_problem
+from discount_codes.edge.context import EDGE_ROUTE
+from discount_codes.kit.tenants import CampaignBrands, campaign_brands
+from discount_codes.problems import problem_body
+
+#: Operations endpoints are never shed: a health check failing under load would get a busy
+#: but healthy process killed.
+UNSHED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+RETRY_AFTER_S = "1"
+#: Brands with a shed series of their own, per process; any further brand is ``other``.
+SHED_BRAND_LABELS = 20
+
+SHED = Counter(
+    "http_requests_shed_total",
+    "Requests answered 503 at once: the process was at MAX_REQUESTS_IN_FLIGHT, or the "
+    "brand at its TENANT_IN_FLIGHT_SHARE of it",
+    ["brand", "reason"],
+)
+
+_BRANDS = "/v1/brands/"
+_CAMPAIGNS = "/v1/campaigns/"
+
+
+def tenant_of(path: str, brands: CampaignBrands) -> str | None:
+    """The brand a request's path belongs to (``campaign:<id>`` while unknown), or None."""
+    if path.startswith(_BRANDS):
+        brand = path[len(_BRANDS) :].split("/", 1)[0]
+        return brand or None
+    if path.startswith(_CAMPAIGNS):
+        campaign = path[len(_CAMPAIGNS) :].split("/", 1)[0]
+        if not campaign:
+            return None
+        return brands.brand_of(campaign) or f"campaign:{campaign}"
+    return None
+
+
+class AdmissionMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_in_flight: int = 0,
+        tenant_share: float = 0.5,
+        brands: CampaignBrands | None = None,
+    ) -> None:
+        if max_in_flight < 0 or not 0 < tenant_share <= 1:
+            raise ValueError("max_in_flight >= 0 and 0 < tenant_share <= 1")
+        self.app = app
+        self.max_in_flight = max_in_flight
+        #: The most one brand may hold (at least one, so a brand is never shut out).
+        self.tenant_cap = max(1, math.floor(max_in_flight * tenant_share))
+        self.brands = brands or campaign_brands
+        self.in_flight = 0
+        #: Requests in flight per brand; a brand with none has no entry (bounded by the
+        #: requests in flight, whatever the number of brands).
+        self.by_tenant: dict[str, int] = {}
+        self._labelled: set[str] = set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.max_in_flight:
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if path in UNSHED_PATHS:
+            await self.app(scope, receive, send)
+            return
+        tenant = tenant_of(path, self.brands)
+        held = self.by_tenant.get(tenant, 0) if tenant is not None else 0
+        if self.in_flight >= self.max_in_flight:
+            scope[EDGE_ROUTE] = "<shed>"
+            await self._shed(send, tenant, "process")
+            return
+        if tenant is not None and held >= self.tenant_cap:
+            scope[EDGE_ROUTE] = "<shed>"
+            await self._shed(send, tenant, "brand")
+            return
+        self.in_flight += 1
+        if tenant is not None:
+            self.by_tenant[tenant] = held + 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+            if tenant is not None:
+                left = self.by_tenant[tenant] - 1
+                if left:
+                    self.by_tenant[tenant] = left
+                else:
+                    del self.by_tenant[tenant]
+
+    async def _shed(self, send: Send, tenant: str | None, reason: str) -> None:
+        await send_problem(
+            send,
+            problem_body(
+                503,
+                "service-unavailable",
+                "Service unavailable",
+                "The service is at capacity; nothing was done. Retry after the given seconds."
+                if reason == "process"
+                else "This brand's requests hold their share of the service's capacity; "
+                "nothing was done. Retry after the given seconds.",
+            ),
+            retry_after=RETRY_AFTER_S,
+        )
+        SHED.labels(self._label(tenant), reason).inc()
+
+    def _label(self, tenant: str | None) -> str:
+        if tenant is None or tenant.startswith("campaign:"):
+            return "other"
+        if tenant in self._labelled:
+            return tenant
+        if len(self._labelled) < SHED_BRAND_LABELS:
+            self._labelled.add(tenant)
+            return tenant
+        return "other"

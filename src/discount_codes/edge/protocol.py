@@ -1,0 +1,85 @@
+"""uvicorn's HTTP protocol with a deadline on a request's headers.
+
+uvicorn closes a connection idle between requests (``timeout_keep_alive``) but waits for
+ever on one that opened and sent nothing, or part of a request line or of its headers:
+each such socket costs a file descriptor and a parser for as long as the client likes.
+Here the headers of every request must be complete within ``HEADER_TIMEOUT_S`` of the
+connection opening or of the previous answer; past it the connection is closed.
+(A body has its own deadline: ``edge/body.py``.)
+
+``serve`` names this class as uvicorn's ``http`` implementation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+#: The deadline, read from the environment so every worker process of ``serve --workers``
+#: gets it (``serve`` sets it from ``REQUEST_BODY_TIMEOUT_S``).
+HEADER_TIMEOUT_ENV = "DISCOUNT_CODES_REQUEST_HEADER_TIMEOUT_S"
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+
+
+def header_timeout_s() -> float:
+    try:
+        return float(os.environ.get(HEADER_TIMEOUT_ENV, DEFAULT_HEADER_TIMEOUT_S))
+    except ValueError:
+        return DEFAULT_HEADER_TIMEOUT_S
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.header_timeout_s = header_timeout_s()
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._awaiting_headers = True
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._awaiting_headers = True
+        if self._header_timer is None:
+            self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._awaiting_headers = False
+        self._disarm()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        # The next request's headers (if the client keeps the connection) are due within
+        # the keep-alive time; any byte of them cancels uvicorn's keep-alive timer, so the
+        # header deadline runs from here.
+        if self.cycle is not None and not self.cycle.response_complete:
+            return  # a pipelined request started: its headers are complete
+        self._awaiting_headers = True
+        if not self.transport.is_closing():
+            self._arm(self.timeout_keep_alive + self.header_timeout_s)
+
+    def _arm(self, after: float | None = None) -> None:
+        self._disarm()
+        self._header_timer = self.loop.call_later(
+            self.header_timeout_s if after is None else after, self._headers_overdue
+        )
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_overdue(self) -> None:
+        self._header_timer = None
+        if self._awaiting_headers and not self.transport.is_closing():
+            self.transport.close()
