@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, Any
 from benchmarks import wrk
 from benchmarks.api import Brand
 from benchmarks.report import Figure, ScenarioResult, Table, Target
-from benchmarks.scenarios import give_codes
-from benchmarks.scenarios.claims import _integrity
+from benchmarks.scenarios import give_codes, integrity
 from benchmarks.scenarios.claims_ref import es256, prod_env
 from benchmarks.services import query, wait_for_pg_connections
 from benchmarks.stats import percentile
@@ -94,7 +93,7 @@ def _checks(stack: Any, campaign: str, records: list[list[Any]]) -> dict[str, An
     stored = {
         row[0] for row in query(stack, "SELECT id FROM claims WHERE campaign_id = $1", campaign)
     }
-    twice, orphans = _integrity(stack, campaign)
+    twice, orphans = integrity(stack, campaign)
     return {
         "answered_201": len(created),
         "committed_of_201": len(created & stored),
