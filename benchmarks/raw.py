@@ -189,7 +189,8 @@ def _sqlite_now() -> str:
 async def amqp_publish(spec: dict[str, Any]) -> dict[str, Any]:
     """Raw broker baseline: ``count`` persistent messages of ``size`` bytes to the relay's
     exchange with publisher confirms, ``batch`` published in order and their confirms
-    awaited together (what the relay does, without the outbox)."""
+    awaited together (what the relay does, without the outbox). The harness binds a
+    durable queue to the exchange first, so the broker stores every message."""
     import aio_pika
 
     count, size, batch = spec["count"], spec["size"], spec["batch"]

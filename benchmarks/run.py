@@ -146,6 +146,7 @@ Scenario = Callable[[Run, ScenarioResult], None]
 def scenarios() -> dict[str, tuple[str, Scenario]]:
     from benchmarks.scenarios import (
         claims_ref,
+        deliveries,
         export,
         generation,
         overload,
@@ -166,9 +167,9 @@ def scenarios() -> dict[str, tuple[str, Scenario]]:
             overload.scenario,
         ),
         "webhook-latency": ("4. Claim-to-webhook latency, PostgreSQL", webhooks.latency),
-        "deliveries": ("5. Webhook deliveries per second, PostgreSQL", webhooks.deliveries),
+        "deliveries": ("5. Webhook deliveries per second, PostgreSQL", deliveries.deliveries),
         "redemptions-pg": ("6. Redemptions through HTTP, PostgreSQL", redemptions.pg),
-        "relay": ("7. Broker relay, PostgreSQL to RabbitMQ", webhooks.relay),
+        "relay": ("7. Broker relay, PostgreSQL to RabbitMQ", deliveries.relay),
     }
 
 
