@@ -139,7 +139,14 @@ class CodeBatch(Base):
     requested: Mapped[int] = mapped_column(Integer)
     generated: Mapped[int] = mapped_column(Integer, default=0)
     length: Mapped[int] = mapped_column(Integer)
-    prefix: Mapped[str] = mapped_column(String(12), default="")
+    # The codes' shape as the brand wrote it: a prefix (``SPRING``), or a pattern
+    # (``SPRING-####-####``, with ``length`` its ``#`` count). One column for both, so
+    # every reader of (length, prefix), the claim's ``dc_display`` too, shows the codes.
+    prefix: Mapped[str] = mapped_column(String(64), default="")
+    # What a pattern's ``#`` stands for (codes/alphabet.CHARSETS).
+    charset: Mapped[str] = mapped_column(
+        String(16), default="crockford", server_default=text("'crockford'")
+    )
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_fingerprint: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(Text)
@@ -148,11 +155,15 @@ class CodeBatch(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When a worker last took the batch for a chunk: the brand served least recently
+    # (its batches' latest ``served_at``) gets the next chunk (codes/jobs.py).
+    served_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         UniqueConstraint("campaign_id", "idempotency_key"),
         Index(None, "status", "created_at"),
         Index(None, "campaign_id", "created_at"),
+        Index(None, "brand_id", "served_at"),
     )
 
 

@@ -121,6 +121,14 @@ class CodeSpaceTooDense(ProblemError):
     )
 
 
+class PatternTooSmall(ProblemError):
+    status, slug, title = (
+        422,
+        "pattern-too-small",
+        "The pattern has too few possible codes for the codes wanted",
+    )
+
+
 class WebhookUrlRefused(ProblemError):
     status, slug, title = 422, "webhook-url-refused", "The webhook URL is not allowed"
 
