@@ -85,6 +85,12 @@ class Campaign(Base):
     low_stock_threshold: Mapped[int | None] = mapped_column(Integer)
     # Codes of the campaign can be redeemed until then (null: no limit).
     redeem_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # What a code takes off an order (``campaign.schemas.Discount`` as JSON, decimal
+    # strings; null: the offer is in ``terms``). Fixed once a code is claimed, so a claim
+    # and a till may read it without a lock (migration 0010).
+    discount: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+    )
     # Set when campaign.codes_low was recorded; cleared when stock rises above the threshold,
     # so the event fires once per crossing.
     low_stock_notified: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -245,6 +251,15 @@ class Redemption(Base):
     amount_currency: Mapped[str | None] = mapped_column(String(3))
     redeemed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     reversed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # held (during payment, until expires_at) | redeemed | released | expired. A hold is a
+    # live row like a redemption, so the index below lets one order at a time have the
+    # code; ``redeemed_at`` is the hold's time until confirmed, then the confirmation's.
+    status: Mapped[str] = mapped_column(
+        String(16), default="redeemed", server_default=text("'redeemed'")
+    )
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The campaign's discount on ``amount``, in its currency; null without either.
+    discount_amount_value: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (
         # The rule "a code is redeemed at most once": one live row per code, whatever the
@@ -258,6 +273,13 @@ class Redemption(Base):
         ),
         Index(None, "campaign_id", "redeemed_at"),
         Index(None, "claim_id"),
+        # The worker's sweep of holds past their time.
+        Index(
+            "ix_redemptions_held_expires_at",
+            "expires_at",
+            postgresql_where=text("status = 'held' AND reversed_at IS NULL"),
+            sqlite_where=text("status = 'held' AND reversed_at IS NULL"),
+        ),
     )
 
 

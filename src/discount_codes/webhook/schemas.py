@@ -17,6 +17,7 @@ EventType = Literal[
     "contact_consent.withdrawn",
     "discount_code.redeemed",
     "discount_code.redemption_reversed",
+    "discount_code.hold_expired",
 ]
 
 _URL_EXAMPLE = "https://shop.example.com/hooks/discount-codes"
