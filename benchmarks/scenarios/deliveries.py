@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from benchmarks.api import Brand
 from benchmarks.report import Figure, ScenarioResult, Table, Target
-from benchmarks.scenarios import give_codes
+from benchmarks.scenarios import seed_codes
 from benchmarks.services import Receiver, query
 from benchmarks.window import Window
 from discount_codes.config import Settings
@@ -80,7 +80,7 @@ def deliveries(run: Run, res: ScenarioResult) -> None:
                 print(f"[bench]   deliveries run {i + 1}: {tag}", flush=True)
                 brand = Brand(api.url, run.tokens)
                 campaign_id = brand.campaign(f"deliveries {tag}")
-                give_codes(stack, brand, [campaign_id], n)
+                seed_codes(stack, brand.brand_id, [campaign_id], n)
                 for j in range(endpoints):
                     brand.webhook_endpoint(receiver.hook_url(f"{tag}/{j}"), [CLAIMED])
                 made = stack.child(

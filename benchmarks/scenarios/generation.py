@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 MB = 2**20
 RSS_LIMIT_MB = 250
-TARGET_RATIO = 1.5  # issue 12 (was 2.0)
+TARGET_RATIO = 1.4  # issue 26 (issue 12: 1.5)
 
 
 def pg(run: Run, res: ScenarioResult) -> None:
