@@ -37,8 +37,10 @@ from discount_codes.kit.timestamps import utcnow
 from discount_codes.kit.wakeup import start_listener
 from discount_codes.kit.worker import WorkerContext
 from discount_codes.problems import WebhookUrlRefused
-from discount_codes.webhook import policy, repository, transport, urls
-from discount_codes.webhook.repository import Claimed, Outcome
+from discount_codes.webhook import policy, transport, urls
+from discount_codes.webhook.outcome import Claimed, Outcome
+from discount_codes.webhook.repository import deliveries_pg
+from discount_codes.webhook.repository.deliveries import Deliveries
 
 log = structlog.get_logger(__name__)
 
@@ -83,10 +85,10 @@ class Dispatcher:
     retries: list[datetime] = field(default_factory=list)
     #: The last claim found a strict endpoint's next delivery above the visibility horizon.
     strict_waiting: bool = False
-    store: repository.Deliveries = field(init=False)
+    store: Deliveries = field(init=False)
 
     def __post_init__(self) -> None:
-        self.store = repository.deliveries(self.db)
+        self.store = deliveries_pg.deliveries(self.db)
 
     @property
     def max_in_flight(self) -> int:

@@ -16,6 +16,7 @@ from discount_codes.kit.timestamps import utcnow
 from discount_codes.models import DeliveryAttempt, WebhookEndpoint
 from discount_codes.problems import NotFound
 from discount_codes.webhook import repository
+from discount_codes.webhook.repository import replay as replays
 from discount_codes.webhook.schemas import EndpointCreate, EndpointUpdate
 from discount_codes.webhook.urls import check_url
 
@@ -157,6 +158,6 @@ async def replay(
     session: AsyncSession, principal: Principal, endpoint_id: str, since: datetime
 ) -> int:
     endpoint = await get_endpoint(session, principal, endpoint_id)
-    count = await repository.requeue_since(session, endpoint, since, utcnow())
+    count = await replays.requeue_since(session, endpoint, since, utcnow())
     log.info("webhook_replay_queued", endpoint_id=endpoint.id, events=count)
     return count
