@@ -1341,6 +1341,33 @@ function urlHint() {
   return "https only; addresses on private networks are refused.";
 }
 
+/**
+ * "Enabled" only while deliveries succeed: an endpoint whose attempts fail says so, since
+ * when and with what error (the API's `health`), whatever its other endpoints do.
+ */
+function endpointState(e, why) {
+  const h = e.health;
+  if (!e.enabled || !h || h.status === "healthy" || h.status === "disabled") {
+    return [
+      el("span", { class: `badge ${e.enabled ? "badge-active" : "badge-paused"}`, dataset: { health: e.enabled ? "healthy" : "disabled" } }, e.enabled ? "Enabled" : "Disabled"),
+      why ? el("span", { class: "muted" }, ` ${why}`) : "",
+    ];
+  }
+  const label = h.status === "backed_off" ? "Failing · paused" : "Failing";
+  return [
+    el("span", { class: "badge badge-ended", dataset: { health: h.status } }, label),
+    el(
+      "span",
+      { class: "health-detail" },
+      " since ",
+      h.failing_since ? fmtDate(h.failing_since, { relative: true }) : "—",
+      ` · ${plural(h.consecutive_failures, "failed attempt", "failed attempts")} in a row`,
+      h.last_error ? ` · last error: ${h.last_error}` : "",
+      h.backed_off_until ? [" · next try ", fmtDate(h.backed_off_until, { relative: true })] : "",
+    ),
+  ];
+}
+
 function stateText(e) {
   if (e.enabled) return null;
   if (!e.disabled_reason || /^disabled by the brand$/i.test(e.disabled_reason)) return "by the brand";
@@ -1467,11 +1494,7 @@ function endpointRow(endpoint, secret, error) {
       cell("URL", el("code", { class: "url" }, e.url)),
       cell("Description", e.description || "—"),
       cell("Events", e.event_types ? e.event_types.map(eventLabel).join(", ") : "All events"),
-      cell(
-        "State",
-        el("span", { class: `badge ${e.enabled ? "badge-active" : "badge-paused"}` }, e.enabled ? "Enabled" : "Disabled"),
-        why ? el("span", { class: "muted" }, ` ${why}`) : "",
-      ),
+      cell("State", ...endpointState(e, why)),
       cell("Created", fmtDate(e.created_at)),
       cell(
         "Actions",
