@@ -342,6 +342,12 @@ class WebhookEndpoint(Base):
     previous_secret: Mapped[str | None] = mapped_column(String(128))
     previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The circuit breaker (webhook/policy.py): attempts failed in a row since the last
+    # success, and while it is open no attempt before backed_off_until.
+    consecutive_failures: Mapped[int] = mapped_column(
+        Integer, default=0, server_default=text("0")
+    )
+    backed_off_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # best_effort: up to WEBHOOK_MAX_IN_FLIGHT at once; strict: one at a time, feed order.
     ordering: Mapped[str] = mapped_column(
         String(16), default="best_effort", server_default=text("'best_effort'")

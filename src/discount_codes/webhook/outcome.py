@@ -55,22 +55,34 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class EndpointState:
+    """What the stored results may change on an enabled endpoint."""
+
+    failing_since: datetime | None
+    consecutive_failures: int = 0
+
+
+@dataclass(frozen=True)
 class EndpointChange:
     endpoint_id: str
     failing_since: datetime | None
     #: Disable the endpoint, for this reason.
     disable_reason: str | None
     at: datetime
+    consecutive_failures: int = 0
+    #: The breaker is open until then (None: closed).
+    backed_off_until: datetime | None = None
 
 
 def endpoint_changes(
     stored: Sequence[Outcome],
-    current: dict[str, datetime | None],
+    current: dict[str, EndpointState],
     *,
     failing_limit: timedelta = policy.FAILING_LIMIT,
 ) -> list[EndpointChange]:
-    """What the stored results change on their endpoints (``current``: each endpoint's
-    ``failing_since``, for enabled endpoints only): the failing clock, and disabling."""
+    """What the stored results change on their endpoints (``current``: enabled endpoints
+    only): the failing clock, the breaker's count and back-off, and disabling. A batch of
+    successes to a healthy endpoint changes nothing (the common case writes no endpoint)."""
     by_endpoint: dict[str, list[Outcome]] = {}
     for o in stored:
         by_endpoint.setdefault(o.claimed.endpoint_id, []).append(o)
@@ -79,14 +91,19 @@ def endpoint_changes(
         if endpoint_id not in current:
             continue  # disabled meanwhile (or deleted): nothing more to decide
         was = current[endpoint_id]
-        since = policy.failing_since_after(was, [(o.at, o.succeeded) for o in results])
+        pairs = [(o.at, o.succeeded) for o in results]
+        since = policy.failing_since_after(was.failing_since, pairs)
+        count = policy.consecutive_failures_after(was.consecutive_failures, pairs)
         failed = [o for o in results if not o.succeeded]
         reason = next((o.disable_reason for o in failed if o.disable_reason), None)
         if reason is None and failed:
             reason = policy.disable_reason(since, max(o.at for o in failed), failing_limit)
-        if since != was or reason is not None:
+        until = None
+        if failed and count:
+            until = policy.backed_off_until(count, since, max(o.at for o in failed))
+        if since != was.failing_since or count != was.consecutive_failures or reason is not None:
             at = max(o.at for o in results)
-            changes.append(EndpointChange(endpoint_id, since, reason, at))
+            changes.append(EndpointChange(endpoint_id, since, reason, at, count, until))
     return changes
 
 

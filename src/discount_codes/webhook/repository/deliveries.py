@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, func, insert, or_, select, tuple_, update
+from sqlalchemy import case, exists, func, insert, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -20,7 +20,13 @@ from discount_codes.ids import new_id
 from discount_codes.models import DeliveryAttempt, Event, WebhookDelivery, WebhookEndpoint
 from discount_codes.outbox.repository import FEED_ORDER, unhandled_left, visible
 from discount_codes.webhook import policy
-from discount_codes.webhook.outcome import Claimed, Outcome, claimed_row, endpoint_changes
+from discount_codes.webhook.outcome import (
+    Claimed,
+    EndpointState,
+    Outcome,
+    claimed_row,
+    endpoint_changes,
+)
 
 
 def insert_deliveries(dialect: str) -> Any:
@@ -32,7 +38,9 @@ def wants(event_types: Sequence[str] | None, type_: str) -> bool:
     return event_types is None or type_ in event_types
 
 
-def new_delivery(endpoint_id: str, seq: int, event_id: str, now: datetime) -> dict[str, Any]:
+def new_delivery(
+    endpoint_id: str, seq: int, event_id: str, now: datetime, *, due: datetime | None = None
+) -> dict[str, Any]:
     return {
         "id": new_id(),
         "endpoint_id": endpoint_id,
@@ -40,7 +48,7 @@ def new_delivery(endpoint_id: str, seq: int, event_id: str, now: datetime) -> di
         "event_id": event_id,
         "status": "pending",
         "attempts": 0,
-        "next_attempt_at": now,
+        "next_attempt_at": now if due is None else due,
         "created_at": now,
     }
 
@@ -133,16 +141,19 @@ async def fan_out(conn: AsyncConnection, now: datetime, *, limit: int) -> int:
     brands = {e.brand_id for e in events}
     endpoints = (
         await conn.execute(
-            select(WebhookEndpoint.id, WebhookEndpoint.brand_id, WebhookEndpoint.event_types).where(
-                WebhookEndpoint.brand_id.in_(brands), WebhookEndpoint.enabled.is_(True)
-            )
+            select(
+                WebhookEndpoint.id,
+                WebhookEndpoint.brand_id,
+                WebhookEndpoint.event_types,
+                WebhookEndpoint.backed_off_until,
+            ).where(WebhookEndpoint.brand_id.in_(brands), WebhookEndpoint.enabled.is_(True))
         )
     ).all()
     by_brand: dict[str, list[Any]] = {}
     for ep in endpoints:
         by_brand.setdefault(ep.brand_id, []).append(ep)
     rows = [
-        new_delivery(ep.id, e.seq, e.id, now)
+        new_delivery(ep.id, e.seq, e.id, now, due=_after_back_off(now, ep.backed_off_until))
         for e in events
         for ep in by_brand.get(e.brand_id, ())
         if wants(ep.event_types, e.type)
@@ -158,6 +169,17 @@ async def fan_out(conn: AsyncConnection, now: datetime, *, limit: int) -> int:
         update(Event).where(Event.seq.in_([e.seq for e in events])).values(fanned_out_at=now)
     )
     return len(events)
+
+
+def _after_back_off(now: datetime, until: datetime | None) -> datetime:
+    """A new delivery to an endpoint whose breaker is open is due when the back-off ends
+    (it waits out of the due index instead of being skipped by every claim)."""
+    return now if until is None or until <= now else until
+
+
+def _not_backed_off(now: datetime) -> Any:
+    ep = WebhookEndpoint
+    return or_(ep.backed_off_until.is_(None), ep.backed_off_until <= now)
 
 
 def _due(now: datetime) -> list[Any]:
@@ -182,7 +204,10 @@ async def claim_due(
 ) -> list[Claimed]:
     """Take up to ``limit`` due deliveries of enabled endpoints under a lease: at most
     ``per_endpoint`` of a best-effort endpoint (the most due first), and the head of each
-    strict endpoint's queue when nothing of it is in flight.
+    strict endpoint's queue when nothing of it is in flight. Endpoints take turns (each
+    one's first, then each one's second, ...), so a backlog to one endpoint never fills a
+    claim; an endpoint whose breaker is open gets nothing until its back-off ends, then
+    one delivery (the probe).
 
     PostgreSQL: ``FOR UPDATE SKIP LOCKED`` so concurrent workers take disjoint rows;
     SQLite: the write transaction is exclusive (``BEGIN IMMEDIATE``). A lease that ran
@@ -191,9 +216,9 @@ async def claim_due(
     d, ep = WebhookDelivery, WebhookEndpoint
     # The window runs over a bounded slice of the due index, not over the whole backlog.
     due = (
-        select(d.id, d.endpoint_id, d.next_attempt_at, d.event_seq)
+        select(d.id, d.endpoint_id, d.next_attempt_at, d.event_seq, ep.consecutive_failures)
         .join(ep, ep.id == d.endpoint_id)
-        .where(*_due(now), ep.enabled.is_(True), ep.ordering != "strict")
+        .where(*_due(now), ep.enabled.is_(True), ep.ordering != "strict", _not_backed_off(now))
         .order_by(d.next_attempt_at, d.event_seq)
         .limit(scan)
     )
@@ -205,13 +230,16 @@ async def claim_due(
         .over(partition_by=sub.c.endpoint_id, order_by=(sub.c.next_attempt_at, sub.c.event_seq))
         .label("rank")
     )
-    ranked = select(sub.c.id, sub.c.next_attempt_at, sub.c.event_seq, rank).subquery()
+    ranked = select(
+        sub.c.id, sub.c.next_attempt_at, sub.c.event_seq, sub.c.consecutive_failures, rank
+    ).subquery()
+    room = case((ranked.c.consecutive_failures >= policy.BREAKER_THRESHOLD, 1), else_=per_endpoint)
     candidates = list(
         (
             await conn.execute(
                 select(ranked.c.id)
-                .where(ranked.c.rank <= per_endpoint)
-                .order_by(ranked.c.next_attempt_at, ranked.c.event_seq)
+                .where(ranked.c.rank <= room)
+                .order_by(ranked.c.rank, ranked.c.next_attempt_at, ranked.c.event_seq)
                 .limit(limit)
             )
         ).scalars()
@@ -267,6 +295,7 @@ async def _strict_heads(
             d.status == "pending",
             ep.enabled.is_(True),
             ep.ordering == "strict",
+            _not_backed_off(now),
             *visible(conn.dialect.name),
         )
     )
@@ -337,7 +366,8 @@ async def record_outcomes(
     result was stored (this worker still held the lease: if it lost it, stalled past the
     lease, the new holder's result counts instead). Successes, the bulk, take one
     statement for the whole batch, failures one each; then the attempts, and what the
-    results change on their endpoints (``endpoint_changes``)."""
+    results change on their endpoints (``endpoint_changes``). An endpoint whose breaker
+    opens has its waiting deliveries moved to the end of the back-off."""
     d = WebhookDelivery
     stored: set[str] = set()
     ok = [o for o in outcomes if o.succeeded]
@@ -382,15 +412,19 @@ async def record_outcomes(
     await conn.execute(insert(DeliveryAttempt), [_attempt_row(o) for o in done])
     ep = WebhookEndpoint
     current = {
-        r.id: r.failing_since
+        r.id: EndpointState(r.failing_since, r.consecutive_failures)
         for r in await conn.execute(
-            select(ep.id, ep.failing_since).where(
+            select(ep.id, ep.failing_since, ep.consecutive_failures).where(
                 ep.id.in_({o.claimed.endpoint_id for o in done}), ep.enabled.is_(True)
             )
         )
     }
     for change in endpoint_changes(done, current, failing_limit=failing_limit):
-        values: dict[str, Any] = {"failing_since": change.failing_since}
+        values: dict[str, Any] = {
+            "failing_since": change.failing_since,
+            "consecutive_failures": change.consecutive_failures,
+            "backed_off_until": change.backed_off_until,
+        }
         if change.disable_reason is not None:
             values.update(
                 enabled=False, disabled_reason=change.disable_reason, updated_at=change.at
@@ -398,6 +432,17 @@ async def record_outcomes(
         await conn.execute(
             update(ep).where(ep.id == change.endpoint_id, ep.enabled.is_(True)).values(**values)
         )
+        if change.backed_off_until is not None:
+            await conn.execute(
+                update(d)
+                .where(
+                    d.endpoint_id == change.endpoint_id,
+                    d.status == "pending",
+                    d.next_attempt_at < change.backed_off_until,
+                    d.lease_owner.is_(None),
+                )
+                .values(next_attempt_at=change.backed_off_until)
+            )
     return stored
 
 

@@ -19,12 +19,19 @@ from typing import Any
 from discount_codes import telemetry
 from discount_codes.db import Database
 from discount_codes.webhook import policy
-from discount_codes.webhook.outcome import Claimed, Outcome, claimed_row, endpoint_changes
+from discount_codes.webhook.outcome import (
+    Claimed,
+    EndpointState,
+    Outcome,
+    claimed_row,
+    endpoint_changes,
+)
 from discount_codes.webhook.repository.deliveries import Deliveries
 
 #: $1 limit, $2 now. ``fan_out`` in one statement: committed events not fanned out, in
 #: feed order, taken SKIP LOCKED; a delivery per matching enabled endpoint (``event_types``
-#: SQL or JSON null: every type); the events marked. Returns how many were handled and
+#: SQL or JSON null: every type; due when the endpoint's back-off ends, if its breaker is
+#: open); the events marked. Returns how many were handled and
 #: whether others are left (taken by another worker) when fewer than $1 were.
 #: The delivery ids are UUIDv7 (``ids.new_id``'s format) made by the server, as the rows
 #: are not known before the statement runs: gen_random_uuid() is a v4, its first 48 bits
@@ -44,7 +51,7 @@ WITH ev AS MATERIALIZED (
     SELECT encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid()) PLACING
                substring(int8send((extract(epoch FROM clock_timestamp()) * 1000)::bigint)
                          FROM 3) FROM 1 FOR 6), 52, 1), 53, 1), 'hex')::uuid::text,
-           ep.id, ev.seq, ev.id, 'pending', 0, $2, $2
+           ep.id, ev.seq, ev.id, 'pending', 0, GREATEST($2, ep.backed_off_until), $2
     FROM ev JOIN webhook_endpoints ep ON ep.brand_id = ev.brand_id AND ep.enabled
     WHERE ep.event_types IS NULL OR jsonb_typeof(ep.event_types) = 'null'
        OR ep.event_types ? ev.type
@@ -59,30 +66,32 @@ SELECT (SELECT count(*) FROM marked) AS handled,
 """
 
 #: $1 now, $2 worker, $3 lease until, $4 limit, $5 per best-effort endpoint, $6 endpoints
-#: to leave out, $7 how much of the due index to look at. ``claim_due`` in one statement:
-#: the most due deliveries of best-effort endpoints (at most $5 each), the head of each
+#: to leave out, $7 how much of the due index to look at, $8 the breaker's threshold.
+#: ``claim_due`` in one statement: the most due deliveries of best-effort endpoints (at
+#: most $5 each, taking turns; one while its breaker is half open), the head of each
 #: strict endpoint's queue (below the horizon and the first event not fanned out), locked
 #: SKIP LOCKED and re-checked, leased, and returned with what sending them needs, in feed
 #: order; then one row that says whether a strict endpoint's delivery waits above the
 #: horizon (look again soon).
 _CLAIM = """
 WITH due AS (
-    SELECT d.id, d.endpoint_id, d.next_attempt_at, d.event_seq
+    SELECT d.id, d.endpoint_id, d.next_attempt_at, d.event_seq, ep.consecutive_failures
     FROM webhook_deliveries d JOIN webhook_endpoints ep ON ep.id = d.endpoint_id
     WHERE d.status = 'pending' AND d.next_attempt_at <= $1
       AND (d.lease_expires_at IS NULL OR d.lease_expires_at < $1)
       AND ep.enabled AND ep.ordering <> 'strict'
+      AND (ep.backed_off_until IS NULL OR ep.backed_off_until <= $1)
       AND d.endpoint_id <> ALL($6::text[])
     ORDER BY d.next_attempt_at, d.event_seq
     LIMIT $7
 ), best_effort AS (
     SELECT id FROM (
-        SELECT id, next_attempt_at, event_seq, row_number() OVER (
+        SELECT id, next_attempt_at, event_seq, consecutive_failures, row_number() OVER (
             PARTITION BY endpoint_id ORDER BY next_attempt_at, event_seq) AS rank
         FROM due
     ) ranked
-    WHERE rank <= $5
-    ORDER BY next_attempt_at, event_seq
+    WHERE rank <= CASE WHEN consecutive_failures >= $8 THEN 1 ELSE $5 END
+    ORDER BY rank, next_attempt_at, event_seq
     LIMIT $4
 ), first_unfanned AS (
     SELECT xid, seq FROM events WHERE fanned_out_at IS NULL ORDER BY xid, seq LIMIT 1
@@ -94,6 +103,7 @@ WITH due AS (
         JOIN webhook_deliveries d ON d.endpoint_id = ep.id AND d.status = 'pending'
         JOIN events e ON e.seq = d.event_seq
         WHERE ep.enabled AND ep.ordering = 'strict'
+          AND (ep.backed_off_until IS NULL OR ep.backed_off_until <= $1)
           AND d.endpoint_id <> ALL($6::text[])
           AND e.xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
           AND NOT EXISTS (SELECT 1 FROM first_unfanned f WHERE (e.xid, e.seq) >= (f.xid, f.seq))
@@ -131,7 +141,8 @@ ORDER BY 15, 10
 
 #: $1 worker, then one array per column of the results. The deliveries this worker still
 #: holds get their new state and an attempt row each; returns them with their endpoint's
-#: ``failing_since`` (enabled endpoints), for ``endpoint_changes``.
+#: ``failing_since`` and ``consecutive_failures`` (enabled endpoints), for
+#: ``endpoint_changes``.
 _RECORD = """
 WITH o AS (
     SELECT * FROM unnest($2::text[], $3::int[], $4::text[], $5::text[], $6::int[],
@@ -154,22 +165,37 @@ WITH o AS (
            o.duration_ms, o.at, o.retry_at
     FROM o JOIN stored s ON s.id = o.delivery_id
 )
-SELECT s.id, ep.id, ep.failing_since, ep.enabled
+SELECT s.id, ep.id, ep.failing_since, ep.enabled, ep.consecutive_failures
 FROM stored s
 JOIN o ON o.delivery_id = s.id
 LEFT JOIN webhook_endpoints ep ON ep.id = o.endpoint_id
 """
 
-#: $1 endpoint ids, $2 their failing_since, $3 disable reasons (null: stay enabled), $4 at.
+#: $1 endpoint ids, $2 their failing_since, $3 disable reasons (null: stay enabled), $4 at,
+#: $5 consecutive failures, $6 backed off until (null: the breaker is closed). An endpoint
+#: whose breaker is open has its waiting deliveries moved to the end of the back-off.
 _CHANGE_ENDPOINTS = """
-UPDATE webhook_endpoints ep
-SET failing_since = x.failing_since,
-    enabled = x.reason IS NULL,
-    disabled_reason = COALESCE(x.reason, ep.disabled_reason),
-    updated_at = CASE WHEN x.reason IS NULL THEN ep.updated_at ELSE x.at END
-FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::timestamptz[])
-    AS x(id, failing_since, reason, at)
-WHERE ep.id = x.id AND ep.enabled
+WITH x AS (
+    SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::timestamptz[],
+                         $5::int[], $6::timestamptz[])
+        AS x(id, failing_since, reason, at, consecutive_failures, backed_off_until)
+), changed AS (
+    UPDATE webhook_endpoints ep
+    SET failing_since = x.failing_since,
+        enabled = x.reason IS NULL,
+        disabled_reason = COALESCE(x.reason, ep.disabled_reason),
+        updated_at = CASE WHEN x.reason IS NULL THEN ep.updated_at ELSE x.at END,
+        consecutive_failures = x.consecutive_failures,
+        backed_off_until = x.backed_off_until
+    FROM x
+    WHERE ep.id = x.id AND ep.enabled
+    RETURNING ep.id
+)
+UPDATE webhook_deliveries d
+SET next_attempt_at = x.backed_off_until
+FROM x
+WHERE x.backed_off_until IS NOT NULL AND d.endpoint_id = x.id AND d.status = 'pending'
+  AND d.next_attempt_at < x.backed_off_until AND d.lease_owner IS NULL
 """
 
 
@@ -209,6 +235,7 @@ class PostgresDeliveries(Deliveries):
                     per_endpoint,
                     list(exclude_endpoints),
                     CLAIM_SCAN,
+                    policy.BREAKER_THRESHOLD,
                 )
         *leased, last = rows
         return [claimed_row(tuple(r)[:14], now) for r in leased], bool(last[15])
@@ -243,8 +270,9 @@ class PostgresDeliveries(Deliveries):
             for column, value in zip(columns, row, strict=True):
                 column.append(value)
         # Failures are stored together with what they change on their endpoint (a 410
-        # disables it) in one transaction; a batch of successes is one statement, and the
-        # first success after failures clears the endpoint's failing clock right after it.
+        # disables it, five in a row open its breaker) in one transaction; a batch of
+        # successes is one statement, and the first success after failures clears the
+        # endpoint's failing clock and breaker right after it.
         failures = not all(o.succeeded for o in outcomes)
         async with self.db.driver_connection() as con:
             tx: contextlib.AbstractAsyncContextManager[Any] = (
@@ -254,7 +282,9 @@ class PostgresDeliveries(Deliveries):
                 with telemetry.db_span("postgresql", _RECORD):
                     rows = await con.fetch(_RECORD, worker_id, *columns)
                 stored = {r[0] for r in rows}
-                current = {r[1]: r[2] for r in rows if r[1] is not None and r[3]}
+                current = {
+                    r[1]: EndpointState(r[2], r[4]) for r in rows if r[1] is not None and r[3]
+                }
                 done = [o for o in outcomes if o.claimed.delivery_id in stored]
                 changes = endpoint_changes(done, current, failing_limit=failing_limit)
                 if changes:
@@ -265,6 +295,8 @@ class PostgresDeliveries(Deliveries):
                             [ch.failing_since for ch in changes],
                             [ch.disable_reason for ch in changes],
                             [ch.at for ch in changes],
+                            [ch.consecutive_failures for ch in changes],
+                            [ch.backed_off_until for ch in changes],
                         )
         return stored
 
