@@ -262,7 +262,10 @@ def window_line(res: ScenarioResult) -> str:
     peak = max((w["load_avg_1min"]["max"] or 0) for w in windows)
     first = windows[0]["load_avg_1min"]["start"]
     busy = [w["machine_cpu_busy_pct"] for w in windows if w.get("machine_cpu_busy_pct") is not None]
-    cpu = f", machine CPU busy {min(busy):.0f}-{max(busy):.0f}%" if busy else ""
+    spread = f"{min(busy):.0f}%" if busy and min(busy) == max(busy) else ""
+    if busy and not spread:
+        spread = f"{min(busy):.0f}-{max(busy):.0f}%"
+    cpu = f", machine CPU busy {spread}" if busy else ""
     return (
         f"During its {len(windows)} measured windows: load average (1 min) {first} at the "
         f"first one's start, at most {peak}{cpu}."

@@ -146,8 +146,8 @@ def deliveries(run: Run, res: ScenarioResult) -> None:
 
 
 async def _queue(url: str, purge: bool) -> int:
-    """Declare the durable queue bound to the relay's exchange (``#``); its message count
-    (purged first when ``purge``)."""
+    """Declare the durable queue bound to the relay's exchange (``#``); the messages in it
+    (then emptied when ``purge``)."""
     import aio_pika
 
     conn = await aio_pika.connect(url)
@@ -158,10 +158,11 @@ async def _queue(url: str, purge: bool) -> int:
         )
         queue = await channel.declare_queue(QUEUE, durable=True)
         await queue.bind(exchange, "#")
+        declared = await channel.declare_queue(QUEUE, durable=True, passive=True)
+        count = int(declared.declaration_result.message_count or 0)
         if purge:
             await queue.purge()
-        declared = await channel.declare_queue(QUEUE, durable=True, passive=True)
-        return int(declared.declaration_result.message_count or 0)
+        return count
     finally:
         await conn.close()
 
