@@ -4,7 +4,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, TypeAdapter, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
 
 from discount_codes.campaign import discount as money
 from discount_codes.campaign.rules import ends_after_start
@@ -123,7 +123,6 @@ Discount = Annotated[
         "never floats. Fixed once a code is claimed (`campaign-discount-locked`).",
     ),
 ]
-_DISCOUNT: TypeAdapter[PercentageDiscount | FixedAmountDiscount] = TypeAdapter(Discount)
 
 
 def discount_of(stored: dict[str, Any] | None) -> PercentageDiscount | FixedAmountDiscount | None:
