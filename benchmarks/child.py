@@ -25,9 +25,7 @@ KINDS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "amqp_publish": raw.amqp_publish,
     "pg_copy": raw.pg_copy,
     "pg_copy_out": raw.pg_copy_out,
-    "pg_claims": raw.pg_claims,
     "sqlite_executemany": raw.sqlite_executemany,
-    "sqlite_claims": raw.sqlite_claims,
 }
 
 

@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import os
 import re
 import sqlite3
-import threading
 import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-
-from benchmarks.stats import summarise
 
 RAW_SCHEMA = "bench_raw"
 _B32 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
@@ -74,30 +70,14 @@ async def clone_pg_tables(conn: asyncpg.Connection, tables: list[str]) -> None:
             )
 
 
-async def clone_codes_for_claims(conn: asyncpg.Connection) -> None:
-    """``bench_raw.codes``: the service's columns and primary key, and only the two indexes a
-    claim needs: ``unique (brand_id, code)`` and the queue of available codes ``(campaign_id,
-    id) WHERE claimed_at IS NULL``. No foreign key, no other index: the baseline issue 12
-    defines for generation (a service that keeps more indexes pays for them in its ratio)."""
-    await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
-    await conn.execute(f"DROP TABLE IF EXISTS {RAW_SCHEMA}.codes CASCADE")
-    await conn.execute(
-        f"CREATE TABLE {RAW_SCHEMA}.codes (LIKE public.codes INCLUDING DEFAULTS INCLUDING IDENTITY)"
-    )
-    await conn.execute(f"ALTER TABLE {RAW_SCHEMA}.codes ADD PRIMARY KEY (id)")
-    await conn.execute(f"ALTER TABLE {RAW_SCHEMA}.codes ADD UNIQUE (brand_id, code)")
-    await conn.execute(
-        f"CREATE INDEX ON {RAW_SCHEMA}.codes (campaign_id, id) WHERE claimed_at IS NULL"
-    )
-
-
 async def pg_copy(spec: dict[str, Any]) -> dict[str, Any]:
-    """``copy_records_to_table`` of ``n`` pre-made rows into a table with the indexes a
-    claim needs (``clone_codes_for_claims``)."""
+    """``copy_records_to_table`` of ``n`` pre-made rows, one transaction, into a clone of
+    the service's ``codes`` with every one of its indexes and constraints
+    (``clone_pg_tables``): the same index maintenance as ours pays."""
     n = spec["n"]
     conn = await asyncpg.connect(spec["dsn"])
     try:
-        await clone_codes_for_claims(conn)
+        await clone_pg_tables(conn, ["codes"])
         b, c, k = spec["brand_id"], spec["campaign_id"], str(uuid.uuid4())
         records = [(b, c, k, code) for code in make_codes(n)]
         started = time.monotonic()
@@ -138,88 +118,6 @@ async def pg_copy_out(spec: dict[str, Any]) -> dict[str, Any]:
     finally:
         await conn.close()
     return {"elapsed_s": elapsed, "bytes": received, "rows": lines - 1}
-
-
-async def pg_claims(spec: dict[str, Any]) -> dict[str, Any]:
-    """The claim transaction straight on asyncpg, ``concurrency`` connections back to back:
-    take the first available code ``FOR UPDATE SKIP LOCKED``, mark it, insert the claim and
-    the outbox row, commit."""
-    dsn, n, concurrency = spec["dsn"], spec["codes"], spec["concurrency"]
-    brand_id, campaign_id = spec["brand_id"], spec["campaign_id"]
-    setup = await asyncpg.connect(dsn)
-    try:
-        await clone_pg_tables(setup, ["codes", "claims", "events"])
-        records = [(brand_id, campaign_id, None, code) for code in make_codes(n)]
-        await setup.copy_records_to_table(
-            "codes",
-            schema_name=RAW_SCHEMA,
-            records=records,
-            columns=("brand_id", "campaign_id", "batch_id", "code"),
-        )
-        await setup.execute(f"ANALYZE {RAW_SCHEMA}.codes")
-    finally:
-        await setup.close()
-
-    pick = (
-        f"SELECT id, code FROM {RAW_SCHEMA}.codes WHERE campaign_id = $1 AND claimed_at IS NULL "
-        "ORDER BY campaign_id, id LIMIT 1 FOR UPDATE SKIP LOCKED"
-    )
-    mark = f"UPDATE {RAW_SCHEMA}.codes SET claimed_at = $2 WHERE id = $1"
-    claim = (
-        f"INSERT INTO {RAW_SCHEMA}.claims (id, campaign_id, brand_id, user_id, code_id, code, "
-        "claimed_at, contact_email, contact_name, consent_given_at) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $7)"
-    )
-    outbox = (
-        f"INSERT INTO {RAW_SCHEMA}.events (id, type, brand_id, campaign_id, data, created_at) "
-        "VALUES ($1, 'discount_code.claimed', $2, $3, $4, $5)"
-    )
-    samples: list[tuple[float, float, bool]] = []
-    counter = iter(range(10**9))
-    start = time.monotonic() + 0.2
-    warm_end = start + spec["warmup"]
-    end = warm_end + spec["duration"]
-    exhausted = False
-
-    async def client(conn: asyncpg.Connection) -> None:
-        nonlocal exhausted
-        await asyncio.sleep(max(0.0, start - time.monotonic()))
-        while time.monotonic() < end:
-            user = f"raw-user-{next(counter)}"
-            t0 = time.monotonic()
-            ok = True
-            try:
-                async with conn.transaction():
-                    row = await conn.fetchrow(pick, campaign_id)
-                    if row is None:
-                        exhausted = True
-                        return
-                    now = datetime.now(UTC)
-                    claim_id = str(uuid.uuid4())
-                    await conn.execute(mark, row["id"], now)
-                    await conn.execute(
-                        claim, claim_id, campaign_id, brand_id, user, row["id"], row["code"],
-                        now, f"{user}@example.com", f"User {user}",
-                    )  # fmt: skip
-                    data = json.dumps(
-                        {"claim_id": claim_id, "code": row["code"], "user": {"id": user}}
-                    )
-                    await conn.execute(outbox, str(uuid.uuid4()), brand_id, campaign_id, data, now)
-            except asyncpg.PostgresError:
-                ok = False
-            samples.append((t0, time.monotonic(), ok))
-
-    pool = await asyncpg.create_pool(dsn, min_size=concurrency, max_size=concurrency)
-    try:
-        conns = [await pool.acquire() for _ in range(concurrency)]
-        await asyncio.gather(*(client(c) for c in conns))
-        for c in conns:
-            await pool.release(c)
-    finally:
-        await pool.close()
-    answer = summarise(samples, warm_end, end)
-    answer["ran_out_of_codes"] = exhausted
-    return answer
 
 
 # --- SQLite ------------------------------------------------------------------------------------
@@ -288,90 +186,11 @@ def _sqlite_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def sqlite_claims(spec: dict[str, Any]) -> dict[str, Any]:
-    """The claim transaction straight on sqlite3, ``concurrency`` threads with a connection
-    each, every transaction ``BEGIN IMMEDIATE`` (as the service does)."""
-    raw_db, campaign_id, brand_id = spec["raw_db"], spec["campaign_id"], spec["brand_id"]
-    clone_sqlite(
-        spec["service_db"], raw_db, ["campaigns", "codes", "claims", "events"], campaign_id
-    )
-    conn = _sqlite_connect(raw_db)
-    conn.execute("BEGIN IMMEDIATE")
-    conn.executemany(
-        "INSERT INTO codes (brand_id, campaign_id, batch_id, code) VALUES (?, ?, NULL, ?)",
-        [(brand_id, campaign_id, code) for code in make_codes(spec["codes"])],
-    )
-    conn.execute("COMMIT")
-    conn.close()
-
-    samples: list[tuple[float, float, bool]] = []
-    lock = threading.Lock()
-    counter = iter(range(10**9))
-    start = time.monotonic() + 0.2
-    warm_end = start + spec["warmup"]
-    end = warm_end + spec["duration"]
-    exhausted = threading.Event()
-
-    def client() -> None:
-        db = _sqlite_connect(raw_db)
-        time.sleep(max(0.0, start - time.monotonic()))
-        try:
-            while time.monotonic() < end and not exhausted.is_set():
-                with lock:
-                    user = f"raw-user-{next(counter)}"
-                t0 = time.monotonic()
-                ok = True
-                try:
-                    db.execute("BEGIN IMMEDIATE")
-                    row = db.execute(
-                        "SELECT id, code FROM codes WHERE campaign_id = ? AND claimed_at IS NULL "
-                        "ORDER BY id LIMIT 1",
-                        (campaign_id,),
-                    ).fetchone()
-                    if row is None:
-                        db.execute("ROLLBACK")
-                        exhausted.set()
-                        return
-                    now = _sqlite_now()
-                    claim_id = str(uuid.uuid4())
-                    db.execute("UPDATE codes SET claimed_at = ? WHERE id = ?", (now, row[0]))
-                    db.execute(
-                        "INSERT INTO claims (id, campaign_id, brand_id, user_id, code_id, code, "
-                        "claimed_at, contact_email, contact_name, consent_given_at) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (claim_id, campaign_id, brand_id, user, row[0], row[1], now,
-                         f"{user}@example.com", f"User {user}", now),
-                    )  # fmt: skip
-                    data = json.dumps({"claim_id": claim_id, "code": row[1], "user": {"id": user}})
-                    db.execute(
-                        "INSERT INTO events (id, type, brand_id, campaign_id, data, created_at) "
-                        "VALUES (?, 'discount_code.claimed', ?, ?, ?, ?)",
-                        (str(uuid.uuid4()), brand_id, campaign_id, data, now),
-                    )
-                    db.execute("COMMIT")
-                except sqlite3.Error:
-                    ok = False
-                    if db.in_transaction:
-                        db.execute("ROLLBACK")
-                with lock:
-                    samples.append((t0, time.monotonic(), ok))
-        finally:
-            db.close()
-
-    threads = [threading.Thread(target=client) for _ in range(spec["concurrency"])]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    answer = summarise(samples, warm_end, end)
-    answer["ran_out_of_codes"] = exhausted.is_set()
-    return answer
-
-
 async def amqp_publish(spec: dict[str, Any]) -> dict[str, Any]:
     """Raw broker baseline: ``count`` persistent messages of ``size`` bytes to the relay's
     exchange with publisher confirms, ``batch`` published in order and their confirms
-    awaited together (what the relay does, without the outbox)."""
+    awaited together (what the relay does, without the outbox). The harness binds a
+    durable queue to the exchange first, so the broker stores every message."""
     import aio_pika
 
     count, size, batch = spec["count"], spec["size"], spec["batch"]

@@ -2,6 +2,11 @@
 
 A figure's ratio is always *ours / raw*, in the figure's own unit: for a time, 2.0x means
 we take twice as long as the raw path; for a rate, 0.5x means we reach half its rate.
+
+A figure measured over several runs (``Figure.of_runs``) is the median of the runs with
+their range (min-max); its ratio is the median of the runs' own ratios (ours and the
+reference run one after the other, so each pair shared the machine's state), with their
+range.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+
+from benchmarks.stats import median_range
 
 TIME_UNITS = {"s", "ms"}
 
@@ -40,7 +47,7 @@ class Target:
     def show(self, unit: str) -> str:
         op = {"<=": "≤", ">=": "≥", "<": "<", "==": "="}[self.op]
         if self.on == "ratio":
-            return f"{op} {self.limit:g}x raw"
+            return f"{op} {self.limit:g}x reference"
         return f"{op} {fmt(self.limit, unit)}"
 
 
@@ -53,12 +60,57 @@ class Figure:
     raw_name: str = ""
     target: Target | None = None
     note: str = ""
+    #: Over several runs: (min, max) of ours and of the reference, each run's ratio.
+    span: tuple[float, float] | None = None
+    raw_span: tuple[float, float] | None = None
+    ratio_runs: list[float] | None = None
+
+    @classmethod
+    def of_runs(
+        cls,
+        name: str,
+        values: list[float | None],
+        unit: str,
+        raws: list[float | None] | None = None,
+        raw_name: str = "",
+        target: Target | None = None,
+        note: str = "",
+    ) -> Figure:
+        """The median of ``values`` with its range; with ``raws`` (the reference's runs,
+        paired with ours in order), the median of the pairs' ratios and their range."""
+        value, lo, hi = median_range(values)
+        raw = raw_lo = raw_hi = None
+        ratios: list[float] | None = None
+        if raws is not None:
+            raw, raw_lo, raw_hi = median_range(raws)
+            ratios = [o / r for o, r in zip(values, raws, strict=False) if o is not None and r]
+        counted = sum(v is not None for v in values)
+        return cls(
+            name,
+            value,
+            unit,
+            raw,
+            raw_name,
+            target,
+            note or (f"{counted} of {len(values)} runs" if counted < len(values) else ""),
+            None if lo is None or hi is None else (lo, hi),
+            None if raw_lo is None or raw_hi is None else (raw_lo, raw_hi),
+            ratios,
+        )
 
     @property
     def ratio(self) -> float | None:
+        if self.ratio_runs:
+            return median_range(self.ratio_runs)[0]
         if self.value is None or not self.raw:
             return None
         return self.value / self.raw
+
+    @property
+    def ratio_span(self) -> tuple[float, float] | None:
+        if not self.ratio_runs or len(self.ratio_runs) < 2:
+            return None
+        return min(self.ratio_runs), max(self.ratio_runs)
 
     @property
     def met(self) -> bool | None:
@@ -93,6 +145,12 @@ class ScenarioResult:
         self.figures.append(figure)
         return figure
 
+    def note_window(self, what: str, summary: dict[str, Any]) -> dict[str, Any]:
+        """Keep one measured window's load and CPU (``benchmarks.window.Window``)."""
+        entry = {"what": what, **summary}
+        self.details.setdefault("windows", []).append(entry)
+        return entry
+
 
 def fmt(value: float | None, unit: str) -> str:
     if value is None:
@@ -101,6 +159,8 @@ def fmt(value: float | None, unit: str) -> str:
         return f"{value:.2f} s"
     if unit == "ms":
         return f"{value:.1f} ms" if value < 100 else f"{value:.0f} ms"
+    if unit == "µs":
+        return f"{value:,.0f} µs"
     if unit == "MB":
         return f"{value:.0f} MB"
     if unit.endswith("/s"):
@@ -115,8 +175,19 @@ def cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
-def _ratio(r: float | None) -> str:
-    return "–" if r is None else f"{r:.2f}x"
+def _ratio(r: float | None, span: tuple[float, float] | None = None) -> str:
+    if r is None:
+        return "–"
+    return f"{r:.2f}x" + ("" if span is None else f" ({span[0]:.2f}-{span[1]:.2f})")
+
+
+def with_span(value: float | None, unit: str, span: tuple[float, float] | None) -> str:
+    """A median and its range: ``1,234 claims/s (1,200-1,260)``."""
+    text = fmt(value, unit)
+    if span is None or value is None or span[0] == span[1]:
+        return text
+    lo, hi = (fmt(x, unit).split(" ")[0] for x in span)
+    return f"{text} ({lo}-{hi})"
 
 
 def _met(m: bool | None) -> str:
@@ -136,35 +207,36 @@ def markdown(title: str, results: list[ScenarioResult], meta: dict[str, Any]) ->
     lines = [f"# {title}", ""]
     lines.append(
         f"Run {meta['started_at']} ({meta['mode']}), command `{meta['command']}`, "
-        f"{meta['machine']['cpus']} CPUs, load average at the end "
-        f"{meta['machine']['load_avg_at_end']}. Ratios are ours / raw in the figure's unit "
-        "(time: lower is better; rate: higher is better); the raw baseline is measured in "
-        "this same run. See benchmarks/README.md."
+        f"{meta['machine']['cpus']} CPUs, {meta.get('runs', 1)} runs of every measurement "
+        f"({meta.get('seconds', '?')} s each where a duration applies). Every figure is the "
+        "median of the runs with their range (min-max); ratios are ours / reference in the "
+        "figure's unit (time: lower is better; rate: higher is better), the median of each "
+        "run's own ratio, ours and the reference run one after the other. Load and CPU are "
+        "those of the measured windows only. See benchmarks/README.md."
     )
     lines.append("")
     for res in results:
         lines.append(f"## {res.title}")
         lines.append("")
-        load = res.details.get("load_avg_1min", {})
-        lines.append(
-            f"Run {res.started_at}, {res.elapsed_s:.0f} s; machine load average (1 min) "
-            f"{load.get('start', '?')} at the start, {load.get('end', '?')} at the end."
-        )
+        lines.append(f"Run {res.started_at}, {res.elapsed_s:.0f} s. {window_line(res)}")
         lines.append("")
         if res.status != "ok":
             lines.append(f"Status: **{cell(res.status)}**")
             lines.append("")
         if res.figures:
-            lines.append("| figure | ours | raw baseline | ours/raw | target | met |")
+            lines.append("| figure | ours | reference | ours/reference | target | met |")
             lines.append("| --- | --- | --- | --- | --- | --- |")
             for f in res.figures:
-                raw = fmt(f.raw, f.unit) + (f" ({f.raw_name})" if f.raw_name else "")
+                raw = with_span(f.raw, f.unit, f.raw_span) + (
+                    f" ({f.raw_name})" if f.raw_name else ""
+                )
                 if f.raw is None:
                     raw = f.raw_name or "–"
                 target = f.target.show(f.unit) if f.target else "–"
                 name = f.name + (f" — {f.note}" if f.note else "")
                 lines.append(
-                    f"| {cell(name)} | {fmt(f.value, f.unit)} | {cell(raw)} | {_ratio(f.ratio)} "
+                    f"| {cell(name)} | {with_span(f.value, f.unit, f.span)} | {cell(raw)} "
+                    f"| {_ratio(f.ratio, f.ratio_span)} "
                     f"| {target} | {_met(f.met)} |"
                 )
             lines.append("")
@@ -180,6 +252,24 @@ def markdown(title: str, results: list[ScenarioResult], meta: dict[str, Any]) ->
             lines.append(f"![{png}]({png})")
             lines.append("")
     return "\n".join(lines)
+
+
+def window_line(res: ScenarioResult) -> str:
+    """The machine during the scenario's measured windows (``details["windows"]``)."""
+    windows = [w for w in res.details.get("windows", []) if w.get("load_avg_1min")]
+    if not windows:
+        return ""
+    peak = max((w["load_avg_1min"]["max"] or 0) for w in windows)
+    first = windows[0]["load_avg_1min"]["start"]
+    busy = [w["machine_cpu_busy_pct"] for w in windows if w.get("machine_cpu_busy_pct") is not None]
+    spread = f"{min(busy):.0f}%" if busy and min(busy) == max(busy) else ""
+    if busy and not spread:
+        spread = f"{min(busy):.0f}-{max(busy):.0f}%"
+    cpu = f", machine CPU busy {spread}" if busy else ""
+    return (
+        f"During its {len(windows)} measured windows: load average (1 min) {first} at the "
+        f"first one's start, at most {peak}{cpu}."
+    )
 
 
 def write(
@@ -219,7 +309,18 @@ def load(path: Path) -> tuple[dict[str, Any], list[ScenarioResult]]:
         for f in sc.get("figures", []):
             target = Target(**f["target"]) if f.get("target") else None
             figures.append(
-                Figure(f["name"], f["value"], f["unit"], f["raw"], f["raw_name"], target, f["note"])
+                Figure(
+                    f["name"],
+                    f["value"],
+                    f["unit"],
+                    f["raw"],
+                    f["raw_name"],
+                    target,
+                    f["note"],
+                    tuple(f["span"]) if f.get("span") else None,
+                    tuple(f["raw_span"]) if f.get("raw_span") else None,
+                    f.get("ratio_runs"),
+                )
             )
         results.append(
             ScenarioResult(

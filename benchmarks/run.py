@@ -1,5 +1,12 @@
-"""``python -m benchmarks [--quick] [--only SCENARIO ...]``: start the services, run the
-scenarios, write benchmarks/results/results.md and results.json (and PNG plots).
+"""``python -m benchmarks [--runs N] [--seconds S] [--quick] [--only SCENARIO ...]``: start
+the services, run the scenarios, write benchmarks/results/results.md and results.json (and
+PNG plots).
+
+Every measurement runs ``--runs`` times (3 by default), ours and its reference taking
+turns, and every figure is the median with its range. A whole run (no ``--only``, no
+``--quick``) replaces benchmarks/results/ whole, so its files carry one date; a partial
+or quick run writes elsewhere (``results/partial``, ``results/quick``) and never mixes
+into them.
 
 A scenario that cannot run (a route missing, a service failing) is recorded as
 ``not run: <why>`` or ``failed: <why>``; the others still run.
@@ -8,7 +15,7 @@ A scenario that cannot run (a route missing, a service failing) is recorded as
 from __future__ import annotations
 
 import argparse
-import os
+import dataclasses
 import shlex
 import shutil
 import sys
@@ -47,6 +54,9 @@ class Config:
     delivery_events: int
     delivery_setups: tuple[tuple[int, int], ...]  # (endpoints, workers)
     relay_events: int
+    runs: int = 3
+    #: Seconds of the open-loop overload (twice the capacity offered).
+    open_duration_s: float = 30.0
 
 
 FULL = Config(
@@ -84,6 +94,7 @@ QUICK = Config(
     delivery_events=200,
     delivery_setups=((1, 1), (1, 2)),
     relay_events=3000,
+    open_duration_s=5.0,
 )
 
 
@@ -134,8 +145,8 @@ Scenario = Callable[[Run, ScenarioResult], None]
 
 def scenarios() -> dict[str, tuple[str, Scenario]]:
     from benchmarks.scenarios import (
-        claims,
         claims_ref,
+        deliveries,
         export,
         generation,
         overload,
@@ -144,13 +155,11 @@ def scenarios() -> dict[str, tuple[str, Scenario]]:
     )
 
     return {
-        "generation-pg": ("1. 1M-code generation through the API, PostgreSQL", generation.pg),
+        "generation-pg": ("1. Code generation through the API, PostgreSQL", generation.pg),
         "generation-sqlite": ("1b. Code generation through the API, SQLite", generation.sqlite),
         "export": ("2. CSV export of the generated codes, PostgreSQL", export.pg),
-        "claims-pg": ("3. Claims through HTTP, PostgreSQL", claims.pg),
-        "claims-sqlite": ("3b. Claims through HTTP, SQLite", claims.sqlite),
         "claims-ref": (
-            "3c. Claims beside minimal reference apps (wrk, ES256, same run)",
+            "3. Claims beside fair reference apps (wrk, ES256, one round trip, same pool)",
             claims_ref.scenario,
         ),
         "claims-open": (
@@ -158,15 +167,14 @@ def scenarios() -> dict[str, tuple[str, Scenario]]:
             overload.scenario,
         ),
         "webhook-latency": ("4. Claim-to-webhook latency, PostgreSQL", webhooks.latency),
-        "deliveries": ("5. Webhook deliveries per second, PostgreSQL", webhooks.deliveries),
+        "deliveries": ("5. Webhook deliveries per second, PostgreSQL", deliveries.deliveries),
         "redemptions-pg": ("6. Redemptions through HTTP, PostgreSQL", redemptions.pg),
-        "relay": ("7. Broker relay, PostgreSQL to RabbitMQ", webhooks.relay),
+        "relay": ("7. Broker relay, PostgreSQL to RabbitMQ", deliveries.relay),
     }
 
 
 def run_one(run: Run, key: str, title: str, fn: Scenario) -> ScenarioResult:
     res = ScenarioResult(key, title)
-    res.details["load_avg_1min"] = {"start": round(os.getloadavg()[0], 2)}
     started = time.monotonic()
     print(f"[bench] {key}: running", flush=True)
     try:
@@ -177,12 +185,12 @@ def run_one(run: Run, key: str, title: str, fn: Scenario) -> ScenarioResult:
         res.status = f"failed: {type(exc).__name__}: {exc}"
         res.details["traceback"] = traceback.format_exc()
     res.elapsed_s = time.monotonic() - started
-    res.details["load_avg_1min"]["end"] = round(os.getloadavg()[0], 2)
     print(f"[bench] {key}: {res.status} ({res.elapsed_s:.0f} s)", flush=True)
     for f in res.figures:
         ratio = f" ratio {f.ratio:.2f}x" if f.ratio is not None else ""
         met = "" if f.met is None else (" [met]" if f.met else " [NOT MET]")
-        print(f"    {f.name}: {report.fmt(f.value, f.unit)}{ratio}{met}", flush=True)
+        value = report.with_span(f.value, f.unit, f.span)
+        print(f"    {f.name}: {value}{ratio}{met}", flush=True)
     return res
 
 
@@ -200,33 +208,32 @@ def select(all_keys: list[str], only: list[str]) -> list[str]:
     return wanted
 
 
-def _merge(
-    previous: Path, results: list[ScenarioResult], meta: dict[str, Any], order: list[str]
-) -> list[ScenarioResult]:
-    """A run of some scenarios replaces those in an earlier results.json of the same mode
-    and keeps the others (each section says when it ran)."""
-    if not previous.exists():
-        return results
-    try:
-        old_meta, old = report.load(previous)
-    except (ValueError, KeyError, TypeError):
-        return results
-    if old_meta.get("mode") != meta["mode"]:
-        return results
-    fresh = {r.key for r in results}
-    kept = [r for r in old if r.key not in fresh]
-    if kept:
-        meta["kept_from_earlier_runs"] = {r.key: r.started_at for r in kept}
-        meta["command"] += " (merged into earlier results; see each section's run time)"
-    merged = kept + results
-    return sorted(merged, key=lambda r: order.index(r.key) if r.key in order else len(order))
+#: What a whole run writes; removed first so that no file of an earlier day stays beside it.
+_OUTPUTS = ("results.md", "results.json", "*.png")
+
+
+def _clear(out: Path) -> None:
+    for pattern in _OUTPUTS:
+        for stale in out.glob(pattern):
+            if not stale.name.startswith("soak"):
+                stale.unlink()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks", description=__doc__.splitlines()[0]
+        prog="python -m benchmarks",
+        description="Run the benchmarks beside their fair references; see benchmarks/README.md.",
     )
-    parser.add_argument("--quick", action="store_true", help="smaller figures, under 2 minutes")
+    parser.add_argument("--quick", action="store_true", help="smaller figures, a smoke run")
+    parser.add_argument(
+        "--runs", type=int, default=None, help="runs of every measurement (default 3; median)"
+    )
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="measured seconds of every timed run (default 10; open loop 30)",
+    )
     parser.add_argument(
         "--only",
         action="append",
@@ -238,8 +245,9 @@ def main(argv: list[str] | None = None) -> int:
         "--out",
         type=Path,
         default=None,
-        help="where results go (default benchmarks/results, or benchmarks/results/quick "
-        "with --quick, so a smoke run never replaces the full figures)",
+        help="where results go (default benchmarks/results for a whole run; "
+        "benchmarks/results/quick with --quick, benchmarks/results/partial with --only or "
+        "--seconds, so neither mixes into the whole run's files)",
     )
     parser.add_argument("--keep-workdir", action="store_true", help="keep logs and SQLite files")
     args = parser.parse_args(argv)
@@ -247,8 +255,24 @@ def main(argv: list[str] | None = None) -> int:
     table = scenarios()
     keys = select(list(table), args.only)
     cfg = QUICK if args.quick else FULL
+    if args.runs is not None:
+        cfg = dataclasses.replace(cfg, runs=max(1, args.runs))
+    elif cfg.quick:
+        cfg = dataclasses.replace(cfg, runs=1)
+    if args.seconds is not None:
+        s = max(1.0, args.seconds)
+        cfg = dataclasses.replace(
+            cfg,
+            claim_duration_s=s,
+            claim_warmup_s=min(cfg.claim_warmup_s, max(0.5, s / 4)),
+            webhook_duration_s=s,
+            open_duration_s=s,
+        )
+    whole = not (args.quick or args.only or args.seconds is not None)
     if args.out is None:
-        args.out = RESULTS / "quick" if args.quick else RESULTS
+        args.out = RESULTS if whole else RESULTS / ("quick" if args.quick else "partial")
+    if whole:
+        _clear(args.out)
     workdir = Path(tempfile.mkdtemp(prefix="dc-bench-"))
     (workdir / "data").mkdir()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -264,12 +288,13 @@ def main(argv: list[str] | None = None) -> int:
             run.close()
     meta = {
         "started_at": started_at,
-        "mode": "quick" if cfg.quick else "full",
+        "mode": "quick" if cfg.quick else ("full" if whole else "partial"),
         "command": command.strip(),
         "scenarios": keys,
+        "runs": cfg.runs,
+        "seconds": cfg.claim_duration_s,
         "workdir": str(workdir) if args.keep_workdir else None,
     }
-    results = _merge(args.out / "results.json", results, meta, list(table))
     md, js = report.write(args.out, "results", "discount-codes benchmarks", results, meta)
     if not args.keep_workdir:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -36,3 +36,14 @@ def summarise(
         "total": len(samples),
         "errors": sum(1 for s in samples if not s[2]),
     }
+
+
+def median_range(values: Sequence[float | None]) -> tuple[float | None, float | None, float | None]:
+    """(median, min, max) of the runs that produced a figure; Nones (runs that failed) are
+    left out, and all three are None when no run did."""
+    xs = sorted(v for v in values if v is not None)
+    if not xs:
+        return None, None, None
+    mid = len(xs) // 2
+    median = xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
+    return median, xs[0], xs[-1]

@@ -1,15 +1,15 @@
-"""Minimal FastAPI + asyncpg claim app: ``REF_MODE=known`` (a known row) or ``skip`` (the
-plain ``FOR UPDATE SKIP LOCKED`` queue). ``REF_DSN``, ``REF_SCHEMA``, ``REF_POOL`` (per
-process, default 20: what one of our processes may open, pool_size + max_overflow).
+"""Fair FastAPI + asyncpg claim app: one round trip per claim (``ref_claim``), autocommit,
+on a pool of ``REF_POOL`` connections per process (ours: ``db_pool_size``). ``REF_DSN``;
+``REF_AUTH`` and its key, see ``benchmarks.reference.auth``.
 
 ``uvicorn benchmarks.reference.pg_app:app --workers 2 --loop uvloop --http httptools``
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,40 +17,18 @@ from typing import Any
 import asyncpg
 from fastapi import FastAPI, Request, Response
 
-from benchmarks.reference.schema import KNOWN_BLOCK
+from benchmarks.reference.auth import Unauthorized, principal
 
-MODE = os.environ.get("REF_MODE", "known")
-TAKE_KNOWN = (
-    "UPDATE codes SET user_id = $1, claimed_at = now() WHERE id = $2 AND user_id IS NULL "
-    "RETURNING id, code"
-)
-TAKE_SKIP = (
-    "UPDATE codes SET user_id = $1, claimed_at = now() WHERE id = ("
-    "SELECT id FROM codes WHERE campaign_id = $2 AND user_id IS NULL "
-    "ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id, code"
-)
-INSERT_CLAIM = (
-    "INSERT INTO claims (campaign_id, user_id, code_id, code) VALUES ($1, $2, $3, $4) "
-    "RETURNING claimed_at"
-)
-INSERT_OUTBOX = "INSERT INTO outbox (payload) VALUES ($1::jsonb)"
-
+CLAIM = "SELECT * FROM ref_claim($1, $2, $3, $4, $5, $6)"
 state: dict[str, Any] = {}
 
 
 @asynccontextmanager
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-    size = int(os.environ.get("REF_POOL", "20"))
-    pool = await asyncpg.create_pool(
-        os.environ["REF_DSN"],
-        min_size=size,
-        max_size=size,
-        server_settings={"search_path": os.environ["REF_SCHEMA"]},
-    )
-    block = await pool.fetchval("SELECT nextval('known_block')")
-    state.update(pool=pool, ids=itertools.count(block * KNOWN_BLOCK + 1))
+    size = int(os.environ.get("REF_POOL", "10"))
+    state["pool"] = await asyncpg.create_pool(os.environ["REF_DSN"], min_size=size, max_size=size)
     yield
-    await pool.close()
+    await state["pool"].close()
 
 
 app = FastAPI(lifespan=lifespan, openapi_url=None)
@@ -63,23 +41,27 @@ async def readyz() -> dict[str, str]:
 
 @app.post("/v1/campaigns/{campaign_id}/claims")
 async def claim(campaign_id: str, request: Request) -> Response:
-    user = request.headers["x-user-id"]
+    try:
+        who = principal(request)
+    except Unauthorized:
+        return Response(b'{"error": "unauthorized"}', 401, media_type="application/json")
+    user, email, name = who["sub"], who.get("email"), who.get("name")
+    claim_id = str(uuid.uuid4())
+    data = json.dumps({"campaign_id": campaign_id, "user": {"id": user, "email": email}})
     pool: asyncpg.Pool = state["pool"]
-    async with pool.acquire() as conn, conn.transaction():
-        if MODE == "known":
-            row = await conn.fetchrow(TAKE_KNOWN, user, next(state["ids"]))
-        else:
-            row = await conn.fetchrow(TAKE_SKIP, user, campaign_id)
-        if row is None:
-            return Response(b'{"error": "no code"}', 409, media_type="application/json")
-        claimed_at = await conn.fetchval(INSERT_CLAIM, campaign_id, user, row["id"], row["code"])
-        body = json.dumps(
-            {
-                "campaign_id": campaign_id,
-                "user_id": user,
-                "code": row["code"],
-                "claimed_at": claimed_at.isoformat(),
-            }
-        )
-        await conn.execute(INSERT_OUTBOX, body)
-    return Response(body.encode(), 201, media_type="application/json")
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(CLAIM, campaign_id, user, email, name, claim_id, data)
+    assert row is not None
+    if row["o_outcome"] not in ("created", "existing"):
+        return Response(b'{"error": "no code"}', 409, media_type="application/json")
+    body = json.dumps(
+        {
+            "id": row["o_id"],
+            "campaign_id": campaign_id,
+            "code": row["o_code"],
+            "claimed_at": row["o_claimed_at"].isoformat(),
+        }
+    ).encode()
+    return Response(
+        body, 201 if row["o_outcome"] == "created" else 200, media_type="application/json"
+    )

@@ -1,120 +1,103 @@
-"""Tables of the reference apps (``/work/shared/limits.md``), created and filled untimed."""
+"""SQL of the reference apps, run on the service's own (migrated) tables."""
 
 from __future__ import annotations
 
-import sqlite3
-
 import asyncpg
 
-from benchmarks.raw import make_codes
-
-#: Ids each process of the known-row app reserves at start-up.
-KNOWN_BLOCK = 150_000
-
-PG_DDL = """
-CREATE SCHEMA {schema};
-SET search_path = {schema};
-CREATE TABLE codes (
-    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    campaign_id text NOT NULL,
-    brand_id text NOT NULL,
-    code text NOT NULL,
-    user_id text,
-    claimed_at timestamptz,
-    UNIQUE (brand_id, code)
-);
-CREATE INDEX codes_available ON codes (campaign_id, id) WHERE user_id IS NULL;
-CREATE TABLE claims (
-    campaign_id text NOT NULL,
-    user_id text NOT NULL,
-    code_id bigint NOT NULL,
-    code text NOT NULL,
-    claimed_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (campaign_id, user_id)
-);
-CREATE TABLE outbox (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, payload jsonb NOT NULL);
-CREATE SEQUENCE known_block MINVALUE 0 START 0;
+#: One round trip per claim: the reference app calls this once, autocommit. The same
+#: steps as ours (campaign open, a random start in the free range, SKIP LOCKED, mark, the
+#: claim with the unique (campaign, user) constraint deciding a repeat, the outbox row)
+#: without ours' extras (counters, low-stock and sold-out events, the wait for locked
+#: codes, display formatting).
+PG_FUNCTION = r"""
+CREATE OR REPLACE FUNCTION ref_claim(
+    p_campaign text, p_user text, p_email text, p_name text, p_claim_id text, p_data jsonb
+) RETURNS TABLE (o_outcome text, o_id text, o_code text, o_claimed_at timestamptz)
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    k record;
+    v_now timestamptz := now();
+    v_lo bigint;
+    v_hi bigint;
+    v_start bigint;
+    v_id bigint;
+    v_code text;
+BEGIN
+    SELECT brand_id, status, starts_at, ends_at INTO k FROM campaigns WHERE id = p_campaign;
+    IF NOT FOUND OR k.status <> 'active' OR k.starts_at > v_now OR k.ends_at <= v_now THEN
+        o_outcome := 'closed'; RETURN NEXT; RETURN;
+    END IF;
+    SELECT id INTO v_lo FROM codes WHERE campaign_id = p_campaign AND claimed_at IS NULL
+     ORDER BY campaign_id, id LIMIT 1;
+    SELECT id INTO v_hi FROM codes WHERE campaign_id = p_campaign AND claimed_at IS NULL
+     ORDER BY campaign_id DESC, id DESC LIMIT 1;
+    IF v_lo IS NOT NULL THEN
+        v_start := v_lo + floor(random() * (v_hi - v_lo + 1))::bigint;
+        SELECT id, code INTO v_id, v_code FROM codes
+         WHERE campaign_id = p_campaign AND claimed_at IS NULL AND id >= v_start
+         ORDER BY campaign_id, id LIMIT 1 FOR UPDATE SKIP LOCKED;
+        IF v_id IS NULL THEN
+            SELECT id, code INTO v_id, v_code FROM codes
+             WHERE campaign_id = p_campaign AND claimed_at IS NULL
+             ORDER BY campaign_id, id LIMIT 1 FOR UPDATE SKIP LOCKED;
+        END IF;
+    END IF;
+    IF v_id IS NULL THEN
+        o_outcome := 'exhausted'; RETURN NEXT; RETURN;
+    END IF;
+    UPDATE codes SET claimed_at = v_now WHERE id = v_id;
+    INSERT INTO claims (id, campaign_id, brand_id, user_id, code_id, code, claimed_at,
+                        contact_email, contact_name, consent_given_at)
+    VALUES (p_claim_id, p_campaign, k.brand_id, p_user, v_id, v_code, v_now,
+            p_email, p_name, v_now)
+    ON CONFLICT (campaign_id, user_id) DO NOTHING;
+    IF NOT FOUND THEN
+        UPDATE codes SET claimed_at = NULL WHERE id = v_id;
+        RETURN QUERY SELECT 'existing', c.id::text, c.code::text, c.claimed_at FROM claims c
+          WHERE c.campaign_id = p_campaign AND c.user_id = p_user;
+        RETURN;
+    END IF;
+    INSERT INTO events (id, type, brand_id, campaign_id, data, created_at)
+    VALUES (p_claim_id, 'discount_code.claimed', k.brand_id, p_campaign,
+            p_data || jsonb_build_object('claim_id', p_claim_id, 'code', v_code,
+                                         'brand_id', k.brand_id, 'claimed_at', v_now),
+            v_now);
+    o_outcome := 'created'; o_id := p_claim_id; o_code := v_code; o_claimed_at := v_now;
+    RETURN NEXT;
+END
+$fn$;
 """
 
-SQLITE_DDL = """
-CREATE TABLE codes (
-    id INTEGER PRIMARY KEY,
-    campaign_id TEXT NOT NULL,
-    brand_id TEXT NOT NULL,
-    code TEXT NOT NULL,
-    user_id TEXT,
-    claimed_at TEXT,
-    UNIQUE (brand_id, code)
-);
-CREATE INDEX codes_available ON codes (campaign_id, id) WHERE user_id IS NULL;
-CREATE TABLE claims (
-    campaign_id TEXT NOT NULL,
-    user_id TEXT NOT NULL,
-    code_id INTEGER NOT NULL,
-    code TEXT NOT NULL,
-    claimed_at TEXT NOT NULL,
-    PRIMARY KEY (campaign_id, user_id)
-);
-CREATE TABLE outbox (id INTEGER PRIMARY KEY, payload TEXT NOT NULL);
-"""
-
-CAMPAIGN = "ref-campaign"
-BRAND = "ref-brand"
-
-
-async def create_pg(dsn: str, schema: str, codes: int) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        await conn.execute(PG_DDL.format(schema=schema))
-        rows = [(CAMPAIGN, BRAND, c) for c in make_codes(codes)]
-        await conn.copy_records_to_table(
-            "codes", schema_name=schema, records=rows, columns=("campaign_id", "brand_id", "code")
-        )
-        await conn.execute(f"VACUUM ANALYZE {schema}.codes")
-    finally:
-        await conn.close()
-
-
-def create_sqlite(path: str, codes: int) -> None:
-    conn = sqlite3.connect(path)
-    try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.executescript(SQLITE_DDL)
-        with conn:
-            conn.executemany(
-                "INSERT INTO codes (campaign_id, brand_id, code) VALUES (?, ?, ?)",
-                [(CAMPAIGN, BRAND, c) for c in make_codes(codes)],
-            )
-    finally:
-        conn.close()
-
-
-INTEGRITY = (
-    "SELECT (SELECT count(*) - count(DISTINCT code_id) FROM {p}claims), "
-    "(SELECT count(*) FROM {p}codes WHERE user_id IS NOT NULL) - "
-    "(SELECT count(*) FROM {p}claims), (SELECT count(*) FROM {p}claims), "
-    "(SELECT count(*) FROM {p}outbox)"
+#: pgbench's script: the same function call, a new user each time, so the database does
+#: the three writes of a claim and nothing of ours (``{campaign}`` is filled in).
+PGBENCH_SCRIPT = (
+    "SELECT * FROM ref_claim('{campaign}', 'pgb-' || gen_random_uuid()::text, "
+    "'shopper@example.com', 'Shopper', gen_random_uuid()::text, "
+    """'{{"type": "discount_code.claimed"}}'::jsonb);\n"""
 )
 
 
-async def integrity_pg(dsn: str, schema: str) -> dict[str, int]:
+async def install_pg(dsn: str) -> None:
     conn = await asyncpg.connect(dsn)
     try:
-        row = await conn.fetchrow(INTEGRITY.format(p=schema + "."))
+        await conn.execute(PG_FUNCTION)
     finally:
         await conn.close()
-    return dict(
-        zip(("handed_twice", "claimed_without_claim", "claims", "outbox"), row, strict=True)
-    )
 
 
-def integrity_sqlite(path: str) -> dict[str, int]:
-    conn = sqlite3.connect(path)
-    try:
-        row = conn.execute(INTEGRITY.format(p="")).fetchone()
-    finally:
-        conn.close()
-    return dict(
-        zip(("handed_twice", "claimed_without_claim", "claims", "outbox"), row, strict=True)
-    )
+#: SQLite: the same steps, one transaction (the app runs them between BEGIN IMMEDIATE and
+#: COMMIT); a single writer, so the first free code is the search.
+SQLITE_CAMPAIGN = "SELECT brand_id, status, starts_at, ends_at FROM campaigns WHERE id = ?"
+SQLITE_TAKE = (
+    "UPDATE codes SET claimed_at = ? WHERE id = (SELECT id FROM codes WHERE campaign_id = ? "
+    "AND claimed_at IS NULL ORDER BY campaign_id, id LIMIT 1) RETURNING id, code"
+)
+SQLITE_CLAIM = (
+    "INSERT INTO claims (id, campaign_id, brand_id, user_id, code_id, code, claimed_at, "
+    "contact_email, contact_name, consent_given_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (campaign_id, user_id) DO NOTHING"
+)
+SQLITE_EVENT = (
+    "INSERT INTO events (id, type, brand_id, campaign_id, data, created_at) "
+    "VALUES (?, 'discount_code.claimed', ?, ?, ?, ?)"
+)

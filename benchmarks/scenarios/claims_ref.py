@@ -1,21 +1,28 @@
-"""Scenario ``claims-ref``: our claims beside minimal reference apps, in one run, under one
-load tool (wrk) and the same number of processes.
+"""Scenario ``claims-ref``: our claims beside fair reference apps, interleaved, ``--runs``
+times, every app under one load tool (wrk) with the same processes and pool size.
 
-PostgreSQL, 2 processes each: the minimal FastAPI + asyncpg app on a known row, the same
-with a plain ``SKIP LOCKED`` queue, and ``discount-codes serve --workers 2`` in
-production mode (ES256 tokens verified against a key file, access log at INFO). SQLite,
-1 process each: the minimal sqlite3 app and ours. Every app: a 2 s warm-up at 64
-connections, ``wrk -t2 -c64 -d10s``, then ``wrk -t1 -c1 -d3s`` for the 1-client p50;
-every request a new shopper (``benchmarks/claims.lua``), so every answer but ``201`` is
-an error. After each app's runs, SQL checks that no code went to two claims.
+PostgreSQL, 2 processes each, ``db_pool_size`` connections per process (ours' setting):
+``discount-codes serve --workers 2`` in production mode (ES256 tokens verified against a
+key file, access log at INFO); the reference app (``benchmarks.reference.pg_app``, one
+round trip per claim) verifying the same ES256 tokens with PyJWT, and the same app with no
+authentication; and pgbench calling the reference's one statement on as many connections
+as ours hold, for the database's own cost of the three writes. SQLite, 1 process each:
+ours, the sqlite3 reference with ES256, and without.
+
+Every app's run: a fresh campaign of the same size in the same database (the service's
+own tables, so the same indexes), the database's housekeeping done untimed first
+(``settle``), a warm-up, ``wrk -t2 -c64`` measured inside a :class:`~benchmarks.window.
+Window` (load, machine CPU, and the CPU of the PostgreSQL backends serving this database),
+then ``wrk -t1 -c1`` for the 1-client p50. Apps take turns: ours, reference, ours,
+reference... and every figure is the median of the runs with its range.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 import sys
+import time
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +30,12 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from benchmarks import wrk
+from benchmarks import pgbench, wrk
 from benchmarks.api import Brand
-from benchmarks.es256 import Es256Tokens
+from benchmarks.es256 import ISSUER, Es256Tokens
 from benchmarks.reference import schema
-from benchmarks.report import Figure, ScenarioResult, Table, Target
-from benchmarks.scenarios import give_codes
-from benchmarks.scenarios.claims import _integrity
+from benchmarks.report import ScenarioResult
+from benchmarks.scenarios import seed_codes
 from benchmarks.services import (
     Proc,
     Stack,
@@ -39,6 +45,8 @@ from benchmarks.services import (
     wait_every_process,
     wait_for_pg_connections,
 )
+from benchmarks.window import Window
+from discount_codes.config import Settings
 
 if TYPE_CHECKING:
     from benchmarks.run import Run
@@ -46,12 +54,12 @@ if TYPE_CHECKING:
 PG_PROCESSES = 2
 SQLITE_PROCESSES = 1
 CONNECTIONS = 64
-REF_PATH = f"/v1/campaigns/{schema.CAMPAIGN}/claims"
-# Targets of issue 12 for ours.
-PG_SHARE_OF_KNOWN = 0.6
-P99_MS = 150
-ONE_CLIENT_P50_MS = 3
-SQLITE_SHARE = 0.5
+#: Ours' pool per process: the setting's default (the harness passes no DISCOUNT_CODES_*
+#: variable of its own environment to the servers).
+POOL = int(Settings.model_fields["db_pool_size"].default)
+#: Claims/s an app could reach here at most, to size each run's campaign (every request a
+#: new shopper and a free code until the end).
+PG_CEILING, SQLITE_CEILING = 4000, 9000
 
 
 @dataclass(frozen=True)
@@ -59,14 +67,14 @@ class Timing:
     warmup_s: float
     duration_s: float
     single_s: float
-    tokens: int
-    codes: int  # in every app's campaign: more than a run can claim on this machine
+
+    def codes(self, ceiling: int) -> int:
+        return int(ceiling * (self.warmup_s + self.duration_s + self.single_s)) + 2000
 
 
-# 15 s of claims at up to ~7,500/s (the SQLite reference here) is ~113,000: every app gets
-# more codes than that and a new shopper for each request. Quick: 4 s, ~30,000.
-FULL = Timing(warmup_s=2, duration_s=10, single_s=3, tokens=200_000, codes=150_000)
-QUICK = Timing(warmup_s=1, duration_s=2, single_s=1, tokens=60_000, codes=50_000)
+def timing_of(run: Run) -> Timing:
+    cfg = run.cfg
+    return Timing(cfg.claim_warmup_s, cfg.claim_duration_s, min(3.0, cfg.claim_duration_s))
 
 
 def es256(run: Run) -> Es256Tokens:
@@ -80,6 +88,17 @@ def es256(run: Run) -> Es256Tokens:
 def prod_env(tokens: Es256Tokens, **extra: str) -> dict[str, str]:
     """Our server as production runs it: key file, no dev mode, the access log written."""
     return {"DISCOUNT_CODES_LOG_LEVEL": "INFO", **tokens.server_env(), **extra}
+
+
+def ref_env(tokens: Es256Tokens, auth: str) -> dict[str, str]:
+    from benchmarks.es256 import AUDIENCE
+
+    return {
+        "REF_AUTH": auth,
+        "REF_KEY_FILE": str(tokens.public_key_file),
+        "REF_ISSUER": ISSUER,
+        "REF_AUDIENCE": AUDIENCE,
+    }
 
 
 def _cpu_seconds(pids: list[int]) -> float:
@@ -97,41 +116,41 @@ def _app_pids(proc: Proc) -> list[int]:
     return [proc.pid]
 
 
-def _database_pids() -> list[int]:
-    """PostgreSQL's processes (server and backends): the database's share of a claim."""
-    return [p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"]
-
-
-def settle(stack: Stack, sqlite_path: str | None = None) -> None:
-    """Before an app's runs, untimed: the database's housekeeping done, so that autovacuum
+def settle(stack: Stack) -> None:
+    """Before an app's run, untimed: the database's housekeeping done, so that autovacuum
     (fresh codes, the previous app's claims) and a checkpoint do not land inside this
-    app's 10 s and count as its cost. SQLite: the write-ahead log checkpointed."""
+    app's window and count as its cost. SQLite: the write-ahead log checkpointed."""
     if stack.backend == "postgresql":
         query(stack, "VACUUM (ANALYZE)")
         query(stack, "CHECKPOINT")
         return
-    con = sqlite3.connect(sqlite_path or stack.raw_dsn)
+    con = sqlite3.connect(stack.raw_dsn)
     try:
         con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         con.close()
 
 
-def measure(url: str, path: str, cursor: wrk.Cursor, timing: Timing, proc: Proc) -> dict[str, Any]:
-    wrk.claims(url, path, cursor, threads=2, connections=CONNECTIONS, duration_s=timing.warmup_s)
-    app, database = _app_pids(proc), _database_pids()
-    before = _cpu_seconds(app), _cpu_seconds(database)
-    main = wrk.claims(
-        url, path, cursor, threads=2, connections=CONNECTIONS, duration_s=timing.duration_s
+def measure(
+    stack: Stack, url: str, path: str, cursor: wrk.Cursor, timing: Timing, proc: Proc | None
+) -> dict[str, Any]:
+    """Warm-up, the measured window (with the app's and PostgreSQL's CPU), 1 client."""
+    warm = wrk.claims(
+        url, path, cursor, threads=2, connections=CONNECTIONS, duration_s=timing.warmup_s
     )
-    after = _cpu_seconds(app), _cpu_seconds(database)
-    answered = main.get("throughput", 0) * timing.duration_s
-    if answered:
-        # CPU per claim of the app's processes and of PostgreSQL's (SQLite's is the app's).
-        main["app_cpu_ms_per_claim"] = round((after[0] - before[0]) * 1000 / answered, 3)
-        main["db_cpu_ms_per_claim"] = round((after[1] - before[1]) * 1000 / answered, 3)
+    app = _app_pids(proc) if proc else []
+    before = _cpu_seconds(app)
+    db = stack.database if stack.backend == "postgresql" else None
+    with Window(db) as window:
+        main = wrk.claims(
+            url, path, cursor, threads=2, connections=CONNECTIONS, duration_s=timing.duration_s
+        )
+    created = main["statuses"].get("201", 0)
+    main["window"] = window.summary(created)
+    if created:
+        main["app_cpu_ms_per_claim"] = round((_cpu_seconds(app) - before) * 1000 / created, 3)
     single = wrk.claims(url, path, cursor, threads=1, connections=1, duration_s=timing.single_s)
-    return {"main": main, "single": single}
+    return {"main": main, "single": single, "warm_201": warm["statuses"].get("201", 0)}
 
 
 def start_reference(
@@ -149,278 +168,171 @@ def start_reference(
     return proc, url
 
 
-def _run_reference(
-    stack: Stack,
-    name: str,
-    module: str,
-    processes: int,
-    timing: Timing,
-    tokens_file: Path,
-    **env: str,
-) -> dict[str, Any]:
-    settle(stack, env.get("REF_SQLITE"))
-    proc, url = start_reference(stack, name, module, processes, **env)
+@dataclass
+class Apps:
+    """One store's apps and their campaigns (one per app and run)."""
+
+    run: Run
+    stack: Stack
+    tokens: Es256Tokens
+    timing: Timing
+    token_path: Path
+    processes: int
+    campaigns: dict[tuple[str, int], str]
+
+    def path(self, app: str, i: int) -> str:
+        return f"/v1/campaigns/{self.campaigns[(app, i)]}/claims"
+
+    def cursor(self) -> wrk.Cursor:
+        return wrk.Cursor(self.token_path)
+
+
+def _prepare(run: Run, stack: Stack, names: list[str], ceiling: int) -> Apps:
+    tokens, timing = es256(run), timing_of(run)
+    per_campaign = timing.codes(ceiling)
+    token_path = tokens.write_lines(run.workdir / f"es256-tokens-{per_campaign}.txt", per_campaign)
+    api = stack.start_api(1, dev=False, **prod_env(tokens))
+    brand = Brand(api.url, tokens)
+    campaigns = {
+        (name, i): brand.campaign(f"claims-ref {name} #{i}")
+        for i in range(run.cfg.runs)
+        for name in names
+    }
+    stack.stop_api()
+    seed_codes(stack, brand.brand_id, list(campaigns.values()), per_campaign)
+    processes = PG_PROCESSES if stack.backend == "postgresql" else SQLITE_PROCESSES
+    return Apps(run, stack, tokens, timing, token_path, processes, campaigns)
+
+
+def _ours(apps: Apps, i: int) -> dict[str, Any]:
+    stack = apps.stack
+    settle(stack)
+    api = stack.start_api(apps.processes, dev=False, **prod_env(apps.tokens))
     try:
-        return measure(url, REF_PATH, wrk.Cursor(tokens_file), timing, proc)
+        return measure(stack, api.url, apps.path("ours", i), apps.cursor(), apps.timing, api.proc)
+    finally:
+        stack.stop_api()
+
+
+def _reference(apps: Apps, name: str, auth: str, i: int) -> dict[str, Any]:
+    stack = apps.stack
+    settle(stack)
+    env = ref_env(apps.tokens, auth)
+    if stack.backend == "postgresql":
+        env.update(REF_DSN=stack.raw_dsn, REF_POOL=str(POOL))
+        module = "pg_app"
+    else:
+        env.update(REF_SQLITE=stack.raw_dsn)
+        module = "sqlite_app"
+    proc, url = start_reference(stack, f"{name}-{i}", module, apps.processes, **env)
+    try:
+        return measure(stack, url, apps.path(name, i), apps.cursor(), apps.timing, proc)
     finally:
         stack.stop(proc)
 
 
-def _run_ours(
-    run: Run, stack: Stack, processes: int, timing: Timing, tokens: Es256Tokens, path: Path
-) -> dict[str, Any]:
-    api = stack.start_api(1, dev=False, **prod_env(tokens))
-    brand = Brand(api.url, tokens)
-    campaign = brand.campaign("claims-ref")
-    give_codes(stack, brand, [campaign], timing.codes)
-    stack.stop_api()
+def _pgbench(apps: Apps, i: int) -> dict[str, Any]:
+    """The reference's statement under pgbench on as many connections as ours hold. The
+    window opens after the warm-up and closes before pgbench stops, so its backends are
+    all alive through it; the work is the claims committed in the window."""
+    stack = apps.stack
     settle(stack)
-    api = stack.start_api(processes, dev=False, **prod_env(tokens))
+    campaign = apps.campaigns[("pgbench", i)]
+    script = pgbench.script(stack.workdir, campaign)
+    t = apps.timing
+    total = t.warmup_s + t.duration_s + 2
+    proc = pgbench.start(stack.raw_dsn, script, clients=POOL * PG_PROCESSES, seconds=total)
+    count = "SELECT count(*) FROM claims WHERE campaign_id = $1"
     try:
-        path_ = f"/v1/campaigns/{campaign}/claims"
-        out = measure(api.url, path_, wrk.Cursor(path), timing, api.proc)
+        time.sleep(t.warmup_s)  # pgbench's warm-up, part of the measurement's schedule
+        before = query(stack, count, campaign)[0][0]
+        started = time.monotonic()
+        with Window(stack.database) as window:
+            time.sleep(t.duration_s)
+        after = query(stack, count, campaign)[0][0]
+        elapsed = time.monotonic() - started
     finally:
-        stack.stop_api()
-    twice, orphans = _integrity(stack, campaign)
-    out["integrity"] = {"handed_twice": twice, "claimed_without_claim": orphans}
-    return out
+        main = pgbench.finish(proc, timeout=total + 60)
+    work = int(after) - int(before)
+    main.update(throughput=work / elapsed, window=window.summary(work), clients=POOL * PG_PROCESSES)
+    return {"main": main}
 
 
-def _attempt(fn: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
-    """One app's runs; the machine's load average at its start goes with them (other
-    sessions share the 2 cores: a ratio between apps run under different loads is
-    suspect)."""
-    load = round(os.getloadavg()[0], 2)
+def checks(stack: Stack, campaign_id: str, answered_201: int) -> dict[str, int]:
+    """Checks that could fail: answered 201 but not stored (fewer claims in the database
+    than 201 answers), claims without their outbox event, codes marked claimed without
+    a claim."""
+    stored, without_event, orphans = query(
+        stack,
+        "SELECT (SELECT count(*) FROM claims WHERE campaign_id = $1), "
+        "(SELECT count(*) FROM claims c WHERE c.campaign_id = $1 AND NOT EXISTS "
+        "  (SELECT 1 FROM events e WHERE e.id = c.id)), "
+        "(SELECT count(*) FROM codes WHERE campaign_id = $1 AND claimed_at IS NOT NULL) - "
+        "(SELECT count(*) FROM claims WHERE campaign_id = $1)",
+        campaign_id,
+    )[0]
+    return {
+        "answered_201_not_stored": max(0, answered_201 - int(stored)),
+        "claims_without_event": int(without_event),
+        "claimed_without_claim": int(orphans),
+    }
+
+
+def _attempt(apps: Apps, name: str, i: int, fn: Any, *args: Any) -> dict[str, Any]:
+    """One app's run; a run that fails is kept as ``{"error": why}`` and the others go on."""
     try:
-        result: dict[str, Any] = fn(*args, **kwargs)
+        if apps.stack.backend == "postgresql":
+            wait_for_pg_connections(POOL * apps.processes + 3, 120)
+        result: dict[str, Any] = fn(apps, *args, i)
     except Exception as exc:
-        result = {"error": f"{type(exc).__name__}: {str(exc)[-300:]}"}
-    result["load_avg_1min"] = load
+        return {"error": f"{type(exc).__name__}: {str(exc)[-300:]}"}
+    if name != "pgbench":
+        answered = sum(
+            part.get("statuses", {}).get("201", 0) for part in (result["main"], result["single"])
+        )
+        answered += result.get("warm_201", 0)
+        result["checks"] = checks(apps.stack, apps.campaigns[(name, i)], answered)
     return result
 
 
-def scenario(run: Run, res: ScenarioResult) -> None:
-    wrk.available()
-    timing = QUICK if run.cfg.quick else FULL
-    tokens = es256(run)
-    path = tokens.write_lines(run.workdir / "es256-tokens.txt", timing.tokens)
-    apps: dict[str, dict[str, Any]] = {}
+PG_APPS = ("ours", "ref-es256", "ref", "pgbench")
+SQLITE_APPS = ("ours", "ref-es256", "ref")
 
+
+def _series(apps: Apps, names: tuple[str, ...], res: ScenarioResult, db: str) -> dict[str, Any]:
+    """Every app ``--runs`` times, taking turns; ``{app: [run, ...]}``."""
+    out: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    for i in range(apps.run.cfg.runs):
+        for name in names:
+            print(f"[bench]   claims-ref {db} run {i + 1}: {name}", flush=True)
+            if name == "ours":
+                result = _attempt(apps, name, i, _ours)
+            elif name == "pgbench":
+                result = _attempt(apps, name, i, _pgbench)
+            else:
+                auth = "es256" if name.endswith("es256") else "none"
+                result = _attempt(apps, name, i, _reference, name, auth)
+            if "main" in result and "window" in result["main"]:
+                res.note_window(f"{db} {name} #{i + 1}", result["main"]["window"])
+            out[name].append(result)
+    return out
+
+
+def scenario(run: Run, res: ScenarioResult) -> None:
+    from benchmarks.scenarios.claims_ref_report import report
+
+    wrk.available()
+    pgbench.available()
     stack = run.stack("postgresql", "claims-ref-pg")
     try:
-        for mode, label in (("known", "ref-pg-known"), ("skip", "ref-pg-skip")):
-            codes = schema.KNOWN_BLOCK * PG_PROCESSES if mode == "known" else timing.codes
-            asyncio.run(schema.create_pg(stack.raw_dsn, f"ref_{mode}", codes))
-            wait_for_pg_connections(20 * PG_PROCESSES + 3, 120)
-            apps[label] = _attempt(
-                _run_reference,
-                stack,
-                label,
-                "pg_app",
-                PG_PROCESSES,
-                timing,
-                path,
-                REF_MODE=mode,
-                REF_DSN=stack.raw_dsn,
-                REF_SCHEMA=f"ref_{mode}",
-            )
-            if "error" not in apps[label]:
-                apps[label]["integrity"] = asyncio.run(
-                    schema.integrity_pg(stack.raw_dsn, f"ref_{mode}")
-                )
-        wait_for_pg_connections(20 * PG_PROCESSES + 3, 120)
-        apps["ours-pg"] = _attempt(_run_ours, run, stack, PG_PROCESSES, timing, tokens, path)
+        asyncio.run(schema.install_pg(stack.raw_dsn))
+        pg = _series(_prepare(run, stack, list(PG_APPS), PG_CEILING), PG_APPS, res, "PostgreSQL")
     finally:
         run.drop(stack)
-
     stack = run.stack("sqlite", "claims-ref-sqlite")
     try:
-        ref_db = str(stack.workdir / "reference.db")
-        schema.create_sqlite(ref_db, timing.codes)
-        apps["ref-sqlite"] = _attempt(
-            _run_reference,
-            stack,
-            "ref-sqlite",
-            "sqlite_app",
-            SQLITE_PROCESSES,
-            timing,
-            path,
-            REF_SQLITE=ref_db,
-        )
-        if "error" not in apps["ref-sqlite"]:
-            apps["ref-sqlite"]["integrity"] = schema.integrity_sqlite(ref_db)
-        apps["ours-sqlite"] = _attempt(
-            _run_ours, run, stack, SQLITE_PROCESSES, timing, tokens, path
-        )
+        apps = _prepare(run, stack, list(SQLITE_APPS), SQLITE_CEILING)
+        lite = _series(apps, SQLITE_APPS, res, "SQLite")
     finally:
         run.drop(stack)
-
-    _report(res, apps, timing)
-
-
-NAMES = {
-    "ref-pg-known": "minimal FastAPI + asyncpg, known row",
-    "ref-pg-skip": "minimal FastAPI + asyncpg, plain SKIP LOCKED queue",
-    "ours-pg": "discount-codes (ES256, access log), PostgreSQL",
-    "ref-sqlite": "minimal FastAPI + sqlite3 (WAL, synchronous=NORMAL)",
-    "ours-sqlite": "discount-codes (ES256, access log), SQLite",
-}
-
-
-def _get(app: dict[str, Any], run: str, key: str) -> Any:
-    return app.get(run, {}).get(key)
-
-
-def _report(res: ScenarioResult, apps: dict[str, dict[str, Any]], timing: Timing) -> None:
-    pg, known, skip = apps["ours-pg"], apps["ref-pg-known"], apps["ref-pg-skip"]
-    lite, ref_lite = apps["ours-sqlite"], apps["ref-sqlite"]
-    pg_what = f"PostgreSQL, {PG_PROCESSES} processes, {CONNECTIONS} connections"
-    res.add(
-        Figure(
-            f"{pg_what}: claims/s vs known-row app",
-            _get(pg, "main", "throughput"),
-            "claims/s",
-            _get(known, "main", "throughput"),
-            NAMES["ref-pg-known"],
-            Target("ratio", ">=", PG_SHARE_OF_KNOWN),
-            note=pg.get("error", ""),
-        )
-    )
-    res.add(
-        Figure(
-            f"{pg_what}: claims/s vs SKIP LOCKED app",
-            _get(pg, "main", "throughput"),
-            "claims/s",
-            _get(skip, "main", "throughput"),
-            NAMES["ref-pg-skip"],
-        )
-    )
-    res.add(
-        Figure(
-            f"{pg_what}: p99",
-            _get(pg, "main", "p99_ms"),
-            "ms",
-            _get(known, "main", "p99_ms"),
-            NAMES["ref-pg-known"],
-            Target("value", "<=", P99_MS),
-        )
-    )
-    res.add(
-        Figure(
-            f"{pg_what}: errors (non-201 + socket)",
-            _get(pg, "main", "errors"),
-            "count",
-            target=Target("value", "==", 0),
-        )
-    )
-    res.add(
-        Figure(
-            "PostgreSQL, 1 client: p50",
-            _get(pg, "single", "p50_ms"),
-            "ms",
-            _get(known, "single", "p50_ms"),
-            NAMES["ref-pg-known"],
-            Target("value", "<=", ONE_CLIENT_P50_MS),
-        )
-    )
-    res.add(
-        Figure(
-            f"SQLite, 1 process, {CONNECTIONS} connections: claims/s",
-            _get(lite, "main", "throughput"),
-            "claims/s",
-            _get(ref_lite, "main", "throughput"),
-            NAMES["ref-sqlite"],
-            Target("ratio", ">=", SQLITE_SHARE),
-            note=lite.get("error", ""),
-        )
-    )
-    res.add(
-        Figure(
-            "SQLite: errors (non-201 + socket)",
-            _get(lite, "main", "errors"),
-            "count",
-            target=Target("value", "==", 0),
-        )
-    )
-    twice = [a["integrity"]["handed_twice"] for a in apps.values() if "integrity" in a]
-    res.add(
-        Figure(
-            f"codes handed out twice ({len(twice)} apps checked)",
-            sum(twice) if twice else None,
-            "count",
-            target=Target("value", "==", 0),
-        )
-    )
-
-    rows = []
-    ratio_to = {"ours-pg": "ref-pg-known", "ours-sqlite": "ref-sqlite"}
-    for key, app in apps.items():
-        main, single = app.get("main", {}), app.get("single", {})
-        ratio = ""
-        if (
-            key in ratio_to
-            and main.get("throughput")
-            and _get(apps[ratio_to[key]], "main", "throughput")
-        ):
-            ratio = f"{main['throughput'] / apps[ratio_to[key]]['main']['throughput']:.2f}x"
-            if key == "ours-pg" and _get(skip, "main", "throughput"):
-                ratio += f" ({main['throughput'] / skip['main']['throughput']:.2f}x of SKIP LOCKED)"
-        integ = app.get("integrity", {})
-        bad = {k: v for k, v in main.get("statuses", {}).items() if k != "201"}
-        notes = "; ".join(
-            x
-            for x in (
-                app.get("error", ""),
-                ", ".join(f"{k}×{v}" for k, v in sorted(bad.items())),
-                ", ".join(f"{k} {v}" for k, v in main.get("socket_errors", {}).items() if v),
-                "tokens wrapped" if main.get("wrapped") else "",
-            )
-            if x
-        )
-        rows.append(
-            [
-                NAMES[key],
-                str(PG_PROCESSES if "pg" in key else SQLITE_PROCESSES),
-                _fmt(main.get("throughput"), "{:,.0f}"),
-                _fmt(main.get("p50_ms"), "{:.1f}"),
-                _fmt(main.get("p99_ms"), "{:.1f}"),
-                _fmt(main.get("errors"), "{}"),
-                _fmt(main.get("app_cpu_ms_per_claim"), "{:.2f}"),
-                _fmt(main.get("db_cpu_ms_per_claim") if "pg" in key else None, "{:.2f}"),
-                _fmt(single.get("p50_ms"), "{:.2f}"),
-                _fmt(single.get("throughput"), "{:,.0f}"),
-                ratio or "–",
-                _fmt(integ.get("handed_twice"), "{}"),
-                _fmt(app.get("load_avg_1min"), "{:.1f}"),
-                notes,
-            ]
-        )
-    res.tables.append(
-        Table(
-            f"Every app: wrk -t2 -c{CONNECTIONS} -d{timing.duration_s:g}s after a "
-            f"{timing.warmup_s:g} s warm-up, then wrk -t1 -c1 -d{timing.single_s:g}s "
-            "(latency in ms)",
-            [
-                "app",
-                "processes",
-                "claims/s",
-                "p50",
-                "p99",
-                "errors",
-                "app CPU ms/claim",
-                "PostgreSQL CPU ms/claim",
-                "1 client p50",
-                "1 client claims/s",
-                "ours/reference",
-                "handed twice",
-                "load avg",
-                "notes",
-            ],
-            rows,
-        )
-    )
-    res.details.update(apps=apps)
-
-
-def _fmt(x: Any, pattern: str) -> str:
-    return "–" if x is None else pattern.format(x)
+    report(run, res, pg, lite)

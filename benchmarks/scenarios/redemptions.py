@@ -1,61 +1,46 @@
 """Scenario 6: redemptions through HTTP on PostgreSQL, 64 connections, 1 and 2 API
-processes: ``POST /v1/brands/{brand}/codes/{code}/redemptions`` with a brand token, every
-request a different claimed code (a code is redeemed once), loaded with ``wrk``.
+processes: ``POST /v1/brands/{brand}/codes/{code}/redemptions`` with the brand's ES256
+token (ours in production mode), every request a different claimed code, loaded by wrk.
 
-Reference, measured in the same run with the same ``wrk`` script: a minimal FastAPI +
-asyncpg app (:func:`reference_app`, served by uvicorn with uvloop and httptools, the same
-process count) doing the same transaction on the same tables with no auth, validation or
-logging: find the code with its claim and live redemption, insert the redemption
-``ON CONFLICT DO NOTHING`` on the partial unique index, insert the outbox event, NOTIFY,
-add to a counter shard, commit. Its ratio says what our layers cost, as the claims
-scenario's minimal-app figures do.
+Reference (``benchmarks.reference.redeem_app``), taking turns with ours ``--runs`` times,
+the same process count and wrk script: the same ES256 token verified with PyJWT, then
+one round trip (a call of ``ref_redeem``) doing ours' work on the same tables: find the
+code with its claim and live redemption, insert the redemption ``ON CONFLICT DO
+NOTHING`` on the partial unique index, the outbox event, NOTIFY, a counter shard; its
+pool the size of what ours may open.
 
-Set-up is untimed: codes are generated through the API, then every code is marked claimed
-with a claim row in one SQL statement (claiming 160k codes through HTTP would take longer
-than every measurement together, and is the claims scenario's subject).
+Set-up is untimed: codes written by SQL (``seed_codes``), then every code marked claimed
+with a claim row in one SQL statement.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
-import shutil
 import subprocess
-import sys
-import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import asyncpg
-from fastapi import FastAPI, Response
-from pydantic import BaseModel
-
+from benchmarks import wrk
 from benchmarks.api import Brand
+from benchmarks.reference.redeem_app import REDEEM_FUNCTION
 from benchmarks.report import Figure, ScenarioResult, Table, Target
-from benchmarks.scenarios import give_codes
-from benchmarks.services import (
-    NotRun,
-    Stack,
-    _wait_ready,
-    free_port,
-    query,
-    wait_for_pg_connections,
-)
+from benchmarks.scenarios import seed_codes
+from benchmarks.scenarios.claims_ref import es256, prod_env, ref_env, start_reference
+from benchmarks.services import Stack, query, wait_for_pg_connections
+from benchmarks.window import Window
+from discount_codes.config import Settings
 
 if TYPE_CHECKING:
     from benchmarks.run import Run
 
 CLIENTS = 64
 THREADS = 2
-TARGET_SHARE_OF_REFERENCE = 0.5
-#: Connections one process may open: the service's pool (DB_POOL_SIZE, default 10) plus as
-#: many overflow; the reference gets the same.
-POOL = 20
+TARGET_SHARE_OF_REFERENCE = 0.7
+#: Connections one of our processes may open for a redemption (its SQLAlchemy pool:
+#: ``db_pool_size`` plus as many overflow); the reference gets the same.
+POOL = 2 * int(Settings.model_fields["db_pool_size"].default)
 
 # wrk's Lua: each thread walks its own stride of the codes file, so no code is sent twice;
 # ``done`` prints the figures as one JSON line.
@@ -91,8 +76,7 @@ end
 
 
 def pg(run: Run, res: ScenarioResult) -> None:
-    if shutil.which("wrk") is None:
-        raise NotRun("wrk is not installed (apt-get install -y wrk)")
+    wrk.available()
     stack = run.stack("postgresql", "redemptions-pg")
     try:
         _redemptions(run, res, stack)
@@ -101,51 +85,65 @@ def pg(run: Run, res: ScenarioResult) -> None:
 
 
 def _codes_per_run(run: Run) -> int:
-    return 8_000 if run.cfg.quick else 40_000
+    return int(3000 * (run.cfg.claim_warmup_s + run.cfg.claim_duration_s)) + 2000
 
 
 def _redemptions(run: Run, res: ScenarioResult, stack: Stack) -> None:
     cfg = run.cfg
-    api = stack.start_api(1)
-    brand = Brand(api.url, run.tokens)
-    setups = [(kind, p) for kind in ("ours", "reference") for p in cfg.claim_processes]
-    campaigns = {s: brand.campaign(f"redemptions {s[0]} {s[1]}p") for s in setups}
-    give_codes(stack, brand, list(campaigns.values()), _codes_per_run(run))
+    tokens = es256(run)
+    query(stack, REDEEM_FUNCTION)
+    api = stack.start_api(1, dev=False, **prod_env(tokens))
+    brand = Brand(api.url, tokens)
+    setups = [
+        (kind, p, i)
+        for i in range(cfg.runs)
+        for p in cfg.claim_processes
+        for kind in ("ours", "reference")
+    ]
+    campaigns = {s: brand.campaign(f"redemptions {s[0]} {s[1]}p #{s[2]}") for s in setups}
     stack.stop_api()
+    seed_codes(stack, brand.brand_id, list(campaigns.values()), _codes_per_run(run))
     files = {s: _claim_all(stack, campaigns[s], s) for s in setups}
-    token = run.tokens.brand(brand.brand_id)
+    token = tokens.brand(brand.brand_id)
     script = stack.workdir / "redeem.lua"
     script.write_text(WRK_SCRIPT)
+    before, after = f"/v1/brands/{brand.brand_id}/codes/", "/redemptions"
 
-    results: dict[tuple[str, int], dict[str, Any]] = {}
-    for kind, processes in setups:
-        setup = (kind, processes)
+    results: dict[tuple[str, int, int], dict[str, Any]] = {}
+    for setup in setups:
+        kind, processes, i = setup
+        print(f"[bench]   redemptions run {i + 1}: {kind}, {processes} processes", flush=True)
+        proc = None
         try:
-            # A request holds at most one connection: 64 clients need at most 64 of them.
-            wait_for_pg_connections(
-                min(CLIENTS, POOL * processes) + 3, 30.0 if cfg.quick else 180.0
-            )
+            wait_for_pg_connections(min(CLIENTS, POOL * processes) + 3, 180.0)
+            query(stack, "VACUUM (ANALYZE)")
             if kind == "ours":
-                url = stack.start_api(processes).url
-                before, after, auth = f"/v1/brands/{brand.brand_id}/codes/", "/redemptions", token
+                url = stack.start_api(processes, dev=False, **prod_env(tokens)).url
             else:
-                stack.stop_api()
-                url = _start_reference(stack, processes, brand.brand_id)
-                before, after, auth = "/redeem/", "", ""
+                env = ref_env(tokens, "es256") | {"REF_DSN": stack.raw_dsn, "REF_POOL": str(POOL)}
+                proc, url = start_reference(
+                    stack, f"redeem-ref-{processes}-{i}", "redeem_app", processes, **env
+                )
             warm, measured = files[setup]
-            _wrk(script, url, warm, before, after, auth, cfg.claim_warmup_s)
-            result = _wrk(script, url, measured, before, after, auth, cfg.claim_duration_s)
+            _wrk(script, url, warm, before, after, token, cfg.claim_warmup_s)
+            with Window(stack.database) as window:
+                result = _wrk(script, url, measured, before, after, token, cfg.claim_duration_s)
+            done = (result["requests"] - result["errors"]) if result.get("requests") else None
+            result["window"] = res.note_window(
+                f"{kind} {processes}p #{i + 1}", window.summary(done)
+            )
             result.update(_integrity(stack, campaigns[setup]))
             results[setup] = result
         except Exception as exc:
             results[setup] = {"error": f"{type(exc).__name__}: {str(exc)[-300:]}"}
         finally:
-            _stop_reference(stack)
-    stack.stop_api()
+            stack.stop_api()
+            if proc is not None:
+                stack.stop(proc)
     _report(run, res, results)
 
 
-def _claim_all(stack: Stack, campaign_id: str, setup: tuple[str, int]) -> tuple[Path, Path]:
+def _claim_all(stack: Stack, campaign_id: str, setup: tuple[Any, ...]) -> tuple[Path, Path]:
     """Hand every code of the campaign out (claim rows, ``claimed_at``) and write the codes
     to two files: a short warm-up slice and the rest."""
     query(
@@ -172,7 +170,7 @@ def _claim_all(stack: Stack, campaign_id: str, setup: tuple[str, int]) -> tuple[
     ]
     random.shuffle(codes)
     cut = len(codes) // 5
-    name = f"codes-{setup[0]}-{setup[1]}p"
+    name = "codes-" + "-".join(map(str, setup))
     warm, measured = stack.workdir / f"{name}-warm.txt", stack.workdir / f"{name}.txt"
     warm.write_text("\n".join(codes[:cut]) + "\n")
     measured.write_text("\n".join(codes[cut:]) + "\n")
@@ -223,121 +221,6 @@ def _integrity(stack: Stack, campaign_id: str) -> dict[str, int]:
     }
 
 
-# --- the minimal reference app -----------------------------------------------------------
-
-
-def _start_reference(stack: Stack, processes: int, brand_id: str) -> str:
-    port = free_port()
-    argv = [sys.executable, "-m", "uvicorn", f"{__name__}:reference_app", "--factory"]
-    argv += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(processes)]
-    argv += ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level"]
-    argv += ["warning"]
-    proc = stack.spawn(
-        f"{stack.label}-reference{processes}",
-        argv,
-        BENCH_REFERENCE_DSN=stack.raw_dsn,
-        BENCH_REFERENCE_BRAND=brand_id,
-    )
-    _REFERENCE_PROCS.append(proc)
-    url = f"http://127.0.0.1:{port}"
-    _wait_ready(url, proc)
-    return url
-
-
-_REFERENCE_PROCS: list[Any] = []
-
-
-def _stop_reference(stack: Stack) -> None:
-    while _REFERENCE_PROCS:
-        stack.stop(_REFERENCE_PROCS.pop())
-
-
-_LOOKUP = """
-SELECT c.id, c.campaign_id, cl.id AS claim_id, cl.user_id, c.code, r.id AS live_id
-FROM codes c
-JOIN claims cl ON cl.code_id = c.id
-LEFT JOIN redemptions r ON r.code_id = c.id AND r.reversed_at IS NULL
-WHERE c.brand_id = $1 AND c.code = $2
-"""
-_INSERT = """
-INSERT INTO redemptions (id, brand_id, campaign_id, code_id, claim_id, user_id, code,
-                         order_id, redeemed_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-ON CONFLICT (code_id) WHERE reversed_at IS NULL DO NOTHING
-RETURNING id
-"""
-_EVENT = """
-INSERT INTO events (id, type, brand_id, campaign_id, data, created_at)
-VALUES ($1, 'discount_code.redeemed', $2, $3, $4::jsonb, $5)
-"""
-_COUNT = """
-INSERT INTO redemption_counters (campaign_id, shard, redeemed) VALUES ($1, $2, 1)
-ON CONFLICT (campaign_id, shard) DO UPDATE SET redeemed = redemption_counters.redeemed + 1
-"""
-
-
-class Order(BaseModel):
-    order_id: str
-
-
-def reference_app() -> FastAPI:
-    """``uvicorn benchmarks.scenarios.redemptions:reference_app --factory``: the redemption
-    transaction and nothing else (``/readyz`` for the harness's start-up wait)."""
-    dsn = os.environ["BENCH_REFERENCE_DSN"]
-    brand_id = os.environ["BENCH_REFERENCE_BRAND"]
-    pools: list[asyncpg.Pool] = []
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        pools.append(await asyncpg.create_pool(dsn, min_size=4, max_size=POOL))
-        yield
-        await pools[0].close()
-
-    app = FastAPI(lifespan=lifespan)
-
-    @app.get("/readyz")
-    async def ready() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.post("/redeem/{code}", status_code=201)
-    async def redeem(code: str, body: Order, response: Response) -> dict[str, Any]:
-        now = datetime.now(UTC)
-        async with pools[0].acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(_LOOKUP, brand_id, code)
-            if row is None:
-                response.status_code = 404
-                return {"type": "/problems/code-not-found"}
-            if row["live_id"] is not None:
-                response.status_code = 409
-                return {"type": "/problems/code-already-redeemed"}
-            rid = str(uuid.uuid4())
-            inserted = await conn.fetchval(
-                _INSERT, rid, brand_id, row["campaign_id"], row["id"], row["claim_id"],
-                row["user_id"], row["code"], body.order_id, now,
-            )  # fmt: skip
-            if inserted is None:
-                response.status_code = 409
-                return {"type": "/problems/code-already-redeemed"}
-            data = {
-                "redemption_id": rid,
-                "claim_id": row["claim_id"],
-                "brand_id": brand_id,
-                "campaign_id": row["campaign_id"],
-                "code": row["code"],
-                "order_id": body.order_id,
-                "user_id": row["user_id"],
-                "redeemed_at": now.isoformat(),
-            }
-            await conn.execute(
-                _EVENT, str(uuid.uuid4()), brand_id, row["campaign_id"], json.dumps(data), now
-            )
-            await conn.execute("SELECT pg_notify('discount_codes_events', '')")
-            await conn.execute(_COUNT, row["campaign_id"], random.randrange(16))
-        return {"id": rid, "code": row["code"], "order_id": body.order_id}
-
-    return app
-
-
 # --- the report ----------------------------------------------------------------------------
 
 
@@ -349,77 +232,81 @@ def _rate(x: float | None) -> str:
     return "–" if x is None else f"{x:,.0f}"
 
 
-def _report(run: Run, res: ScenarioResult, results: dict[tuple[str, int], dict[str, Any]]) -> None:
-    rows = []
+def _report(
+    run: Run, res: ScenarioResult, results: dict[tuple[str, int, int], dict[str, Any]]
+) -> None:
+    runs = range(run.cfg.runs)
+    ref_name = "fair reference + PyJWT ES256, one round trip"
     for processes in run.cfg.claim_processes:
-        o, r = results[("ours", processes)], results[("reference", processes)]
+        ours = [results[("ours", processes, i)] for i in runs]
+        ref = [results[("reference", processes, i)] for i in runs]
         what = f"{CLIENTS} connections, {processes} API process{'es' if processes > 1 else ''}"
-        note = "; ".join(
-            f"{who} not run: {x['error']}"
-            for who, x in (("ours", o), ("reference", r))
-            if "error" in x
-        )
         res.add(
-            Figure(
-                f"{what}: throughput",
-                o.get("throughput"),
+            Figure.of_runs(
+                f"{what}: redemptions/s",
+                [o.get("throughput") for o in ours],
                 "redemptions/s",
-                r.get("throughput"),
-                "minimal FastAPI + asyncpg",
+                [r.get("throughput") for r in ref],
+                ref_name,
                 Target("ratio", ">=", TARGET_SHARE_OF_REFERENCE),
-                note=note,
             )
         )
-        res.add(Figure(f"{what}: p99", o.get("p99_ms"), "ms", r.get("p99_ms"), "minimal app"))
+        res.add(
+            Figure.of_runs(
+                f"{what}: p99",
+                [o.get("p99_ms") for o in ours],
+                "ms",
+                [r.get("p99_ms") for r in ref],
+                ref_name,
+            )
+        )
+        res.add(
+            Figure.of_runs(
+                f"{what}: PostgreSQL CPU per redemption (this database's backends)",
+                [_us(o) for o in ours],
+                "µs",
+                [_us(r) for r in ref],
+                ref_name,
+            )
+        )
+    measured = [x for (kind, _, _), x in results.items() if kind == "ours" and "error" not in x]
+    for key, label in (
+        ("errors", "ours: errors (non-2xx + socket)"),
+        ("redeemed_twice", "ours: codes with two live redemptions"),
+        ("without_event", "ours: redemptions without their event"),
+    ):
         res.add(
             Figure(
-                f"{what}: errors",
-                o.get("errors"),
+                f"{label} ({len(measured)} runs)",
+                sum(x[key] for x in measured) if measured else None,
                 "count",
-                r.get("errors"),
-                "minimal app",
-                Target("value", "==", 0),
+                target=Target("value", "==", 0),
             )
         )
-        for kind, x in (("discount-codes", o), ("minimal FastAPI + asyncpg", r)):
-            rows.append(
-                [
-                    kind,
-                    str(processes),
-                    _rate(x.get("throughput")),
-                    _ms(x.get("p50_ms")),
-                    _ms(x.get("p99_ms")),
-                    str(x.get("errors", "–")),
-                    str(x.get("redeemed_twice", "–")),
-                    str(x.get("without_event", "–")),
-                    x.get("error", ""),
-                ]
-            )
-    measured = [x for x in results.values() if "error" not in x]
-    res.add(
-        Figure(
-            f"codes with two live redemptions ({len(measured)} runs)",
-            sum(x["redeemed_twice"] for x in measured) if measured else None,
-            "count",
-            target=Target("value", "==", 0),
-        )
-    )
-    res.add(
-        Figure(
-            "redemptions without their event",
-            sum(x["without_event"] for x in measured) if measured else None,
-            "count",
-            target=Target("value", "==", 0),
-        )
-    )
+    rows = [
+        [
+            "discount-codes" if kind == "ours" else "reference",
+            str(processes),
+            str(i + 1),
+            _rate(x.get("throughput")),
+            _ms(x.get("p50_ms")),
+            _ms(x.get("p99_ms")),
+            str(x.get("errors", "–")),
+            str(x.get("redeemed_twice", "–")),
+            str(x.get("without_event", "–")),
+            x.get("error", ""),
+        ]
+        for (kind, processes, i), x in results.items()
+    ]
     res.tables.append(
         Table(
-            f"every run (wrk -t{THREADS} -c{CLIENTS}, {run.cfg.claim_duration_s:g} s measured "
-            f"after {run.cfg.claim_warmup_s:g} s warm-up; each request a different claimed "
-            "code; latency in ms)",
+            f"Every run, in the order run (wrk -t{THREADS} -c{CLIENTS}, "
+            f"{run.cfg.claim_duration_s:g} s measured after {run.cfg.claim_warmup_s:g} s "
+            "warm-up; each request a different claimed code; latency in ms)",
             [
                 "server",
                 "processes",
+                "run",
                 "redemptions/s",
                 "p50",
                 "p99",
@@ -431,4 +318,9 @@ def _report(run: Run, res: ScenarioResult, results: dict[tuple[str, int], dict[s
             rows,
         )
     )
-    res.details.update(runs={f"{k}-{p}p": x for (k, p), x in results.items()})
+    res.details.update(runs={f"{k}-{p}p-{i}": x for (k, p, i), x in results.items()})
+
+
+def _us(x: dict[str, Any]) -> float | None:
+    per_op = x.get("window", {}).get("pg_cpu_ms_per_op")
+    return None if per_op is None else per_op * 1000

@@ -3,16 +3,17 @@
 Starts ``discount-codes serve --dev`` on the embedded default (SQLite in a fresh folder)
 and a brand's webhook receiver that verifies every signature with the reference Standard
 Webhooks library; then a brand creates a campaign, has codes generated (progress bar),
-many shoppers claim at once, and the summary says what a brand would check: every code
-handed out once, every event received and verified, and how long a claim took to reach
-the brand. Run it as ``python -m discount_codes.demo [--quick]``.
+many shoppers claim at once, some bring their code to the till, and the summary tells it
+as a brand would (demo_story.py): codes made, shoppers served, webhooks verified, codes
+redeemed with their discount, conversion. The service keeps running after it, so the
+links it prints work, until Ctrl-C (``--exit`` for CI). Run it as
+``python -m discount_codes.demo [--quick]``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import os
 import shutil
 import signal
@@ -42,6 +43,7 @@ from rich.progress import (
 
 from discount_codes.auth import ensure_dev_key, mint_dev_token
 from discount_codes.config import DEFAULT_AUDIENCE, DEV_ISSUER, Settings
+from discount_codes.demo_story import DISCOUNT, TillOutcome, redeem_at_till, summary
 from discount_codes.webhook.receiver import Receiver
 
 BRAND_ID = "demo-brand"
@@ -166,6 +168,7 @@ class Outcome:
     feed_events: int
     campaign: dict[str, Any]
     base_url: str
+    till: TillOutcome | None = None
 
     @property
     def handed_out(self) -> list[str]:
@@ -191,11 +194,6 @@ class Outcome:
                     claimed_at = datetime.fromisoformat(str(d.data["claimed_at"]))
                     first[claim_id] = max(d.received_at - claimed_at.timestamp(), 0.0)
         return sorted(first.values())
-
-
-def percentile(values: list[float], p: float) -> float:
-    """Nearest-rank percentile of sorted ``values``."""
-    return values[max(math.ceil(p / 100 * len(values)) - 1, 0)]
 
 
 def progress() -> Progress:
@@ -357,6 +355,7 @@ async def run_story(served: Served, settings: Settings, codes: int, shoppers: in
                     json={
                         "name": "Spring sale",
                         "description": "20% off the spring collection",
+                        "discount": DISCOUNT,
                         "terms": "One code per shopper. Share your e-mail and name with the brand.",
                     },
                     headers=staff,
@@ -367,6 +366,8 @@ async def run_story(served: Served, settings: Settings, codes: int, shoppers: in
             await generate(client, staff, campaign["id"], codes)
             claims, same, repeats = await shoppers_claim(client, settings, campaign["id"], shoppers)
             outcome = Outcome(codes, claims, same, repeats, receiver, 0, campaign, base_url)
+            outcome.till = await redeem_at_till(client, BRAND_ID, staff, outcome.handed_out)
+            console.print(f"till              {outcome.till.redeemed:,} codes redeemed with orders")
             await wait_for_events(receiver, outcome.claim_ids, patience_s=max(60.0, shoppers / 10))
             outcome.feed_events = await feed_size(client, staff)
             outcome.campaign = expect(
@@ -375,59 +376,6 @@ async def run_story(served: Served, settings: Settings, codes: int, shoppers: in
             return outcome
     finally:
         await receiver.stop()
-
-
-# --- the summary -------------------------------------------------------------------------
-
-
-def summary(outcome: Outcome) -> tuple[list[str], bool]:
-    """The lines a brand would check, and whether the run is a success."""
-    deliveries = outcome.receiver.received
-    verified = [d for d in deliveries if d.verified]
-    distinct = {d.id for d in verified}
-    claim_events = {
-        str(d.data.get("claim_id")) for d in verified if d.type == "discount_code.claimed"
-    }
-    claim_ids = outcome.claim_ids
-    latencies = outcome.latencies()
-    failed = [c for c in outcome.shoppers if c.status not in (200, 201)]
-    reasons: dict[str, int] = {}
-    for c in failed:
-        reasons[c.problem or str(c.status)] = reasons.get(c.problem or str(c.status), 0) + 1
-    expected_codes = min(outcome.codes, len(outcome.shoppers))
-    campaign = outcome.campaign
-    lines = [
-        f"codes generated: {campaign['codes_total']:,}",
-        f"shoppers: {len(outcome.shoppers):,}",
-        f"codes handed out: {len(outcome.handed_out):,}",
-        f"duplicates: {outcome.duplicates:,}",
-        f"shoppers without a code: {len(failed):,}"
-        + (f" ({', '.join(f'{k}: {v:,}' for k, v in sorted(reasons.items()))})" if failed else ""),
-        f"repeat claims given the same code: {outcome.repeats_same:,} of {outcome.repeats:,}",
-        "claims asked again after a dropped connection or a 503: "
-        f"{sum(1 for c in outcome.shoppers if c.retries):,}",
-        f"campaign counts: {campaign['codes_claimed']:,} claimed, "
-        f"{campaign['codes_available']:,} available",
-        f"events received: {len(distinct):,} ({len(deliveries):,} deliveries)",
-        f"events verified: {len(verified):,} of {len(deliveries):,}",
-        f"claimed events received: {len(claim_events & claim_ids):,} of {len(claim_ids):,}",
-        f"events in the pull feed: {outcome.feed_events:,}",
-    ]
-    if latencies:
-        lines.append(
-            "claim-to-webhook latency: "
-            f"p50 {percentile(latencies, 50) * 1000:,.0f} ms, "
-            f"p99 {percentile(latencies, 99) * 1000:,.0f} ms"
-        )
-    ok = (
-        outcome.duplicates == 0
-        and len(outcome.handed_out) == expected_codes
-        and campaign["codes_claimed"] == len(outcome.handed_out)
-        and outcome.repeats_same == outcome.repeats
-        and len(verified) == len(deliveries) > 0
-        and claim_ids <= claim_events
-    )
-    return lines, ok
 
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -456,8 +404,8 @@ def main(
         bool | None,
         typer.Option(
             "--keep-running/--exit",
-            help="Keep serving the console after the summary until Ctrl-C "
-            "(default: when run in a terminal).",
+            help="Keep serving the console after the summary until Ctrl-C or SIGTERM "
+            "(default), or exit after it (CI).",
         ),
     ] = None,
 ) -> None:
@@ -465,7 +413,9 @@ def main(
     size = QUICK if quick else FULL
     n_codes = codes or size["codes"]
     n_shoppers = shoppers or size["shoppers"]
-    stay = keep_running if keep_running is not None else sys.stdin.isatty() and sys.stdout.isatty()
+    # The summary's links work only while the service runs: it keeps running unless told to
+    # exit (CI), terminal or not.
+    stay = keep_running is not False
     folder = data_dir or Path(tempfile.mkdtemp(prefix="discount-codes-demo-"))
     folder.mkdir(parents=True, exist_ok=True)
     settings = dev_settings(folder)
@@ -489,15 +439,25 @@ def main(
             console.print(f"[bold]Summary[/bold] ({time.monotonic() - started:,.1f} s)")
             for line in lines:
                 console.print(f"  {line}", soft_wrap=True)
-            console.print(
-                f"  console: {base_url}/console/#/campaigns/{campaign_id}", soft_wrap=True
-            )
-            console.print(f"  shopper page: {base_url}/console/shop/{campaign_id}", soft_wrap=True)
-            console.print(f"  result: {'OK' if ok else 'FAILED'}")
             if stay:
                 console.print(
+                    f"  console: {base_url}/console/#/campaigns/{campaign_id}", soft_wrap=True
+                )
+                console.print(
+                    f"  shopper page: {base_url}/console/shop/{campaign_id}", soft_wrap=True
+                )
+                console.print(f"  till: {base_url}/console/till/{BRAND_ID}", soft_wrap=True)
+            console.print(f"  result: {'OK' if ok else 'FAILED'}")
+            if not stay:
+                console.print(
+                    "\nThe service stopped with the demo (--exit); run `make demo` without it "
+                    "to browse the console afterwards."
+                )
+            else:
+                console.print(
                     f"\nBrowse the console as brand [bold]{BRAND_ID}[/bold] "
-                    "(dev mode: “Mint a dev token”). Press Ctrl-C to stop."
+                    "(dev mode: “Mint a dev token”). Press Ctrl-C to stop.",
+                    soft_wrap=True,
                 )
                 with contextlib.suppress(KeyboardInterrupt):
                     while True:

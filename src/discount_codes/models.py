@@ -85,6 +85,12 @@ class Campaign(Base):
     low_stock_threshold: Mapped[int | None] = mapped_column(Integer)
     # Codes of the campaign can be redeemed until then (null: no limit).
     redeem_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # What a code takes off an order (``campaign.schemas.Discount`` as JSON, decimal
+    # strings; null: the offer is in ``terms``). Fixed once a code is claimed, so a claim
+    # and a till may read it without a lock (migration 0010).
+    discount: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+    )
     # Set when campaign.codes_low was recorded; cleared when stock rises above the threshold,
     # so the event fires once per crossing.
     low_stock_notified: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -139,7 +145,14 @@ class CodeBatch(Base):
     requested: Mapped[int] = mapped_column(Integer)
     generated: Mapped[int] = mapped_column(Integer, default=0)
     length: Mapped[int] = mapped_column(Integer)
-    prefix: Mapped[str] = mapped_column(String(12), default="")
+    # The codes' shape as the brand wrote it: a prefix (``SPRING``), or a pattern
+    # (``SPRING-####-####``, with ``length`` its ``#`` count). One column for both, so
+    # every reader of (length, prefix), the claim's ``dc_display`` too, shows the codes.
+    prefix: Mapped[str] = mapped_column(String(64), default="")
+    # What a pattern's ``#`` stands for (codes/alphabet.CHARSETS).
+    charset: Mapped[str] = mapped_column(
+        String(16), default="crockford", server_default=text("'crockford'")
+    )
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_fingerprint: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(Text)
@@ -148,11 +161,15 @@ class CodeBatch(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When a worker last took the batch for a chunk: the brand served least recently
+    # (its batches' latest ``served_at``) gets the next chunk (codes/jobs.py).
+    served_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         UniqueConstraint("campaign_id", "idempotency_key"),
         Index(None, "status", "created_at"),
         Index(None, "campaign_id", "created_at"),
+        Index(None, "brand_id", "served_at"),
     )
 
 
@@ -234,6 +251,15 @@ class Redemption(Base):
     amount_currency: Mapped[str | None] = mapped_column(String(3))
     redeemed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     reversed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # held (during payment, until expires_at) | redeemed | released | expired. A hold is a
+    # live row like a redemption, so the index below lets one order at a time have the
+    # code; ``redeemed_at`` is the hold's time until confirmed, then the confirmation's.
+    status: Mapped[str] = mapped_column(
+        String(16), default="redeemed", server_default=text("'redeemed'")
+    )
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The campaign's discount on ``amount``, in its currency; null without either.
+    discount_amount_value: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (
         # The rule "a code is redeemed at most once": one live row per code, whatever the
@@ -247,6 +273,13 @@ class Redemption(Base):
         ),
         Index(None, "campaign_id", "redeemed_at"),
         Index(None, "claim_id"),
+        # The worker's sweep of holds past their time.
+        Index(
+            "ix_redemptions_held_expires_at",
+            "expires_at",
+            postgresql_where=text("status = 'held' AND reversed_at IS NULL"),
+            sqlite_where=text("status = 'held' AND reversed_at IS NULL"),
+        ),
     )
 
 
@@ -309,6 +342,12 @@ class WebhookEndpoint(Base):
     previous_secret: Mapped[str | None] = mapped_column(String(128))
     previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The circuit breaker (webhook/policy.py): attempts failed in a row since the last
+    # success, and while it is open no attempt before backed_off_until.
+    consecutive_failures: Mapped[int] = mapped_column(
+        Integer, default=0, server_default=text("0")
+    )
+    backed_off_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # best_effort: up to WEBHOOK_MAX_IN_FLIGHT at once; strict: one at a time, feed order.
     ordering: Mapped[str] = mapped_column(
         String(16), default="best_effort", server_default=text("'best_effort'")

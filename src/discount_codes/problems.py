@@ -109,6 +109,26 @@ class CodeExpired(ProblemError):
     status, slug, title = 410, "code-expired", "The campaign's codes can no longer be redeemed"
 
 
+class CodeHeld(ProblemError):
+    status, slug, title = 409, "code-held", "The code is held for another order's payment"
+
+
+class HoldExpired(ProblemError):
+    status, slug, title = 410, "hold-expired", "The hold on the code has ended"
+
+
+class MinimumOrderNotMet(ProblemError):
+    status, slug, title = 409, "minimum-order-not-met", "The order is below the minimum order"
+
+
+class CampaignDiscountLocked(ProblemError):
+    status, slug, title = (
+        409,
+        "campaign-discount-locked",
+        "The discount cannot change once a code is claimed",
+    )
+
+
 class Conflict(ProblemError):
     status, slug, title = 409, "conflict", "The request conflicts with the resource's state"
 
@@ -118,6 +138,14 @@ class CodeSpaceTooDense(ProblemError):
         422,
         "code-space-too-dense",
         "Too many codes for this length and prefix to stay unguessable",
+    )
+
+
+class PatternTooSmall(ProblemError):
+    status, slug, title = (
+        422,
+        "pattern-too-small",
+        "The pattern has too few possible codes for the codes wanted",
     )
 
 

@@ -17,12 +17,18 @@ from discount_codes.config import Settings
 from discount_codes.db import Database
 from discount_codes.kit.worker import Job, WorkerContext, run_jobs
 from discount_codes.outbox import jobs as outbox_jobs
+from discount_codes.redemption import jobs as redemption_jobs
 from discount_codes.webhook import jobs as webhook_jobs
 
 __all__ = ["JOBS", "WorkerContext", "run_standalone", "run_worker"]
 
 #: Every job the worker runs, each feature's in the order its ``jobs`` module lists them.
-JOBS: tuple[Job, ...] = (*codes_jobs.JOBS, *webhook_jobs.JOBS, *outbox_jobs.JOBS)
+JOBS: tuple[Job, ...] = (
+    *codes_jobs.JOBS,
+    *webhook_jobs.JOBS,
+    *outbox_jobs.JOBS,
+    *redemption_jobs.JOBS,
+)
 
 
 async def run_worker(ctx: WorkerContext) -> None:

@@ -52,6 +52,7 @@ async def test_claim_answers_201_with_a_grouped_code_and_records_the_event(
             "code": body["code"],
             "claimed_at": body["claimed_at"].replace("+00:00", "Z"),
             "user": {"id": "ada", "email": "ada@example.com", "name": "Shopper ada"},
+            "discount": None,
         }
     ]
     staff = await client.get(f"/v1/campaigns/{campaign_id}", headers=tokens.brand(brand_id))

@@ -4,13 +4,21 @@ aloud and type back however they like, grouped for display, and codes nobody can
 from __future__ import annotations
 
 import base64
+from collections import Counter
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from discount_codes.codes.alphabet import CROCKFORD, check_importable, display, encode, normalise
-from discount_codes.codes.generator import CodeGenerator
+from discount_codes.codes.alphabet import (
+    CHARSETS,
+    CROCKFORD,
+    check_importable,
+    display,
+    encode,
+    normalise,
+)
+from discount_codes.codes.generator import CodeGenerator, PatternGenerator, generator_for
 
 symbols = st.text(alphabet=CROCKFORD, min_size=1, max_size=40)
 
@@ -86,3 +94,48 @@ def test_unique_codes_are_distinct_and_a_repeating_source_is_caught() -> None:
     assert stuck.unique(1) == ["00000000"]
     with pytest.raises(RuntimeError, match="repeating itself"):
         stuck.unique(2, max_rounds=5)
+
+
+@given(
+    st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789#-", min_size=1, max_size=30).filter(
+        lambda p: "#" in p
+    ),
+    st.sampled_from(sorted(CHARSETS)),
+    st.integers(0, 40),
+)
+def test_a_pattern_code_is_shown_as_the_pattern_writes_it_and_typed_back_to_itself(
+    pattern: str, charset: str, n: int
+) -> None:
+    codes = PatternGenerator(pattern, charset).make(n)
+    assert len(codes) == n
+    slots = pattern.count("#")
+    for code in codes:
+        shown = display(code, slots, pattern)
+        assert len(shown) == len(pattern)
+        assert all(s == p for s, p in zip(shown, pattern, strict=True) if p != "#")
+        assert all(s in CHARSETS[charset] for s, p in zip(shown, pattern, strict=True) if p == "#")
+        assert normalise(shown) == code  # what a person types back finds the stored code
+
+
+@pytest.mark.parametrize("charset", sorted(CHARSETS))
+def test_each_charset_symbol_is_its_own_stored_form_and_equally_likely(charset: str) -> None:
+    symbols = CHARSETS[charset]
+    assert normalise(symbols) == symbols
+    drawn = "".join(PatternGenerator("#" * 50, charset).make(400))
+    counts = Counter(drawn)
+    assert set(counts) == set(symbols)
+    expected = len(drawn) / len(symbols)
+    # 20,000 draws: each count within 25% of its expectation (a bias of one byte value in
+    # 256 shows far beyond that; a fair source is outside it with negligible probability).
+    assert all(abs(c - expected) < expected * 0.25 for c in counts.values()), counts
+
+
+def test_a_pattern_batch_has_its_generator() -> None:
+    assert isinstance(generator_for(8, "SPRING-####-####", "digits"), PatternGenerator)
+    assert isinstance(generator_for(12, "SPRING", "crockford"), CodeGenerator)
+    stuck = PatternGenerator("AB-##", "digits", randbytes=lambda n: b"\x07" * n)
+    assert stuck.make(2) == ["AB77", "AB77"]
+    with pytest.raises(RuntimeError, match="repeating itself"):
+        stuck.unique(2, max_rounds=3)
+    assert display("AB77", 2, "AB-##") == "AB-77"
+    assert display("AB777", 2, "AB-##") == "AB777"  # not of this pattern: as stored

@@ -33,6 +33,7 @@ SHOTS = (
     "console-sold-out.png",
     "console-deliveries-phone.png",
     "shop-after-reload.png",
+    "till-redeemed-phone.png",
 )
 
 
@@ -53,6 +54,7 @@ async def seed(client: httpx.AsyncClient, staff: dict[str, str]) -> dict[str, An
                 "description": "20% off the spring collection",
                 "terms": "One code per shopper. Valid on full-price items.",
                 "low_stock_threshold": 150,
+                "discount": {"type": "percentage", "value": "20"},
                 "ends_at": (datetime.now(UTC) + timedelta(days=30)).isoformat(),
             },
             headers=staff,
@@ -169,6 +171,21 @@ async def shoot(
     await shop.reload()
     await expect(shop.get_by_role("heading", name="You already have a code")).to_be_visible()
     await shop.screenshot(path=out / "shop-after-reload.png", full_page=True)
+
+    # The till: a shopper's code checked, the order's amount typed, the discount to take off.
+    till = await phone.new_page()
+    await till.goto(f"{url}/console/till/{BRAND}")
+    await till.get_by_role("button", name="Mint a dev token").click()
+    await expect(till.get_by_role("heading", level=1)).to_have_text(f"Till · {BRAND}")
+    await till.get_by_label("Code", exact=True).fill(seeded["till_code"])
+    await till.get_by_role("button", name="Check code").click()
+    await till.get_by_label("Order id").fill("ORDER-1001")
+    await till.get_by_label("Value").fill("59,90")
+    await till.get_by_label("Currency").fill("EUR")
+    await expect(till.locator("#till-preview")).to_contain_text("Discount to apply")
+    await till.get_by_role("button", name="Redeem").click()
+    await expect(till.locator("#till-due")).to_be_visible()
+    await till.screenshot(path=out / "till-redeemed-phone.png", full_page=True)
     await phone.close()
 
 
@@ -213,6 +230,26 @@ async def run(out: Path) -> None:
                     spring = await claim_many(client, seeded["spring"]["id"], token, 460, "spring")
                     await claim_many(client, seeded["flash"]["id"], token, 40, "flash")
                     spread_over_hours(data_dir / "discount-codes.db", spring, 36)
+                    # Some of the spring codes came back as orders at the till.
+                    listed = await ok(
+                        await client.get(
+                            f"/v1/campaigns/{seeded['spring']['id']}/claims?limit=60",
+                            headers=staff,
+                        )
+                    )
+                    codes = [c["code"] for c in listed["items"]]
+                    for n, code in enumerate(codes[1:]):
+                        await ok(
+                            await client.post(
+                                f"/v1/brands/{BRAND}/codes/{code}/redemptions",
+                                json={
+                                    "order_id": f"ORDER-{900 + n}",
+                                    "amount": {"value": f"{40 + n % 50}.90", "currency": "EUR"},
+                                },
+                                headers=staff,
+                            )
+                        )
+                    seeded["till_code"] = codes[0]
                     while len(receiver.received) < 500:  # every claim delivered
                         receiver.arrived.clear()
                         await asyncio.wait_for(receiver.arrived.wait(), timeout=60)

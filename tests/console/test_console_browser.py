@@ -285,9 +285,12 @@ async def test_the_shopper_is_told_exactly_why_there_is_no_code(
     )
     assert r.status_code == 200, r.text
 
+    open_one = await create_campaign(api, tokens, brand_id, name="Some left")
+    await add_codes(api, tokens, open_one, 1)
+
     context = await new_context(browser, viewport={"width": 375, "height": 740})
     page = await context.new_page()
-    await page.goto(f"{server.url}/console/shop/{last_code['id']}")
+    await page.goto(f"{server.url}/console/shop/{open_one['id']}")
     await page.get_by_role("button", name="Sign in as a demo shopper").click()
 
     # Without consent there is no code, and the page says why before asking the service.
@@ -296,9 +299,12 @@ async def test_the_shopper_is_told_exactly_why_there_is_no_code(
     await expect(page.locator("#result")).to_contain_text("Tick the box to share")
     assert await page.evaluate("() => document.activeElement.id") == "consent"
 
-    shown = await reason_for(page, server, last_code)
-    assert "there are no codes left" in shown
-    await expect(page.locator("#result")).to_have_attribute("data-reason", "codes-exhausted")
+    # Sold out: said at once, before any consent is asked (issue 25, point 3).
+    await page.goto(f"{server.url}/console/shop/{last_code['id']}")
+    state = page.locator("#campaign-state")
+    await expect(state).to_contain_text("there are no codes left")
+    await expect(state).to_have_attribute("data-state", "codes-exhausted")
+    await expect(page.locator("#consent")).to_have_count(0)
     await page.screenshot(path=tmp_path / "exhausted.png", full_page=True)
     assert await no_horizontal_scroll(page)
 

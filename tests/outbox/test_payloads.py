@@ -60,5 +60,6 @@ async def test_every_event_type_has_its_payload_function() -> None:
         "contact_consent.withdrawn": payloads.consent_withdrawn,
         "discount_code.redeemed": payloads.redeemed,
         "discount_code.redemption_reversed": payloads.redemption_reversed,
+        "discount_code.hold_expired": payloads.hold_expired,
     }
     assert set(functions) == set(EVENT_TYPES)

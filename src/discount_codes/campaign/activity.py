@@ -20,7 +20,8 @@ async def claims_over_time(
     session: AsyncSession, principal: Principal, campaign_id: str, bucket: Bucket
 ) -> ActivityOut:
     """Claims and live redemptions per bucket, oldest first; buckets with neither are
-    left out. A reversed redemption no longer counts (the order was cancelled)."""
+    left out. A reversed redemption no longer counts (the order was cancelled), and a
+    hold counts once confirmed, at its confirmation."""
     campaign = await get_for_staff(session, principal, campaign_id)
     start = bucket_start(bucket, Claim.claimed_at).label("start")
     claimed = await session.execute(
@@ -31,7 +32,11 @@ async def claims_over_time(
     redeemed_start = bucket_start(bucket, Redemption.redeemed_at).label("start")
     redeemed = await session.execute(
         select(redeemed_start, func.count().label("n"))
-        .where(Redemption.campaign_id == campaign.id, Redemption.reversed_at.is_(None))
+        .where(
+            Redemption.campaign_id == campaign.id,
+            Redemption.reversed_at.is_(None),
+            Redemption.status == "redeemed",  # a hold is not a redemption until confirmed
+        )
         .group_by(redeemed_start)
     )
     counts: dict[datetime, list[int]] = {}

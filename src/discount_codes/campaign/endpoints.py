@@ -14,6 +14,7 @@ from discount_codes.campaign.schemas import (
     CampaignOut,
     CampaignPublic,
     CampaignUpdate,
+    discount_of,
 )
 from discount_codes.db import SessionDep
 from discount_codes.kit.pagination import (
@@ -34,7 +35,7 @@ BrandId = Annotated[
 
 def to_out(campaign: Campaign, counts: rules.Counts) -> CampaignOut:
     return CampaignOut(
-        **_public(campaign).model_dump(),
+        **_public(campaign, codes_left=counts.available > 0).model_dump(),
         codes_total=counts.total,
         codes_available=counts.available,
         codes_claimed=counts.claimed,
@@ -43,7 +44,7 @@ def to_out(campaign: Campaign, counts: rules.Counts) -> CampaignOut:
     )
 
 
-def _public(campaign: Campaign, *, staff: bool = True) -> CampaignPublic:
+def _public(campaign: Campaign, *, staff: bool = True, codes_left: bool = True) -> CampaignPublic:
     status = rules.effective_status(campaign)
     full = rules.shows_details(status, staff=staff)
     return CampaignPublic(
@@ -57,6 +58,8 @@ def _public(campaign: Campaign, *, staff: bool = True) -> CampaignPublic:
         ends_at=campaign.ends_at,
         redeem_until=campaign.redeem_until,
         created_at=campaign.created_at,
+        discount=discount_of(campaign.discount) if full else None,
+        codes_left=codes_left,
     )
 
 
@@ -106,7 +109,8 @@ async def list_campaigns(
     "/campaigns/{campaign_id}",
     summary="Read a campaign",
     description="Brand staff see everything including the counts. Anyone else sees an "
-    "active campaign without its counts, and of a paused or ended one only its name, state "
+    "active campaign without its counts (`codes_left` says whether any is left), and of a "
+    "paused or ended one only its name, state "
     "and dates (`description` and `terms` null), so a shopper can be told at once.",
     responses=problem_responses(401, 404),
 )
@@ -115,7 +119,8 @@ async def get_campaign(
 ) -> CampaignOut | CampaignPublic:
     campaign, is_staff = await service.get_visible(session, principal, campaign_id)
     if not is_staff:
-        return _public(campaign, staff=False)
+        left = await service.codes_left(session, campaign)
+        return _public(campaign, staff=False, codes_left=left)
     counts = await service.counts(session, [campaign])
     return to_out(campaign, counts[campaign.id])
 
@@ -123,9 +128,19 @@ async def get_campaign(
 @router.patch(
     "/campaigns/{campaign_id}",
     summary="Update a campaign",
-    description="Change texts, `ends_at`, `low_stock_threshold` or `status` (`active` <-> "
-    "`paused`, either -> `ended`, which is final).",
-    responses=problem_responses(401, 403, 404, 409, 410, 422),
+    description="Change texts, `ends_at`, `low_stock_threshold`, `discount` or `status` "
+    "(`active` <-> `paused`, either -> `ended`, which is final). The discount cannot change "
+    "once a code is claimed (`409 campaign-discount-locked`).",
+    responses=problem_responses(
+        401,
+        403,
+        404,
+        409,
+        410,
+        422,
+        s409="A status change the campaign cannot make, or a new discount once a code is "
+        "claimed (`campaign-discount-locked`)",
+    ),
 )
 async def update_campaign(
     campaign_id: str, body: CampaignUpdate, principal: CurrentPrincipal, session: SessionDep

@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from discount_codes.kit.pagination import keyset
-from discount_codes.models import Campaign, ClaimCounter, RedemptionCounter
+from discount_codes.models import Campaign, Claim, ClaimCounter, Code, RedemptionCounter
 
 
 async def get(
@@ -49,3 +49,18 @@ async def redeemed_counts(session: AsyncSession, campaign_ids: list[str]) -> dic
         .group_by(RedemptionCounter.campaign_id)
     )
     return {cid: int(total or 0) for cid, total in rows.all()}
+
+
+async def has_claims(session: AsyncSession, campaign_id: str) -> bool:
+    """Whether any code of the campaign was handed out (one index probe)."""
+    stmt = select(Claim.id).where(Claim.campaign_id == campaign_id).limit(1)
+    return (await session.execute(stmt)).first() is not None
+
+
+async def has_free_code(session: AsyncSession, campaign_id: str) -> bool:
+    """Whether a code is left to claim: one probe of the claim path's own index of free
+    codes (``ix_codes_available``), not a count."""
+    stmt = (
+        select(Code.id).where(Code.campaign_id == campaign_id, Code.claimed_at.is_(None)).limit(1)
+    )
+    return (await session.execute(stmt)).first() is not None

@@ -2,8 +2,8 @@
 hands out codes, which status changes a brand may make, and what its counts mean.
 
 "Is this campaign open" has two SQL twins that must agree with ``is_open``: the claim's
-``dc_claim`` (PostgreSQL, migration 0002) and its SQLite twin in ``claim.repository``
-(``_claim_in_transaction``); a claim runs in one hop to the database, so the rule is
+``dc_claim`` (PostgreSQL, migration 0002) and its SQLite twin in ``claim.sqlite_claim``
+(``claim_in_transaction``); a claim runs in one hop to the database, so the rule is
 checked there, and these functions name the answer a shopper gets when it says closed.
 """
 

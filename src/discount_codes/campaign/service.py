@@ -10,11 +10,17 @@ from discount_codes.campaign import repository, rules
 from discount_codes.campaign.rules import Counts
 from discount_codes.campaign.rules import effective_status as effective_status  # codes asks here
 from discount_codes.campaign.rules import ensure_claimable as ensure_claimable  # claim asks here
-from discount_codes.campaign.schemas import CampaignCreate, CampaignUpdate
+from discount_codes.campaign.schemas import CampaignCreate, CampaignUpdate, stored_discount
 from discount_codes.ids import is_id, new_id
 from discount_codes.kit.timestamps import utcnow
 from discount_codes.models import Campaign
-from discount_codes.problems import CampaignEnded, Conflict, NotFound, ValidationFailed
+from discount_codes.problems import (
+    CampaignDiscountLocked,
+    CampaignEnded,
+    Conflict,
+    NotFound,
+    ValidationFailed,
+)
 
 
 async def get_campaign(
@@ -49,6 +55,11 @@ async def get_visible(
     return campaign, principal.administers(campaign.brand_id)
 
 
+async def codes_left(session: AsyncSession, campaign: Campaign) -> bool:
+    """What a shopper is told of the stock: whether a code is left, not how many."""
+    return await repository.has_free_code(session, campaign.id)
+
+
 async def counts(session: AsyncSession, campaigns: list[Campaign]) -> dict[str, Counts]:
     ids = [c.id for c in campaigns]
     claimed = await repository.claimed_counts(session, ids)
@@ -80,6 +91,7 @@ async def create_campaign(
         ends_at=data.ends_at,
         low_stock_threshold=data.low_stock_threshold,
         redeem_until=data.redeem_until,
+        discount=stored_discount(data.discount),
         low_stock_notified=False,
         exhausted_notified=False,
         codes_total=0,
@@ -126,6 +138,17 @@ async def update_campaign(
     if "redeem_until" in fields:
         # Any time, past included: a brand may stop redemptions at once.
         campaign.redeem_until = data.redeem_until
+    if "discount" in fields and stored_discount(data.discount) != campaign.discount:
+        # The campaign row is locked FOR UPDATE above, which a claim's FOR KEY SHARE waits
+        # for (and SQLite has one writer): no claim can commit between this look and the
+        # change, so a claimed code always keeps the discount it was claimed with. That is
+        # also what lets the claim and the till read the discount without a lock.
+        if await repository.has_claims(session, campaign.id):
+            raise CampaignDiscountLocked(
+                "Codes of this campaign were claimed with its discount: it can no longer "
+                "change (end the campaign and start another for a new offer)."
+            )
+        campaign.discount = stored_discount(data.discount)
     campaign.updated_at = utcnow()
     await session.flush()
     return campaign

@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Message, Receive, Scope, Send
 
 from discount_codes.auth import CurrentPrincipal, bearer_principal
+from discount_codes.campaign.schemas import discount_of
 from discount_codes.claim import service
 from discount_codes.claim.repository import ClaimRecord
 from discount_codes.claim.schemas import CampaignClaimOut, ClaimCreate, ClaimOut, Contact
@@ -48,6 +49,7 @@ def _claim_out(claim: ClaimRecord) -> ClaimOut:
         else Contact(email=claim.contact_email, name=claim.contact_name),
         consent_withdrawn_at=claim.consent_withdrawn_at,
         redeemed_at=claim.redeemed_at,
+        discount=discount_of(claim.discount),
     )
 
 

@@ -15,16 +15,21 @@ so a pause waits for in-flight claims), return the user's claim if there is one,
 closed campaign, take a free code, insert the claim (the unique (campaign, user) constraint
 decides same-user races), count it, write the ``discount_code.claimed`` outbox row, and
 note low stock and exhaustion once. The other reads stay in SQLAlchemy Core.
+
+The campaign's discount (v1.2) comes back from that same statement, read with the campaign
+row it locks anyway (``o_discount``, migration 0010): no extra round trip and no cache.
+A per-process cache would also have been safe once a code is claimed (the discount is
+locked from then on: ``campaign-discount-locked``), but its first fill per campaign and
+process would be a round trip of its own, and before the first claim it could go stale.
 """
 
 from __future__ import annotations
 
 import json
 import random
-import sqlite3
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import datetime
 from typing import Any, cast
 
 import asyncpg
@@ -32,64 +37,26 @@ from sqlalchemy import ColumnElement, Select, and_, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from discount_codes import telemetry
-from discount_codes.codes.alphabet import display
+from discount_codes.claim import sqlite_claim
+from discount_codes.claim.records import CLAIMED_EVENT as CLAIMED_EVENT
+from discount_codes.claim.records import NEAR_END as NEAR_END
+from discount_codes.claim.records import CampaignState as CampaignState
+from discount_codes.claim.records import ClaimAttempt as ClaimAttempt
+from discount_codes.claim.records import ClaimRecord as ClaimRecord
+from discount_codes.claim.records import decoded_discount
 from discount_codes.db import Database
 from discount_codes.ids import new_id
 from discount_codes.kit.timestamps import rfc3339
-from discount_codes.models import Claim, Event, Redemption
+from discount_codes.models import Campaign, Claim, Event, Redemption
 from discount_codes.outbox import payloads
 from discount_codes.telemetry import current_traceparent
 
 #: Claimed-code counters per campaign: concurrent claims add to different rows.
 COUNTER_SHARDS = 16
-#: Its event id is the claim's id, so a withdrawal finds the event by primary key to take
-#: the contact details out of it.
-CLAIMED_EVENT = "discount_code.claimed"
 #: SQLSTATE classes of a statement that failed on a healthy connection (data, integrity,
 #: transaction rollback, PL/pgSQL): the connection can serve the next claim.
 _STATEMENT_ERRORS = ("22", "23", "40", "P0")
 _CLAIM_STATEMENT = "SELECT * FROM dc_claim($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-#: Within this many codes of the end the claim checks whether it took the last one.
-NEAR_END = 256
-
-
-@dataclass(frozen=True)
-class CampaignState:
-    """What the claim read of the campaign, for the rules' answer when it cannot claim."""
-
-    id: str
-    brand_id: str
-    status: str
-    starts_at: datetime | None
-    ends_at: datetime | None
-
-
-@dataclass(frozen=True)
-class ClaimRecord:
-    id: str
-    campaign_id: str
-    brand_id: str
-    user_id: str
-    code: str
-    claimed_at: datetime
-    contact_email: str | None
-    contact_name: str | None
-    consent_withdrawn_at: datetime | None
-    #: The code's live redemption, on the read paths that join it (else None).
-    redeemed_at: datetime | None = None
-    redemption_order_id: str | None = None
-
-
-@dataclass(frozen=True)
-class ClaimAttempt:
-    """What ``claim_code`` did: ``outcome`` is ``created``, ``existing``, ``closed``
-    (paused, not started or ended), ``exhausted`` or ``not_found``."""
-
-    outcome: str
-    campaign: CampaignState | None
-    claim: ClaimRecord | None
-
-
 _CLAIM_COLUMNS = (
     Claim.id,
     Claim.campaign_id,
@@ -181,8 +148,8 @@ async def claim_code(
 
 def _attempt(campaign_id: str, user_id: str, row: tuple[Any, ...]) -> ClaimAttempt:
     """(outcome, brand_id, status, starts_at, ends_at, claim_id, code, claimed_at, email,
-    name, consent_withdrawn_at) -> ClaimAttempt."""
-    outcome, brand_id, status, starts_at, ends_at, claim_id, code, at, email, name, gone = row
+    name, consent_withdrawn_at, discount) -> ClaimAttempt."""
+    outcome, brand_id, status, starts_at, ends_at, claim_id, code, at, email, name, gone, off = row
     if outcome == "not_found":
         return ClaimAttempt(outcome, None, None)
     campaign = CampaignState(campaign_id, brand_id, status, starts_at, ends_at)
@@ -198,22 +165,12 @@ def _attempt(campaign_id: str, user_id: str, row: tuple[Any, ...]) -> ClaimAttem
             contact_email=email,
             contact_name=name,
             consent_withdrawn_at=gone,
+            discount=decoded_discount(off),
         )
     return ClaimAttempt(outcome, campaign, claim)
 
 
 # --- SQLite: the same transaction, run on the connection's own thread ----------------------
-
-
-def _sqlite_time(at: datetime) -> str:
-    """How SQLAlchemy's DateTime stores a UTC time in SQLite (naive, microseconds)."""
-    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
-def _sqlite_read_time(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
 async def _claim_sqlite(
@@ -228,130 +185,13 @@ async def _claim_sqlite(
     data: dict[str, Any],
     traceparent: str | None,
 ) -> ClaimAttempt:
-    at = _sqlite_time(now)
+    at = sqlite_claim.sqlite_time(now)
     args = (campaign_id, user_id, email, name, at, claim_id, shard, data, traceparent)
-    row = await db.write_on_sqlite(_claim_in_transaction, *args)
+    row = await db.write_on_sqlite(sqlite_claim.claim_in_transaction, *args)
     values = list(row)
     for i in (3, 4, 7, 10):
-        values[i] = _sqlite_read_time(values[i])
+        values[i] = sqlite_claim.sqlite_read_time(values[i])
     return _attempt(campaign_id, user_id, tuple(values))
-
-
-_SQLITE_PICK = (
-    "SELECT x.id, x.code, b.length, b.prefix FROM codes x "
-    "LEFT JOIN code_batches b ON b.id = x.batch_id "
-    "WHERE x.campaign_id = ? AND x.claimed_at IS NULL ORDER BY x.id LIMIT 1"
-)
-_SQLITE_CLAIM_OF_USER = (
-    "SELECT id, code, claimed_at, contact_email, contact_name, consent_withdrawn_at "
-    "FROM claims WHERE campaign_id = ? AND user_id = ?"
-)
-_SQLITE_EVENT = (
-    "INSERT INTO events (id, type, brand_id, campaign_id, data, created_at) "
-    "VALUES (?, ?, ?, ?, ?, ?)"
-)
-_SQLITE_CLAIMED_EVENT = (
-    "INSERT INTO events (id, type, brand_id, campaign_id, data, created_at, traceparent) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
-
-
-def _claim_in_transaction(
-    con: sqlite3.Connection,  # in a BEGIN IMMEDIATE transaction: one writer at a time
-    campaign_id: str,
-    user_id: str,
-    email: str | None,
-    name: str | None,
-    at: str,
-    claim_id: str,
-    shard: int,
-    data: dict[str, Any],
-    traceparent: str | None,
-) -> tuple[Any, ...]:
-    campaign = con.execute(
-        "SELECT brand_id, status, starts_at, ends_at, low_stock_threshold, low_stock_notified, "
-        "exhausted_notified, codes_total FROM campaigns WHERE id = ?",
-        (campaign_id,),
-    ).fetchone()
-    if campaign is None:
-        return ("not_found", None, None, None, None, None, None, None, None, None, None)
-    brand_id, status, starts_at, ends_at, threshold, low_notified, exhausted_notified, total = (
-        campaign
-    )
-    head = (brand_id, status, starts_at, ends_at)
-    # The user's own claim comes first, whatever the campaign's state (as in dc_claim). A
-    # shopper claiming for the first time is the common case: there the claim's insert
-    # finds the earlier claim (unique campaign + user) instead of a lookup beforehand.
-    is_open = (
-        status == "active"
-        and (starts_at is None or starts_at <= at)
-        and (ends_at is None or ends_at > at)
-    )
-    picked = con.execute(_SQLITE_PICK, (campaign_id,)).fetchone() if is_open else None
-    if picked is None:
-        existing = con.execute(_SQLITE_CLAIM_OF_USER, (campaign_id, user_id)).fetchone()
-        if existing is not None:
-            return ("existing", *head, *existing)
-        if not is_open:
-            return ("closed", *head, None, None, None, None, None, None)
-        if not exhausted_notified:
-            _note_exhausted(con, brand_id, campaign_id, at)
-        return ("exhausted", *head, None, None, None, None, None, None)
-    code_id, raw_code, length, prefix = picked
-    code = display(raw_code, length, prefix or "")
-    inserted = con.execute(
-        "INSERT INTO claims (id, campaign_id, brand_id, user_id, code_id, code, claimed_at, "
-        "contact_email, contact_name, consent_given_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT (campaign_id, user_id) DO NOTHING",
-        (claim_id, campaign_id, brand_id, user_id, code_id, code, at, email, name, at),
-    ).rowcount
-    if not inserted:  # the code stays free: nothing was written
-        existing = con.execute(_SQLITE_CLAIM_OF_USER, (campaign_id, user_id)).fetchone()
-        return ("existing", *head, *existing)
-    con.execute("UPDATE codes SET claimed_at = ? WHERE id = ?", (at, code_id))
-    con.execute(
-        "INSERT INTO claim_counters (campaign_id, shard, claimed) VALUES (?, ?, 1) "
-        "ON CONFLICT (campaign_id, shard) DO UPDATE SET claimed = claimed + 1",
-        (campaign_id, shard),
-    )
-    # The documented key order (SQLite keeps the text as written; jsonb orders its own).
-    payload = {**data, "brand_id": brand_id, "code": code}
-    con.execute(
-        _SQLITE_CLAIMED_EVENT,
-        (claim_id, CLAIMED_EVENT, brand_id, campaign_id, json.dumps(payload), at, traceparent),
-    )
-    if (threshold is not None and not low_notified) or not exhausted_notified:
-        (claimed,) = con.execute(
-            "SELECT coalesce(sum(claimed), 0) FROM claim_counters WHERE campaign_id = ?",
-            (campaign_id,),
-        ).fetchone()
-        available = max(int(total) - int(claimed), 0)
-        if threshold is not None and not low_notified and available <= threshold:
-            con.execute("UPDATE campaigns SET low_stock_notified = 1 WHERE id = ?", (campaign_id,))
-            low = payloads.codes_low(
-                brand_id=brand_id, campaign_id=campaign_id, available=available, threshold=threshold
-            )
-            con.execute(
-                _SQLITE_EVENT,
-                (new_id(), "campaign.codes_low", brand_id, campaign_id, json.dumps(low), at),
-            )
-        if not exhausted_notified and available <= NEAR_END:
-            left = con.execute(
-                "SELECT 1 FROM codes WHERE campaign_id = ? AND claimed_at IS NULL LIMIT 1",
-                (campaign_id,),
-            ).fetchone()
-            if left is None:
-                _note_exhausted(con, brand_id, campaign_id, at)
-    return ("created", *head, claim_id, code, at, email, name, None)
-
-
-def _note_exhausted(con: sqlite3.Connection, brand_id: str, campaign_id: str, at: str) -> None:
-    con.execute("UPDATE campaigns SET exhausted_notified = 1 WHERE id = ?", (campaign_id,))
-    data = payloads.codes_exhausted(brand_id=brand_id, campaign_id=campaign_id)
-    con.execute(
-        _SQLITE_EVENT,
-        (new_id(), "campaign.codes_exhausted", brand_id, campaign_id, json.dumps(data), at),
-    )
 
 
 # --- reads and consent ----------------------------------------------------------------------
@@ -396,22 +236,32 @@ async def scrub_claimed_event(conn: AsyncConnection, claim_id: str) -> None:
     )
 
 
-def _claims_with_redemption() -> Select[Any]:
+def _claims_with_redemption(*, discount: bool = False) -> Select[Any]:
     """Claims with their code's live redemption, for the read paths (at most one: the
-    join walks the partial unique index on live redemptions)."""
+    join walks the partial unique index on live redemptions; a hold is not a redemption
+    yet), and with ``discount`` their campaign's discount."""
+    live = and_(
+        Redemption.code_id == Claim.code_id,
+        Redemption.reversed_at.is_(None),
+        Redemption.status == "redeemed",
+    )
     stmt: Any = select(
         *_CLAIM_COLUMNS,
         Redemption.redeemed_at,
         Redemption.order_id.label("redemption_order_id"),
-    ).outerjoin(
-        Redemption, and_(Redemption.code_id == Claim.code_id, Redemption.reversed_at.is_(None))
-    )
+        *((Campaign.discount,) if discount else ()),
+    ).outerjoin(Redemption, live)
+    if discount:
+        stmt = stmt.join(Campaign, Campaign.id == Claim.campaign_id)
     return cast(Select[Any], stmt)
 
 
 def _redeemed_record(row: Any) -> ClaimRecord:
     return replace(
-        _record(row), redeemed_at=row.redeemed_at, redemption_order_id=row.redemption_order_id
+        _record(row),
+        redeemed_at=row.redeemed_at,
+        redemption_order_id=row.redemption_order_id,
+        discount=row._mapping.get("discount"),
     )
 
 
@@ -426,7 +276,7 @@ async def list_for_user(
     conn: AsyncConnection, user_id: str, *, before: tuple[datetime, str] | None, limit: int
 ) -> list[ClaimRecord]:
     rows = await conn.execute(
-        _claims_with_redemption()
+        _claims_with_redemption(discount=True)
         .where(Claim.user_id == user_id, _before(before))
         .order_by(Claim.claimed_at.desc(), Claim.id.desc())
         .limit(limit)

@@ -5,6 +5,8 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from pydantic.config import JsonDict
 
+from discount_codes.campaign.schemas import Discount
+
 _CLAIM_EXAMPLE: JsonDict = {
     "id": "01936f6e-8c1a-7b7e-9a51-3f1c2d4e5f60",
     "campaign_id": "01936f6e-1b2c-7d3e-8f40-5a6b7c8d9e0f",
@@ -14,6 +16,7 @@ _CLAIM_EXAMPLE: JsonDict = {
     "shared_contact": {"email": "ada@example.com", "name": "Ada Lovelace"},
     "consent_withdrawn_at": None,
     "redeemed_at": None,
+    "discount": {"type": "percentage", "value": "15", "minimum_order": None},
 }
 
 
@@ -50,6 +53,11 @@ class ClaimOut(BaseModel):
     consent_withdrawn_at: datetime | None = None
     redeemed_at: datetime | None = Field(
         default=None, description="When the code was used at the brand's till; null if not."
+    )
+    discount: Discount | None = Field(
+        default=None,
+        description="What the code takes off an order: the campaign's discount, fixed once a "
+        "code is claimed; null when the campaign states its offer in its terms.",
     )
 
 

@@ -22,9 +22,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from discount_codes.auth import Principal
 from discount_codes.campaign.service import effective_status, get_campaign, get_for_staff
 from discount_codes.codes import repository as repo
-from discount_codes.codes.alphabet import normalise
-from discount_codes.codes.generator import CodeGenerator, RandBytes
+from discount_codes.codes.alphabet import SLOT, is_pattern, normalise
+from discount_codes.codes.generator import CodeGenerator, PatternGenerator, RandBytes, generator_for
 from discount_codes.codes.schemas import BatchCreate, BatchOut
+from discount_codes.codes.space import check_density, check_pattern_space
 from discount_codes.config import Settings
 from discount_codes.ids import is_id, new_id
 from discount_codes.kit.pagination import Page, decode_id_cursor
@@ -33,15 +34,12 @@ from discount_codes.outbox import payloads
 from discount_codes.outbox.service import record_event
 from discount_codes.problems import (
     CampaignEnded,
-    CodeSpaceTooDense,
     IdempotencyKeyReused,
     NotFound,
     ValidationFailed,
 )
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
-#: At most one code in this many possible ones, so a guess almost never hits a code.
-SPARSENESS = 1_000_000
 
 Progress = Callable[[int], None]
 #: What each chunk of a batch runs in: ``nullcontext(conn)`` to write every chunk in the
@@ -64,8 +62,11 @@ class Lease:
 # --- writing exactly n new codes ---------------------------------------------------------
 
 
+Generator = CodeGenerator | PatternGenerator
+
+
 async def write_new_codes(
-    conn: AsyncConnection, target: repo.Target, n: int, generator: CodeGenerator
+    conn: AsyncConnection, target: repo.Target, n: int, generator: Generator
 ) -> None:
     """Insert exactly ``n`` codes the brand does not have yet, in the caller's transaction.
 
@@ -87,34 +88,19 @@ async def write_new_codes(
         codes = generator.unique(remaining)
 
 
-async def check_density(
-    conn: AsyncConnection, brand_id: str, prefix: str, length: int, count: int
-) -> None:
-    """Refuse a batch that would leave fewer than a million possible codes per real one."""
-    capacity = 32**length // SPARSENESS
-    if count <= capacity and count + await repo.brand_codes_total(conn, brand_id) <= capacity:
-        return  # even if every code of the brand had this shape, the space stays sparse
-    existing = 0
-    if count <= capacity:
-        existing = await repo.count_codes_like(conn, brand_id, prefix, len(prefix) + length)
-    if existing + count > capacity:
-        raise CodeSpaceTooDense(
-            f"{count} more codes of {length} symbols"
-            + (f" after {prefix!r}" if prefix else "")
-            + f" would leave fewer than {SPARSENESS:,} possible codes per real one "
-            f"(the brand has {existing} such codes; at most {capacity} are allowed). "
-            "Use a longer length or another prefix.",
-            extra={"errors": [{"loc": ["body", "count"], "msg": "code space too dense"}]},
-        )
-
-
 async def _record_chunk(
-    conn: AsyncConnection, batch: Any, added: int, *, done: bool, generated: int
+    conn: AsyncConnection, batch: Any, added: int, *, done: bool, generated: int, release: bool
 ) -> None:
     """A chunk's bookkeeping, in the chunk's transaction: progress, stock, and at the end
-    the ``code_batch.completed`` event."""
+    the ``code_batch.completed`` event; with ``release``, the end of the lease."""
     now = utcnow()
-    await repo.advance_batch(conn, batch.id, added, completed_at=now if done else None)
+    await repo.advance_batch(
+        conn,
+        batch.id,
+        added,
+        completed_at=now if done else None,
+        release_at=now if release else None,
+    )
     if added:
         await repo.add_to_campaign(conn, batch.campaign_id, added)
     if done:
@@ -136,13 +122,15 @@ async def _record_chunk(
 async def write_chunk(
     conn: AsyncConnection,
     batch: Any,
-    generator: CodeGenerator,
+    generator: Generator,
     *,
     chunk_size: int,
     lease: Lease | None,
+    release: bool = False,
 ) -> tuple[int, bool]:
     """The batch's next chunk, in the caller's transaction: (codes generated so far, done).
-    With a ``lease``, renew it first (and lock the batch row), or raise ``BatchLeaseLost``."""
+    With a ``lease``, renew it first (and lock the batch row), or raise ``BatchLeaseLost``;
+    with ``release``, end the lease with the chunk (the batch waits for its next turn)."""
     if lease is None:
         requested, generated = await repo.batch_progress(conn, batch.id)
     else:
@@ -154,7 +142,7 @@ async def write_chunk(
     target = repo.Target(batch.brand_id, batch.campaign_id, batch.id)
     await write_new_codes(conn, target, n, generator)
     done = generated + n >= requested
-    await _record_chunk(conn, batch, n, done=done, generated=generated + n)
+    await _record_chunk(conn, batch, n, done=done, generated=generated + n, release=release)
     return generated + n, done
 
 
@@ -167,36 +155,49 @@ async def fill_batch(
     lease: Lease | None = None,
     on_progress: Progress | None = None,
     should_stop: Callable[[], bool] = lambda: False,
-) -> Literal["completed", "stopped"]:
+    turn: int | None = None,
+) -> Literal["completed", "stopped", "yielded"]:
     """The one chunk loop: write the batch's missing codes chunk by chunk, each chunk in a
     ``chunk_transaction()``. ``stopped`` when ``should_stop`` said so between two chunks
-    (the caller releases its lease); whoever fills the batch next continues from
-    ``generated``."""
-    generator = CodeGenerator(batch.length, batch.prefix or "", randbytes)
+    (the caller releases its lease); ``yielded`` after ``turn`` chunks, the lease ended
+    with the last one's commit (other brands' batches get theirs). Whoever fills the batch
+    next continues from ``generated``."""
+    generator = generator_for(batch.length, batch.prefix or "", batch.charset, randbytes)
+    written = 0
     while True:
         if should_stop():
             return "stopped"
+        written += 1
+        last = turn is not None and written >= turn
         async with chunk_transaction() as conn:
             generated, done = await write_chunk(
-                conn, batch, generator, chunk_size=chunk_size, lease=lease
+                conn, batch, generator, chunk_size=chunk_size, lease=lease, release=last
             )
         if on_progress is not None:
             on_progress(generated)
         if done:
             return "completed"
+        if last:
+            return "yielded"
 
 
 # --- batches: HTTP --------------------------------------------------------------------------
 
 
 def fingerprint(spec: BatchCreate) -> str:
-    body = json.dumps(
-        {"count": spec.count, "length": spec.length, "prefix": spec.prefix}, sort_keys=True
-    )
+    """The body's meaning (a body without a pattern keeps the fingerprint it always had,
+    so a replay of a batch made before patterns existed still matches)."""
+    fields: dict[str, Any] = {"count": spec.count, "length": spec.length, "prefix": spec.prefix}
+    if spec.pattern is not None:
+        fields = {"count": spec.count, "pattern": spec.pattern, "charset": spec.charset}
+    body = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(body.encode()).hexdigest()
 
 
 def to_out(row: Any) -> BatchOut:
+    """A pattern batch keeps its pattern in the ``prefix`` column (see ``models.CodeBatch``)."""
+    shape = row.prefix or ""
+    pattern = shape if is_pattern(shape) else None
     return BatchOut(
         id=row.id,
         campaign_id=row.campaign_id,
@@ -204,7 +205,9 @@ def to_out(row: Any) -> BatchOut:
         requested=row.requested,
         generated=row.generated,
         length=row.length,
-        prefix=row.prefix or "",
+        prefix="" if pattern else shape,
+        pattern=pattern,
+        charset=row.charset or "crockford",
         created_at=row.created_at,
         completed_at=row.completed_at,
         error=row.error,
@@ -263,8 +266,14 @@ async def create_batch(
             return BatchAnswer(to_out(earlier), created=False)
     if effective_status(campaign) == "ended":
         raise CampaignEnded("This campaign has ended; it takes no more codes.")
-    prefix = normalise(spec.prefix)
-    await check_density(conn, campaign.brand_id, prefix, spec.length, spec.count)
+    if spec.pattern is not None:
+        await check_pattern_space(conn, campaign.brand_id, spec.pattern, spec.charset, spec.count)
+        length, shape = spec.pattern.count(SLOT), spec.pattern
+    else:
+        await check_density(
+            conn, campaign.brand_id, normalise(spec.prefix), spec.length, spec.count
+        )
+        length, shape = spec.length, spec.prefix
 
     inline = spec.count <= settings.inline_batch_limit
     batch_id = new_id()
@@ -277,8 +286,9 @@ async def create_batch(
             "status": "running" if inline else "pending",
             "requested": spec.count,
             "generated": 0,
-            "length": spec.length,
-            "prefix": spec.prefix,
+            "length": length,
+            "prefix": shape,
+            "charset": spec.charset,
             "idempotency_key": idempotency_key,
             "request_fingerprint": fp,
             "created_at": utcnow(),

@@ -33,13 +33,17 @@ IdempotencyKey = Annotated[
     status_code=status.HTTP_201_CREATED,
     summary="Generate codes for a campaign",
     description=(
-        "Makes `count` new codes, unique across all the brand's codes. Up to "
-        "`INLINE_BATCH_LIMIT` codes are made within the request: `201` with the completed "
-        "batch. Larger batches answer `202` with `Location: /v1/code-batches/{id}`; the "
-        "worker makes them and `generated` grows as it goes. A replay with the same "
-        "`Idempotency-Key` answers the same batch (`200`, or `202` while it runs). Refused "
-        "(`422 code-space-too-dense`) if the brand's codes of this length and prefix would "
-        "fill more than one in a million possible ones."
+        "Makes `count` new codes, unique across all the brand's codes: `length` random "
+        "symbols after `prefix`, or shaped by a `pattern` such as `SPRING-####-####` (each "
+        "`#` one symbol of `charset`). Up to 10,000 codes (the service's inline limit) are "
+        "made within the request: `201` with the completed batch. Larger batches answer "
+        "`202` with `Location: /v1/code-batches/{id}`; the worker makes them, taking turns "
+        "with other brands' batches, and `generated` grows as it goes. A replay with the "
+        "same `Idempotency-Key` answers the same batch (`200`, or `202` while it runs). "
+        "Refused before any work starts: `422 code-space-too-dense` if the brand's codes of "
+        "this length and prefix would fill more than one in a million possible ones, "
+        "`422 pattern-too-small` if a pattern has fewer than 1,000 possible codes per code "
+        "of its shape."
     ),
     responses={
         200: {"model": BatchOut, "description": "Replay of an earlier request (same key)"},

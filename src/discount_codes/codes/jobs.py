@@ -4,6 +4,12 @@ worker's batch job and the operator's ``discount-codes generate``.
 Batches are rows in ``code_batches``; a worker takes one with ``FOR UPDATE SKIP LOCKED``
 (PostgreSQL; SQLite serialises writers anyway) and a lease it renews every chunk. A
 worker killed mid-batch stops renewing, and once the lease expires another takes over.
+
+Brands take turns: the worker writes one chunk (``TURN_CHUNKS``) of the batch it took, ends
+its lease with that chunk's commit, and takes the next batch of the brand served least
+recently (``repository.take_next_batch``). A brand's small batch so waits for at most one
+chunk per other brand with work, never behind another brand's millions; within a brand,
+batches go oldest first.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ from discount_codes.kit.worker import Job, WorkerContext
 log = structlog.get_logger(__name__)
 
 POLL_SECONDS = 0.5
+#: Chunks a worker writes of a batch before the next brand's turn.
+TURN_CHUNKS = 1
 
 
 async def run_batch(
@@ -40,10 +48,12 @@ async def run_batch(
     randbytes: RandBytes = os.urandom,
     on_progress: Progress | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    turn: int | None = None,
 ) -> str:
-    """Finish a batch leased by ``owner``, one committed chunk at a time. A crash loses at
-    most the chunk in flight; whoever takes the batch next continues from ``generated``.
-    Returns ``completed``, or ``released`` when asked to stop first."""
+    """Fill a batch leased by ``owner``, one committed chunk at a time: all of it, or
+    ``turn`` chunks. A crash loses at most the chunk in flight; whoever takes the batch
+    next continues from ``generated``. Returns ``completed``, ``yielded`` (its turn is
+    over, the lease ended), or ``released`` when asked to stop first."""
     lease = Lease(owner, timedelta(seconds=settings.batch_lease_seconds))
     async with db.connect() as conn:
         batch = await batches.read_batch(conn, batch_id)
@@ -56,6 +66,7 @@ async def run_batch(
         lease=lease,
         on_progress=on_progress,
         should_stop=should_stop,
+        turn=turn,
     )
     if outcome == "stopped":
         async with db.begin() as conn:
@@ -106,10 +117,14 @@ async def run_batch_jobs(ctx: WorkerContext) -> None:
             if not await ctx.sleep(POLL_SECONDS):
                 return
             continue
-        log.info("code_batch_started", batch_id=batch_id)
         try:
             outcome = await run_batch(
-                ctx.db, ctx.settings, batch_id, ctx.worker_id, should_stop=lambda: ctx.stopping
+                ctx.db,
+                ctx.settings,
+                batch_id,
+                ctx.worker_id,
+                should_stop=lambda: ctx.stopping,
+                turn=TURN_CHUNKS,
             )
         except BatchLeaseLost:
             log.warning("code_batch_lease_lost", batch_id=batch_id)
@@ -122,7 +137,8 @@ async def run_batch_jobs(ctx: WorkerContext) -> None:
         except Exception as exc:
             await _fail(ctx, batch_id, exc)
             continue
-        log.info("code_batch_" + outcome, batch_id=batch_id)
+        if outcome != "yielded":
+            log.info("code_batch_" + outcome, batch_id=batch_id)
 
 
 async def _fail(ctx: WorkerContext, batch_id: str, exc: Exception) -> None:

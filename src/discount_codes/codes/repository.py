@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.orm import aliased
 
 from discount_codes.codes.alphabet import display
 from discount_codes.kit.dialect import Dialect
@@ -123,6 +124,17 @@ async def count_codes_like(
     return int((await conn.execute(stmt)).scalar_one())
 
 
+async def count_codes_shaped(conn: AsyncConnection, brand_id: str, like: str) -> int:
+    """The brand's codes matching a stored template (``_`` for each random symbol; the
+    literals are A-Z and 0-9 only, nothing to escape)."""
+    stmt = select(func.count()).where(
+        Code.brand_id == brand_id,
+        func.length(Code.code) == len(like),
+        Code.code.like(like),
+    )
+    return int((await conn.execute(stmt)).scalar_one())
+
+
 async def brand_codes_total(conn: AsyncConnection, brand_id: str) -> int:
     """Upper bound of the brand's codes, from the campaign counters (no scan of ``codes``)."""
     stmt = select(func.coalesce(func.sum(Campaign.codes_total), 0)).where(
@@ -205,16 +217,25 @@ async def forget_key(conn: AsyncConnection, batch_id: str) -> None:
 async def take_next_batch(
     conn: AsyncConnection, owner: str, now: datetime, lease: timedelta
 ) -> str | None:
-    """Lease the oldest pending batch, or a running one whose worker stopped renewing."""
+    """Lease a batch for its next chunk: pending, or running with no live lease (between
+    two chunks, or its worker stopped renewing). The brand served least recently comes
+    first (a brand never served before it all), then its oldest batch: one brand's
+    millions take turns with another's thousands instead of going before them."""
+    served = aliased(CodeBatch)
+    brand_served = (
+        select(func.max(served.served_at))
+        .where(served.brand_id == CodeBatch.brand_id)
+        .scalar_subquery()
+    )
     candidate = (
         select(CodeBatch.id)
         .where(
             or_(
                 CodeBatch.status == "pending",
-                and_(CodeBatch.status == "running", CodeBatch.lease_expires_at < now),
+                and_(CodeBatch.status == "running", CodeBatch.lease_expires_at <= now),
             )
         )
-        .order_by(CodeBatch.created_at)
+        .order_by(brand_served.asc().nulls_first(), CodeBatch.created_at, CodeBatch.id)
         .limit(1)
         .with_for_update(skip_locked=True)
     )
@@ -228,6 +249,7 @@ async def take_next_batch(
             status="running",
             lease_owner=owner,
             lease_expires_at=now + lease,
+            served_at=now,
             started_at=func.coalesce(CodeBatch.started_at, now),
         )
     )
@@ -254,13 +276,22 @@ async def renew_lease(
 
 
 async def advance_batch(
-    conn: AsyncConnection, batch_id: str, added: int, *, completed_at: datetime | None
+    conn: AsyncConnection,
+    batch_id: str,
+    added: int,
+    *,
+    completed_at: datetime | None,
+    release_at: datetime | None = None,
 ) -> None:
+    """Count a chunk's codes; complete the batch, or with ``release_at`` end the lease
+    (the batch waits for its brand's next turn)."""
     values: dict[str, Any] = {"generated": CodeBatch.generated + added}
     if completed_at is not None:
         values.update(
             status="completed", completed_at=completed_at, lease_owner=None, lease_expires_at=None
         )
+    elif release_at is not None:
+        values.update(lease_expires_at=release_at)
     await conn.execute(update(CodeBatch).where(CodeBatch.id == batch_id).values(**values))
 
 
@@ -287,7 +318,7 @@ async def fail_batch(
 
 
 async def batch_shapes(conn: AsyncConnection, campaign_id: str) -> dict[str, tuple[int, str]]:
-    """(length, prefix) of each batch of the campaign, to show its codes grouped."""
+    """(length, prefix or pattern) of each batch of the campaign, to show its codes."""
     rows = await conn.execute(
         select(CodeBatch.id, CodeBatch.length, CodeBatch.prefix).where(
             CodeBatch.campaign_id == campaign_id
@@ -322,12 +353,14 @@ async def count_batch_codes(conn: AsyncConnection, batch_id: str) -> int:
 # --- export ----------------------------------------------------------------------------------
 
 #: The export, formatted by PostgreSQL itself (display form as ``alphabet.display``: the
-#: batch's prefix as written, then the random symbols in groups of four, at most 24 of them)
+#: batch's prefix as written, then the random symbols in groups of four, at most 24 of them;
+#: a pattern batch's codes filled into the pattern by ``dc_fill_pattern``, migration 0011)
 #: and streamed with
 #: COPY: the database's fastest way out, a fraction of the cost of rows through Python.
 _EXPORT_QUERY = """
 SELECT
   CASE WHEN b.length IS NULL OR b.length > length(c.code) THEN c.code
+  WHEN strpos(b.prefix, '#') > 0 THEN dc_fill_pattern(c.code, b.prefix)
   ELSE concat_ws(
     '-',
     NULLIF(COALESCE(NULLIF(b.prefix, ''), left(c.code, length(c.code) - b.length)), ''),

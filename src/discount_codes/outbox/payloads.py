@@ -22,9 +22,10 @@ def claimed(
     user_id: str,
     email: str | None,
     name: str | None,
+    discount: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``discount_code.claimed`` (``claimed_at`` already RFC 3339: the claim's SQL stores
-    the text it was given)."""
+    the text it was given; ``discount`` the campaign's, which the claim's SQL fills in)."""
     return {
         "claim_id": claim_id,
         "brand_id": brand_id,
@@ -32,6 +33,7 @@ def claimed(
         "code": code,
         "claimed_at": claimed_at,
         "user": {"id": user_id, "email": email, "name": name},
+        "discount": discount,
     }
 
 
@@ -81,7 +83,12 @@ def redeemed(
     order_id: str,
     user_id: str,
     redeemed_at: datetime,
+    discount: dict[str, Any] | None = None,
+    amount: dict[str, str] | None = None,
+    discount_amount: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    """``discount_code.redeemed``: v1.2 adds the campaign's ``discount`` and, when the till
+    sent the order's amount, ``amount`` and ``discount_amount`` (``{value, currency}``)."""
     return {
         "redemption_id": redemption_id,
         "claim_id": claim_id,
@@ -91,6 +98,9 @@ def redeemed(
         "order_id": order_id,
         "user_id": user_id,
         "redeemed_at": rfc3339(redeemed_at),
+        "discount": discount,
+        "amount": amount,
+        "discount_amount": discount_amount,
     }
 
 
@@ -112,4 +122,27 @@ def redemption_reversed(
         "code": code,
         "order_id": order_id,
         "reversed_at": rfc3339(reversed_at),
+    }
+
+
+def hold_expired(
+    *,
+    redemption_id: str,
+    claim_id: str,
+    brand_id: str,
+    campaign_id: str,
+    code: str,
+    order_id: str,
+    expired_at: datetime,
+) -> dict[str, Any]:
+    """``discount_code.hold_expired`` (v1.2): ``expired_at`` is the hold's end, not when it
+    was noticed."""
+    return {
+        "redemption_id": redemption_id,
+        "claim_id": claim_id,
+        "brand_id": brand_id,
+        "campaign_id": campaign_id,
+        "code": code,
+        "order_id": order_id,
+        "expired_at": rfc3339(expired_at),
     }

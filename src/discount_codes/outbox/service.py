@@ -26,6 +26,7 @@ EVENT_TYPES = (
     "contact_consent.withdrawn",
     "discount_code.redeemed",
     "discount_code.redemption_reversed",
+    "discount_code.hold_expired",
 )
 
 

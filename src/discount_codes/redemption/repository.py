@@ -4,6 +4,9 @@ bound parameters (building Core statements costs more Python than running them).
 The rule "a code is redeemed at most once" is not checked here but decided by the
 database: the insert conflicts on the partial unique index of live redemptions
 (``uq_redemptions_live_code_id``) and does nothing, waiting for a concurrent twin first.
+A hold is a live row too, so holds and redemptions race under the same rule. A hold's
+changes (confirm, release, expiry) are conditional updates: whichever comes first changes
+the row, the others find it changed, so each is recorded once.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import Select, String, and_, bindparam, func, select, update
+from sqlalchemy import Select, String, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from discount_codes.codes.alphabet import display
@@ -45,6 +48,9 @@ class RedemptionRecord:
     amount_currency: str | None
     redeemed_at: datetime
     reversed_at: datetime | None
+    status: str = "redeemed"  # held | redeemed | released | expired
+    expires_at: datetime | None = None
+    discount_amount_value: str | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,8 @@ class FoundCode:
     code_id: int
     code: str  # display form
     campaign_id: str
+    campaign_name: str
+    discount: dict[str, Any] | None
     redeem_until: datetime | None
     claim_id: str | None
     claimed_at: datetime | None
@@ -75,6 +83,9 @@ _REDEMPTION_COLUMNS = (
     Redemption.amount_currency,
     Redemption.redeemed_at,
     Redemption.reversed_at,
+    Redemption.status,
+    Redemption.expires_at,
+    Redemption.discount_amount_value,
 )
 
 
@@ -93,6 +104,9 @@ def _redemption(row: Any, prefix: str = "") -> RedemptionRecord:
         amount_currency=m[prefix + "amount_currency"],
         redeemed_at=m[prefix + "redeemed_at"],
         reversed_at=m[prefix + "reversed_at"],
+        status=m[prefix + "status"],
+        expires_at=m[prefix + "expires_at"],
+        discount_amount_value=m[prefix + "discount_amount_value"],
     )
 
 
@@ -122,6 +136,8 @@ def _lookup_statement() -> Select[Any]:
             CodeBatch.length.label("batch_length"),
             CodeBatch.prefix.label("batch_prefix"),
             Campaign.redeem_until,
+            Campaign.name.label("campaign_name"),
+            Campaign.discount,
             Claim.id.label("claim_id"),
             Claim.claimed_at,
             Claim.user_id,
@@ -177,6 +193,8 @@ async def find_code(conn: AsyncConnection, brand_id: str, code: str) -> FoundCod
         code_id=int(row.code_id),
         code=shown,
         campaign_id=row.campaign_id,
+        campaign_name=row.campaign_name,
+        discount=row.discount,
         redeem_until=row.redeem_until,
         claim_id=row.claim_id,
         claimed_at=row.claimed_at,
@@ -206,6 +224,9 @@ async def insert_redemption(conn: AsyncConnection, record: RedemptionRecord) -> 
             amount_currency=record.amount_currency,
             redeemed_at=record.redeemed_at,
             reversed_at=None,
+            status=record.status,
+            expires_at=record.expires_at,
+            discount_amount_value=record.discount_amount_value,
         )
         .on_conflict_do_nothing(
             index_elements=[Redemption.code_id], index_where=Redemption.reversed_at.is_(None)
@@ -233,15 +254,82 @@ async def get_redemption(conn: AsyncConnection, redemption_id: str) -> Redemptio
     return None if row is None else _redemption(row)
 
 
-async def reverse(conn: AsyncConnection, redemption_id: str, now: datetime) -> bool:
-    """Mark the redemption reversed unless it already is; True for the one caller that did."""
+async def reverse(conn: AsyncConnection, redemption_id: str, now: datetime) -> str | None:
+    """End a live redemption (reversed) or hold (released); for the one caller that did,
+    the status it had (``redeemed`` or ``held``), else None. A hold past its time is not
+    released here: ``expire_hold`` comes first, so that its expiry is recorded."""
     result = await conn.execute(
         update(Redemption)
-        .where(Redemption.id == redemption_id, Redemption.reversed_at.is_(None))
-        .values(reversed_at=now)
+        .where(
+            Redemption.id == redemption_id,
+            Redemption.reversed_at.is_(None),
+            or_(Redemption.status == "redeemed", Redemption.expires_at > now),
+        )
+        .values(
+            reversed_at=now,
+            status=case((Redemption.status == "held", "released"), else_=Redemption.status),
+        )
+        .returning(Redemption.status)
+    )
+    status = result.scalar_one_or_none()
+    if status is None:
+        return None
+    return "held" if status == "released" else "redeemed"
+
+
+async def expire_hold(conn: AsyncConnection, redemption_id: str, now: datetime) -> bool:
+    """Mark a hold past its time expired, freeing its code; True for the one caller that
+    did (it records ``discount_code.hold_expired``: once, whoever notices first)."""
+    result = await conn.execute(
+        update(Redemption)
+        .where(
+            Redemption.id == redemption_id,
+            Redemption.status == "held",
+            Redemption.reversed_at.is_(None),
+            Redemption.expires_at <= now,
+        )
+        .values(status="expired", reversed_at=Redemption.expires_at)
         .returning(Redemption.id)
     )
     return result.first() is not None
+
+
+async def confirm(conn: AsyncConnection, redemption_id: str, now: datetime) -> bool:
+    """Turn a running hold into a redemption at ``now``; True for the one caller that did.
+    A hold past its time is not confirmed: the code may already be another order's."""
+    result = await conn.execute(
+        update(Redemption)
+        .where(
+            Redemption.id == redemption_id,
+            Redemption.status == "held",
+            Redemption.reversed_at.is_(None),
+            Redemption.expires_at > now,
+        )
+        .values(status="redeemed", redeemed_at=now, expires_at=None)
+        .returning(Redemption.id)
+    )
+    return result.first() is not None
+
+
+async def expired_holds(conn: AsyncConnection, now: datetime, limit: int) -> list[str]:
+    """Ids of holds past their time not yet marked (the worker's sweep; its partial index
+    ``ix_redemptions_held_expires_at``)."""
+    rows = await conn.execute(
+        select(Redemption.id)
+        .where(
+            Redemption.status == "held",
+            Redemption.reversed_at.is_(None),
+            Redemption.expires_at <= now,
+        )
+        .order_by(Redemption.expires_at)
+        .limit(limit)
+    )
+    return list(rows.scalars())
+
+
+async def campaign_discount(conn: AsyncConnection, campaign_id: str) -> dict[str, Any] | None:
+    stmt = select(Campaign.discount).where(Campaign.id == campaign_id)
+    return cast("dict[str, Any] | None", (await conn.execute(stmt)).scalar_one_or_none())
 
 
 async def count(conn: AsyncConnection, campaign_id: str, shard: int, delta: int) -> None:

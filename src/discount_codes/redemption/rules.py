@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from discount_codes.campaign.discount import MINOR_UNITS as MINOR_UNITS
+from discount_codes.campaign.discount import amount_problem as amount_problem
 from discount_codes.codes.alphabet import normalise
 from discount_codes.problems import ValidationFailed
 
@@ -21,7 +23,8 @@ _TYPED = re.compile(r"^[A-Za-z0-9 -]+$")
 MAX_TYPED_LENGTH = 128
 MAX_CODE_LENGTH = 64
 
-Reason = Literal["not-claimed", "already-redeemed", "code-expired"]
+Reason = Literal["not-claimed", "already-redeemed", "code-held", "code-expired"]
+Status = Literal["available", "claimed", "held", "redeemed"]
 
 
 def parse_code(typed: str) -> str:
@@ -46,65 +49,49 @@ class CodeState:
     claimed: bool
     redeemed: bool
     redeem_until: datetime | None
+    #: A hold still running (one past ``expires_at`` counts as no redemption at all).
+    held: bool = False
 
 
 def reason(state: CodeState, now: datetime) -> Reason | None:
     """Why the code cannot be redeemed now (None: it can). The order is the answer's:
-    a code never handed out, then one already used, then a campaign past its window."""
+    a code never handed out, then one already used or held for another payment, then a
+    campaign past its window."""
     if not state.claimed:
         return "not-claimed"
     if state.redeemed:
         return "already-redeemed"
+    if state.held:
+        return "code-held"
     if state.redeem_until is not None and state.redeem_until <= now:
         return "code-expired"
     return None
 
 
-def status(state: CodeState) -> Literal["available", "claimed", "redeemed"]:
+def status(state: CodeState) -> Status:
     if state.redeemed:
         return "redeemed"
+    if state.held:
+        return "held"
     return "claimed" if state.claimed else "available"
 
 
-# --- amounts ---------------------------------------------------------------------------------
+def hold_running(status: str, expires_at: datetime | None, now: datetime) -> bool:
+    """Whether a redemption is a hold that still keeps the code for its order. A hold past
+    ``expires_at`` keeps nothing, whether or not anyone has marked it expired yet: no worker
+    is needed for the code to be free again. SQL twins: ``repository.expire_hold`` and
+    ``repository.confirm`` decide on the same comparison."""
+    return status == "held" and expires_at is not None and expires_at > now
 
 
-#: ISO 4217 codes in circulation (2026) and their minor units; funds and precious-metal codes
-#: (X..) are left out but for the CFA and CFP francs and the Caribbean guilder and dollar.
-def _table(rows: dict[int, str]) -> dict[str, int]:
-    return {code: units for units, codes in rows.items() for code in codes.split()}
+#: A hold's length in seconds: long enough for a 3-D Secure challenge, short enough that a
+#: payment abandoned at the till does not keep the code for the day.
+HOLD_TTL_MIN_S = 60
+HOLD_TTL_MAX_S = 3600
+HOLD_TTL_DEFAULT_S = 900
 
 
-MINOR_UNITS: dict[str, int] = _table(
-    {
-        2: "AED AFN ALL AMD AOA ARS AUD AWG AZN BAM BBD BDT BGN BMD BND BOB BOV BRL BSD BTN "
-        "BWP BYN BZD CAD CDF CHE CHF CHW CNY COP COU CRC CUP CVE CZK DKK DOP DZD EGP ERN "
-        "ETB EUR FJD FKP GBP GEL GHS GIP GMD GTQ GYD HKD HNL HTG HUF IDR ILS INR IRR JMD "
-        "KES KGS KHR KPW KYD KZT LAK LBP LKR LRD LSL MAD MDL MGA MKD MMK MNT MOP MRU MUR "
-        "MVR MWK MXN MXV MYR MZN NAD NGN NIO NOK NPR NZD PAB PEN PGK PHP PKR PLN QAR RON "
-        "RSD RUB SAR SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT "
-        "TOP TRY TTD TWD TZS UAH USD USN UYU UZS VED VES WST XCD XCG YER ZAR ZMW ZWG",
-        0: "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF",
-        3: "BHD IQD JOD KWD LYD OMR TND",
-        4: "CLF UYW",
-    }
-)
-#: A non-negative decimal, at most 15 digits before the point and 4 after.
-_DECIMAL = re.compile(r"^(0|[1-9][0-9]{0,14})(\.[0-9]{1,4})?$")
-
-
-def amount_problem(value: str, currency: str) -> str | None:
-    """What is wrong with an amount (None: nothing)."""
-    if currency not in MINOR_UNITS:
-        return f"{currency!r} is not an ISO 4217 currency code in use"
-    match = _DECIMAL.match(value)
-    if match is None:
-        return 'value is a non-negative decimal string such as "12.50"'
-    decimals = len(match.group(2) or ".") - 1
-    if decimals > MINOR_UNITS[currency]:
-        return f"{currency} has {MINOR_UNITS[currency]} decimal places"
-    return None
-
+# --- amounts (the money rules are the campaign's discount's: one table of currencies) --------
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
 from pydantic.config import JsonDict
 
+from discount_codes.campaign.schemas import Amount as Amount
+from discount_codes.campaign.schemas import Discount
 from discount_codes.redemption import rules
+from discount_codes.types import StrictInt
 
 _REDEMPTION_EXAMPLE: JsonDict = {
     "id": "01937a2b-4c5d-7e6f-8a9b-0c1d2e3f4a5b",
@@ -16,31 +19,12 @@ _REDEMPTION_EXAMPLE: JsonDict = {
     "campaign_id": "01936f6e-1b2c-7d3e-8f40-5a6b7c8d9e0f",
     "claim_id": "01936f6e-8c1a-7b7e-9a51-3f1c2d4e5f60",
     "order_id": "order-1042",
+    "status": "redeemed",
     "amount": {"value": "59.90", "currency": "EUR"},
+    "discount_amount": {"value": "8.99", "currency": "EUR"},
     "redeemed_at": "2026-12-01T10:15:00Z",
+    "expires_at": None,
 }
-
-
-class Amount(BaseModel):
-    """The order's amount, as the shop's books hold it: a decimal string, never a float."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    value: StrictStr = Field(
-        max_length=24,
-        description='Non-negative decimal string, at most the currency\'s decimals ("12.50").',
-        examples=["12.50"],
-    )
-    currency: StrictStr = Field(
-        min_length=3, max_length=3, description="ISO 4217 code.", examples=["EUR"]
-    )
-
-    @model_validator(mode="after")
-    def _valid(self) -> Amount:
-        problem = rules.amount_problem(self.value, self.currency)
-        if problem is not None:
-            raise ValueError(problem)
-        return self
 
 
 class RedemptionCreate(BaseModel):
@@ -48,7 +32,13 @@ class RedemptionCreate(BaseModel):
         extra="forbid",
         json_schema_extra={
             "examples": [
-                {"order_id": "order-1042", "amount": {"value": "59.90", "currency": "EUR"}}
+                {"order_id": "order-1042", "amount": {"value": "59.90", "currency": "EUR"}},
+                {
+                    "order_id": "order-1043",
+                    "amount": {"value": "59.90", "currency": "EUR"},
+                    "hold": True,
+                    "hold_ttl_s": 900,
+                },
             ]
         },
     )
@@ -58,7 +48,24 @@ class RedemptionCreate(BaseModel):
         max_length=128,
         description="The shop's order id. The same order again answers the same redemption.",
     )
-    amount: Amount | None = None
+    amount: Amount | None = Field(
+        default=None,
+        description="The order's amount: with a campaign discount, the answer says what it "
+        "takes off (`discount_amount`); below its minimum order `409 minimum-order-not-met`, "
+        "in another currency than the campaign's `422`.",
+    )
+    hold: StrictBool = Field(
+        default=False,
+        description="Hold the code for this order while the payment runs (`status: held` "
+        "until `expires_at`); `POST /v1/redemptions/{id}/confirm` redeems it, `DELETE` "
+        "releases it, and past `expires_at` it frees the code by itself.",
+    )
+    hold_ttl_s: StrictInt = Field(
+        default=rules.HOLD_TTL_DEFAULT_S,
+        ge=rules.HOLD_TTL_MIN_S,
+        le=rules.HOLD_TTL_MAX_S,
+        description="How long a hold lasts, in seconds.",
+    )
 
     @field_validator("order_id")
     @classmethod
@@ -69,6 +76,15 @@ class RedemptionCreate(BaseModel):
         return value
 
 
+RedemptionStatus = Literal["held", "redeemed"]
+_STATUS = "`held` (during payment, until `expires_at`) or `redeemed`."
+_DISCOUNT_AMOUNT = (
+    "What the campaign's discount takes off `amount`, in its currency (a percentage rounded "
+    "half-even to the currency's minor unit; a fixed amount, at most the order's); null "
+    "without an amount or a discount."
+)
+
+
 class RedemptionOut(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [_REDEMPTION_EXAMPLE]})
 
@@ -77,15 +93,28 @@ class RedemptionOut(BaseModel):
     campaign_id: str
     claim_id: str
     order_id: str
+    status: RedemptionStatus = Field(description=_STATUS)
     amount: Amount | None
-    redeemed_at: datetime
+    discount_amount: Amount | None = Field(description=_DISCOUNT_AMOUNT)
+    redeemed_at: datetime | None = Field(description="null while held.")
+    expires_at: datetime | None = Field(description="When a hold ends; null once redeemed.")
 
 
 class RedemptionBrief(BaseModel):
     id: str
     order_id: str
+    status: RedemptionStatus = Field(description=_STATUS)
     amount: Amount | None
-    redeemed_at: datetime
+    discount_amount: Amount | None = Field(description=_DISCOUNT_AMOUNT)
+    redeemed_at: datetime | None = Field(description="null while held.")
+    expires_at: datetime | None = Field(description="When a hold ends; null once redeemed.")
+
+
+class CampaignBrief(BaseModel):
+    """What the till shows of the code's campaign."""
+
+    name: str
+    discount: Discount | None = Field(description="null: the offer is in the campaign's terms.")
 
 
 class CodeLookupOut(BaseModel):
@@ -103,6 +132,10 @@ class CodeLookupOut(BaseModel):
                     "redemption": None,
                     "redeemable": True,
                     "reason": None,
+                    "campaign": {
+                        "name": "Spring sale",
+                        "discount": {"type": "percentage", "value": "15", "minimum_order": None},
+                    },
                 }
             ]
         }
@@ -110,12 +143,15 @@ class CodeLookupOut(BaseModel):
 
     code: str = Field(description="Shown grouped, prefix before.")
     campaign_id: str
-    status: Literal["available", "claimed", "redeemed"]
+    status: rules.Status
     claim_id: str | None
     claimed_at: datetime | None
-    redemption: RedemptionBrief | None = Field(description="The live redemption, if any.")
+    redemption: RedemptionBrief | None = Field(
+        description="The live redemption or running hold, if any (a hold past its time is none)."
+    )
     redeemable: bool
     reason: rules.Reason | None = Field(
-        description="Why it is not redeemable now: `not-claimed`, `already-redeemed` or "
-        "`code-expired`."
+        description="Why it is not redeemable now: `not-claimed`, `already-redeemed`, "
+        "`code-held` (another order's payment holds it) or `code-expired`."
     )
+    campaign: CampaignBrief

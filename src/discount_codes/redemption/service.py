@@ -1,30 +1,36 @@
 """Redemption: the brand's till looks a code up and redeems it with an order, at most once
-whatever the concurrency; a cancelled order reverses it and the code is redeemable again.
-The brand hears of both (``discount_code.redeemed``, ``discount_code.redemption_reversed``)
-through the outbox, in the same transaction.
+whatever the concurrency, or holds it for the order while the payment runs (``holds``);
+a cancelled order reverses it and the code is redeemable again. The brand hears of each
+(``discount_code.redeemed``, ``discount_code.redemption_reversed``,
+``discount_code.hold_expired``) through the outbox, in the same transaction.
 
-No problem answered here needs its transaction committed: every refusal is decided before
-anything is written, or after an insert that did nothing."""
+Every refusal answered here is decided before anything is written, or after writes that
+the refusal may roll back (marking a hold expired, which whoever comes next does again).
+The time is passed in (``now``): the routes take it from their clock dependency."""
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, replace
-from typing import Literal
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from discount_codes.auth import Principal, require_brand
-from discount_codes.ids import is_id, new_id
-from discount_codes.kit.timestamps import rfc3339, utcnow
+from discount_codes.campaign import discount as money
+from discount_codes.ids import new_id
+from discount_codes.kit.timestamps import rfc3339
 from discount_codes.outbox import payloads
 from discount_codes.outbox.service import record_event
 from discount_codes.problems import (
     CodeAlreadyRedeemed,
     CodeExpired,
+    CodeHeld,
     CodeNotClaimed,
     CodeNotFound,
-    NotFound,
+    MinimumOrderNotMet,
+    ValidationFailed,
 )
 from discount_codes.redemption import repository, rules
 from discount_codes.redemption.repository import FoundCode, RedemptionRecord
@@ -32,13 +38,16 @@ from discount_codes.redemption.schemas import Amount
 
 REDEEMED_EVENT = "discount_code.redeemed"
 REVERSED_EVENT = "discount_code.redemption_reversed"
+HOLD_EXPIRED_EVENT = "discount_code.hold_expired"
 
 
 @dataclass(frozen=True)
 class CodeView:
     found: FoundCode
-    status: Literal["available", "claimed", "redeemed"]
+    status: rules.Status
     reason: rules.Reason | None
+    #: The live redemption or running hold (a hold past its time is none).
+    live: RedemptionRecord | None
 
 
 @dataclass(frozen=True)
@@ -47,11 +56,22 @@ class RedeemResult:
     created: bool
 
 
-def _state(found: FoundCode) -> rules.CodeState:
+def _running(live: RedemptionRecord | None, now: datetime) -> RedemptionRecord | None:
+    """The redemption that keeps the code: a redemption, or a hold not past its time."""
+    if live is None:
+        return None
+    if live.status == "redeemed" or rules.hold_running(live.status, live.expires_at, now):
+        return live
+    return None
+
+
+def _state(found: FoundCode, now: datetime) -> rules.CodeState:
+    live = _running(found.redemption, now)
     return rules.CodeState(
         claimed=found.claim_id is not None,
-        redeemed=found.redemption is not None,
+        redeemed=live is not None and live.status == "redeemed",
         redeem_until=found.redeem_until,
+        held=live is not None and live.status == "held",
     )
 
 
@@ -66,12 +86,37 @@ async def _find(
 
 
 async def look_up(
-    session: AsyncSession, principal: Principal, brand_id: str, typed: str
+    session: AsyncSession, principal: Principal, brand_id: str, typed: str, *, now: datetime
 ) -> CodeView:
+    """What the till needs to know, read only: a hold past its time reads as none (it is
+    marked expired, and its event recorded, by the next redemption or the worker)."""
     conn = await session.connection()
     found = await _find(conn, principal, brand_id, typed)
-    state = _state(found)
-    return CodeView(found, rules.status(state), rules.reason(state, utcnow()))
+    state = _state(found, now)
+    live = _running(found.redemption, now)
+    return CodeView(found, rules.status(state), rules.reason(state, now), live)
+
+
+def price(discount: dict[str, Any] | None, amount: Amount | None) -> str | None:
+    """What the campaign's discount takes off the order (None without either), or the
+    problem the till gets: an amount in another currency than the campaign's (``422``),
+    or below its minimum order (``409``)."""
+    if discount is None or amount is None:
+        return None
+    currency = money.currency_of(discount)
+    if currency is not None and amount.currency != currency:
+        message = f"This campaign's discount is in {currency}; the amount is in {amount.currency}."
+        raise ValidationFailed(
+            message, errors=[{"loc": ["body", "amount", "currency"], "msg": message}]
+        )
+    if money.below_minimum(discount, amount.value):
+        minimum = discount["minimum_order"]
+        raise MinimumOrderNotMet(
+            f"This campaign's discount needs an order of at least {minimum['value']} "
+            f"{minimum['currency']}.",
+            extra={"minimum_order": minimum},
+        )
+    return money.discount_amount(discount, amount.value, amount.currency)
 
 
 async def redeem_code(
@@ -82,23 +127,31 @@ async def redeem_code(
     *,
     order_id: str,
     amount: Amount | None,
+    now: datetime,
+    hold_ttl_s: int | None = None,
 ) -> RedeemResult:
-    """Redeem the code with the order: a new redemption (``created``), or the one this order
-    already made. The partial unique index decides between concurrent redemptions."""
+    """Redeem the code with the order (or hold it for ``hold_ttl_s`` seconds): a new
+    redemption (``created``), or the one this order already made. The partial unique
+    index decides between concurrent redemptions and holds; a hold past its time is
+    marked expired first (its event recorded once: by whoever marks it)."""
     conn = await session.connection()
     found = await _find(conn, principal, brand_id, typed)
-    now = utcnow()
     for _ in range(3):
-        if found.redemption is not None:
-            return _same_order(found.redemption, order_id)
-        reason = rules.reason(_state(found), now)
+        running = _running(found.redemption, now)
+        if running is not None:
+            return _same_order(running, order_id)
+        reason = rules.reason(_state(found, now), now)
         if reason == "not-claimed":
             raise CodeNotClaimed("This code was never handed out to a shopper.")
         if reason == "code-expired" and found.redeem_until is not None:
             raise CodeExpired(
                 f"This campaign's codes could be redeemed until {rfc3339(found.redeem_until)}."
             )
+        off = price(found.discount, amount)
+        if found.redemption is not None:  # a hold past its time: the code is free
+            await expire_hold(conn, found.redemption, now)
         assert found.claim_id is not None and found.user_id is not None
+        held = hold_ttl_s is not None
         record = RedemptionRecord(
             id=new_id(),
             brand_id=brand_id,
@@ -112,31 +165,16 @@ async def redeem_code(
             amount_currency=amount.currency if amount else None,
             redeemed_at=now,
             reversed_at=None,
+            status="held" if held else "redeemed",
+            expires_at=now + timedelta(seconds=hold_ttl_s) if hold_ttl_s is not None else None,
+            discount_amount_value=off,
         )
         if await repository.insert_redemption(conn, record):
-            await record_event(
-                conn,
-                REDEEMED_EVENT,
-                brand_id=brand_id,
-                campaign_id=record.campaign_id,
-                data=payloads.redeemed(
-                    redemption_id=record.id,
-                    claim_id=record.claim_id,
-                    brand_id=record.brand_id,
-                    campaign_id=record.campaign_id,
-                    code=record.code,
-                    order_id=record.order_id,
-                    user_id=record.user_id,
-                    redeemed_at=record.redeemed_at,
-                ),
-                at=now,
-            )
-            await repository.count(
-                conn, record.campaign_id, random.randrange(repository.COUNTER_SHARDS), 1
-            )
+            if not held:  # a hold is recorded as redeemed only once confirmed
+                await record_redeemed(conn, record, found.discount, now)
             return RedeemResult(record, created=True)
-        # A concurrent redemption of this code committed first: answer from it. (Gone again
-        # means it was reversed meanwhile: try once more.)
+        # A concurrent redemption or hold of this code committed first: answer from it.
+        # (Gone again means it was reversed or released meanwhile: try once more.)
         live = await repository.live_redemption(conn, found.code_id)
         found = replace(found, redemption=live)
     raise CodeAlreadyRedeemed("This code is being redeemed and reversed concurrently; retry.")
@@ -145,41 +183,78 @@ async def redeem_code(
 def _same_order(live: RedemptionRecord, order_id: str) -> RedeemResult:
     if live.order_id == order_id:
         return RedeemResult(live, created=False)
+    if live.status == "held":
+        assert live.expires_at is not None
+        raise CodeHeld(
+            "Another order's payment holds this code until "
+            f"{rfc3339(live.expires_at)}; it is free again if that payment fails.",
+            extra={"expires_at": rfc3339(live.expires_at)},
+        )
     raise CodeAlreadyRedeemed(
         f"This code was redeemed at {rfc3339(live.redeemed_at)} with another order.",
         extra={"redemption_id": live.id},
     )
 
 
-async def reverse_redemption(
-    session: AsyncSession, principal: Principal, redemption_id: str
+def money_of(value: str | None, currency: str | None) -> dict[str, str] | None:
+    return None if value is None or currency is None else {"value": value, "currency": currency}
+
+
+async def record_redeemed(
+    conn: AsyncConnection,
+    record: RedemptionRecord,
+    discount: dict[str, Any] | None,
+    now: datetime,
 ) -> None:
-    """The order was cancelled: the redemption no longer counts and the code can be redeemed
-    again. Idempotent: only the first reversal records the event."""
-    conn = await session.connection()
-    record = await repository.get_redemption(conn, redemption_id) if is_id(redemption_id) else None
-    if record is None:
-        raise NotFound("No redemption with this id.")
-    require_brand(principal, record.brand_id)
-    now = utcnow()
-    if not await repository.reverse(conn, record.id, now):
-        return
+    """``discount_code.redeemed`` and the campaign's count: a redemption, or a confirmed
+    hold (never a hold still running, released or expired)."""
     await record_event(
         conn,
-        REVERSED_EVENT,
+        REDEEMED_EVENT,
         brand_id=record.brand_id,
         campaign_id=record.campaign_id,
-        data=payloads.redemption_reversed(
+        data=payloads.redeemed(
             redemption_id=record.id,
             claim_id=record.claim_id,
             brand_id=record.brand_id,
             campaign_id=record.campaign_id,
             code=record.code,
             order_id=record.order_id,
-            reversed_at=now,
+            user_id=record.user_id,
+            redeemed_at=now,
+            discount=discount,
+            amount=money_of(record.amount_value, record.amount_currency),
+            discount_amount=money_of(record.discount_amount_value, record.amount_currency),
         ),
         at=now,
     )
-    await repository.count(
-        conn, record.campaign_id, random.randrange(repository.COUNTER_SHARDS), -1
+    await count(conn, record.campaign_id, 1)
+
+
+async def count(conn: AsyncConnection, campaign_id: str, delta: int) -> None:
+    await repository.count(conn, campaign_id, random.randrange(repository.COUNTER_SHARDS), delta)
+
+
+async def expire_hold(conn: AsyncConnection, record: RedemptionRecord, now: datetime) -> bool:
+    """Mark a hold past its time expired and record ``discount_code.hold_expired``, unless
+    someone did already (then nothing: it is recorded once). True if this call did."""
+    if not await repository.expire_hold(conn, record.id, now):
+        return False
+    assert record.expires_at is not None
+    await record_event(
+        conn,
+        HOLD_EXPIRED_EVENT,
+        brand_id=record.brand_id,
+        campaign_id=record.campaign_id,
+        data=payloads.hold_expired(
+            redemption_id=record.id,
+            claim_id=record.claim_id,
+            brand_id=record.brand_id,
+            campaign_id=record.campaign_id,
+            code=record.code,
+            order_id=record.order_id,
+            expired_at=record.expires_at,
+        ),
+        at=now,
     )
+    return True

@@ -20,9 +20,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
-from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -34,11 +32,11 @@ from discount_codes.config import Settings
 from discount_codes.db import Database
 from discount_codes.kit import signing
 from discount_codes.kit.timestamps import utcnow
-from discount_codes.kit.wakeup import start_listener
-from discount_codes.kit.worker import WorkerContext
 from discount_codes.problems import WebhookUrlRefused
-from discount_codes.webhook import policy, repository, transport, urls
-from discount_codes.webhook.repository import Claimed, Outcome
+from discount_codes.webhook import policy, transport, urls
+from discount_codes.webhook.outcome import Claimed, Outcome
+from discount_codes.webhook.repository import deliveries_pg
+from discount_codes.webhook.repository.deliveries import Deliveries
 
 log = structlog.get_logger(__name__)
 
@@ -50,8 +48,6 @@ HEARTBEAT_S = 4.0
 FAN_OUT_BATCH = 500
 CLAIM_BATCH = 200
 RECORD_BATCH = 500
-#: Deliveries one worker sends at once, over all endpoints.
-MAX_CONCURRENT = 256
 #: Claimed ahead per best-effort endpoint, in multiples of its in-flight limit: the next
 #: ones are ready when a send ends, without a round trip to the database.
 READ_AHEAD = 2
@@ -83,10 +79,10 @@ class Dispatcher:
     retries: list[datetime] = field(default_factory=list)
     #: The last claim found a strict endpoint's next delivery above the visibility horizon.
     strict_waiting: bool = False
-    store: repository.Deliveries = field(init=False)
+    store: Deliveries = field(init=False)
 
     def __post_init__(self) -> None:
-        self.store = repository.deliveries(self.db)
+        self.store = deliveries_pg.deliveries(self.db)
 
     @property
     def max_in_flight(self) -> int:
@@ -247,204 +243,3 @@ class Dispatcher:
 
         await self.record(await asyncio.gather(*(one(c) for c in claimed)))
         return len(claimed)
-
-
-class Pump:
-    """Sends claimed deliveries: per endpoint up to its limit at once, the rest queued
-    (leased) in claim order; results go to one recorder that stores them in batches."""
-
-    def __init__(self, d: Dispatcher, wake: asyncio.Event) -> None:
-        self.d = d
-        self.wake = wake
-        self.queued: dict[str, deque[Claimed]] = {}
-        self.active: dict[str, int] = {}
-        self.sending: set[asyncio.Task[None]] = set()
-        self.results: asyncio.Queue[Outcome | None] = asyncio.Queue()
-        #: The last wake-up came from here: room for more, or a strict endpoint's next head.
-        self.room = False
-        self.recorder = asyncio.create_task(self._record_loop())
-
-    def load(self) -> int:
-        return len(self.sending) + sum(len(q) for q in self.queued.values())
-
-    def _load_of(self, endpoint_id: str) -> int:
-        return len(self.queued.get(endpoint_id, ())) + self.active.get(endpoint_id, 0)
-
-    def saturated(self) -> list[str]:
-        """Endpoints not to claim for now: as much as they may have is already here."""
-        cap = self.d.max_in_flight * READ_AHEAD
-        endpoints = set(self.queued) | set(self.active)
-        return [e for e in endpoints if self._load_of(e) >= cap]
-
-    def add(self, claimed: Sequence[Claimed]) -> None:
-        for c in claimed:
-            self.queued.setdefault(c.endpoint_id, deque()).append(c)
-        for endpoint_id in {c.endpoint_id for c in claimed}:
-            self._start(endpoint_id)
-
-    def _start(self, endpoint_id: str) -> None:
-        queue = self.queued.get(endpoint_id)
-        while queue:
-            limit = 1 if queue[0].strict else self.d.max_in_flight
-            if self.active.get(endpoint_id, 0) >= limit:
-                return
-            c = queue.popleft()
-            self.active[endpoint_id] = self.active.get(endpoint_id, 0) + 1
-            task = asyncio.create_task(self._send(c))
-            self.sending.add(task)
-            task.add_done_callback(self.sending.discard)
-        self.queued.pop(endpoint_id, None)
-
-    async def _send(self, c: Claimed) -> None:
-        try:
-            self.results.put_nowait(await self.d.send(c))
-        except Exception:
-            # send() answers for the receiver's faults; this is ours. The lease runs out
-            # and the delivery goes again.
-            log.exception("webhook_delivery_crashed", endpoint_id=c.endpoint_id)
-        finally:
-            left = self.active.get(c.endpoint_id, 1) - 1
-            if left:
-                self.active[c.endpoint_id] = left
-            else:
-                self.active.pop(c.endpoint_id, None)
-            self._start(c.endpoint_id)
-            # Down to half of what it may hold (it had more): claim more of it now, before
-            # its sends run dry. Likewise for everything this worker may send at once.
-            half = self.d.max_in_flight * READ_AHEAD // 2
-            if self._load_of(c.endpoint_id) == half or self.load() == MAX_CONCURRENT // 2:
-                self._room()
-
-    def _room(self) -> None:
-        """Wake the loop for a turn at once (not coalesced: what is due is known)."""
-        self.room = True
-        self.wake.set()
-
-    def take_room(self) -> bool:
-        room, self.room = self.room, False
-        return room
-
-    async def _record_loop(self) -> None:
-        """Until the ``None`` that ``close`` queues. A batch is what arrived while the last
-        one was written, and, while other sends are under way, what arrives within
-        ``RECORD_COALESCE_S`` of its first result (not for a strict endpoint: its next
-        event waits for this result)."""
-        closing = False
-        while not closing:
-            item = await self.results.get()
-            if item is not None and not item.claimed.strict and self.sending:
-                await asyncio.sleep(RECORD_COALESCE_S)
-            batch: list[Outcome] = []
-            while True:
-                if item is None:
-                    closing = True
-                    break
-                batch.append(item)
-                if len(batch) >= RECORD_BATCH or self.results.empty():
-                    break
-                item = self.results.get_nowait()
-            try:
-                await self.d.record(batch)
-            except Exception:
-                # Not stored: the leases run out and the deliveries go again (at least once).
-                log.exception("webhook_record_failed", deliveries=len(batch))
-            if any(o.claimed.strict for o in batch):
-                self._room()  # a strict endpoint's next delivery is its head now
-
-    async def close(self) -> None:
-        """Give back what was not sent, let the sends under way finish, store their results."""
-        waiting = [c for q in self.queued.values() for c in q]
-        self.queued.clear()
-        try:
-            await self.d.release(waiting)
-        except Exception:
-            log.exception("webhook_release_failed")
-        if self.sending:
-            await asyncio.wait(list(self.sending), timeout=TIMEOUT_S + 5)
-        self.results.put_nowait(None)
-        try:
-            await asyncio.wait_for(self.recorder, timeout=10)
-        except (TimeoutError, asyncio.CancelledError):
-            log.warning("webhook_results_not_stored")
-
-
-#: After a wake-up, wait this long before a turn: a burst of NOTIFYs (one per committed
-#: claim, coalesced per API process to one per 20 ms) becomes one turn of two statements.
-#: In an API process the worker's turns take the claims' CPU: at 200 claims/s, 50 ms
-#: makes about 10 events a turn.
-COALESCE_S = 0.05
-#: Results are stored this long after the first of a batch while sends are under way.
-RECORD_COALESCE_S = 0.02
-
-
-async def run_dispatcher(ctx: WorkerContext) -> None:
-    """The worker loop: wakes on NOTIFY (PostgreSQL) or polls; each turn does a bounded
-    amount of work (one fan-out batch, one claim batch) and yields, so an in-process
-    worker never holds the API's event loop for long; on stop it finishes the sends
-    under way."""
-    wake, listener = start_listener(ctx.settings.listen_url, ctx.stop)
-    async with new_client() as client:
-        d = Dispatcher(ctx.settings, ctx.db, ctx.worker_id, client)
-        poll = d.store.poll_s
-        pump = Pump(d, wake)
-        beat = asyncio.create_task(_heartbeat(ctx, d))
-        retry = HORIZON_RETRY_S
-        try:
-            while not ctx.stopping:
-                fanned, fan_left = await d.fan_out()
-                claimed: list[Claimed] = []
-                free = MAX_CONCURRENT - pump.load()
-                if free > 0:
-                    claimed = await d.claim(min(CLAIM_BATCH, free), exclude=pump.saturated())
-                    pump.add(claimed)
-                if fanned == FAN_OUT_BATCH or (claimed and len(claimed) >= min(CLAIM_BATCH, free)):
-                    await asyncio.sleep(0)  # busy: go on, after letting the API run
-                    continue
-                if fan_left or d.strict_waiting:
-                    # Events taken by another worker (it may fail), or a strict endpoint's
-                    # head above the horizon: look again soon, not a poll later.
-                    woken = await _sleep(ctx, retry, wake)
-                    retry = min(retry * 2, poll)
-                else:
-                    retry = HORIZON_RETRY_S
-                    # With sends under way the pump and the recorder wake us as room frees
-                    # up (a due delivery of a saturated endpoint must not make this loop
-                    # spin).
-                    woken = await _sleep(ctx, poll if pump.load() else _idle_for(d, poll), wake)
-                if woken and not pump.take_room():
-                    # Coalesce a burst of wake-ups (new events) into one round of statements.
-                    await asyncio.sleep(COALESCE_S)
-        finally:
-            await pump.close()
-            for helper in (beat, listener):
-                if helper is not None:
-                    helper.cancel()
-                    with suppress(asyncio.CancelledError, Exception):
-                        await helper
-
-
-async def _sleep(ctx: WorkerContext, seconds: float, wake: asyncio.Event) -> bool:
-    """``ctx.sleep``; whether it ended early on a wake-up."""
-    started = time.monotonic()
-    await ctx.sleep(seconds, wake)
-    return time.monotonic() - started < seconds
-
-
-def _idle_for(d: Dispatcher, poll: float) -> float:
-    """Sleep until the next retry this worker scheduled falls due, at most one poll (the
-    turn that ended claimed the ones due by then)."""
-    now = d.clock()
-    while d.retries and d.retries[0] <= now:
-        heapq.heappop(d.retries)
-    if not d.retries:
-        return poll
-    return min(poll, max((d.retries[0] - now).total_seconds(), 0.01))
-
-
-async def _heartbeat(ctx: WorkerContext, d: Dispatcher) -> None:
-    while await ctx.sleep(HEARTBEAT_S):
-        try:
-            await d.heartbeat()
-            d.client.close_idle()
-        except Exception:
-            log.exception("webhook_heartbeat_failed")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from discount_codes.auth import CurrentPrincipal
 from discount_codes.config import SettingsDep
@@ -24,9 +25,11 @@ from discount_codes.webhook.schemas import (
     AttemptOut,
     DeliveryStats,
     EndpointCreate,
+    EndpointHealth,
     EndpointOut,
     EndpointUpdate,
     EndpointWithSecret,
+    EventDeliveries,
     ReplayRequest,
     ReplayResult,
 )
@@ -42,12 +45,23 @@ _REFUSED = "The URL is not https, carries credentials, or its host is not public
 )
 
 
-def _out(endpoint: WebhookEndpoint) -> EndpointOut:
-    return EndpointOut.model_validate(endpoint)
+async def _out(session: AsyncSession, endpoint: WebhookEndpoint) -> EndpointOut:
+    health = await service.health_of(session, [endpoint])
+    return _with_health(endpoint, health)
 
 
-def _with_secret(endpoint: WebhookEndpoint) -> EndpointWithSecret:
-    return EndpointWithSecret(**_out(endpoint).model_dump(), secret=endpoint.secret)
+def _with_health(endpoint: WebhookEndpoint, health: dict[str, EndpointHealth]) -> EndpointOut:
+    return EndpointOut.model_validate(
+        {
+            **{f: getattr(endpoint, f) for f in EndpointOut.model_fields if f != "health"},
+            "health": health[endpoint.id],
+        }
+    )
+
+
+async def _with_secret(session: AsyncSession, endpoint: WebhookEndpoint) -> EndpointWithSecret:
+    out = await _out(session, endpoint)
+    return EndpointWithSecret(**out.model_dump(), secret=endpoint.secret)
 
 
 @router.post(
@@ -68,7 +82,7 @@ async def create_endpoint(
 ) -> EndpointWithSecret:
     endpoint = await service.create_endpoint(session, settings, principal, brand_id, body)
     response.headers["Location"] = f"/v1/webhook-endpoints/{endpoint.id}"
-    return _with_secret(endpoint)
+    return await _with_secret(session, endpoint)
 
 
 @router.get(
@@ -87,7 +101,10 @@ async def list_endpoints(
     rows = await service.list_endpoints(
         session, principal, brand_id, cursor=decode_cursor(cursor), limit=limit + 1
     )
-    return Page[EndpointOut].of(rows, limit, key=lambda r: r.id, item=_out)
+    health = await service.health_of(session, rows[:limit])
+    return Page[EndpointOut].of(
+        rows, limit, key=lambda r: r.id, item=lambda r: _with_health(r, health)
+    )
 
 
 @router.get(
@@ -98,7 +115,7 @@ async def list_endpoints(
 async def get_endpoint(
     endpoint_id: EndpointId, principal: CurrentPrincipal, session: SessionDep
 ) -> EndpointOut:
-    return _out(await service.get_endpoint(session, principal, endpoint_id))
+    return await _out(session, await service.get_endpoint(session, principal, endpoint_id))
 
 
 @router.patch(
@@ -115,7 +132,8 @@ async def update_endpoint(
     session: SessionDep,
     settings: SettingsDep,
 ) -> EndpointOut:
-    return _out(await service.update_endpoint(session, settings, principal, endpoint_id, body))
+    endpoint = await service.update_endpoint(session, settings, principal, endpoint_id, body)
+    return await _out(session, endpoint)
 
 
 @router.delete(
@@ -142,7 +160,7 @@ async def delete_endpoint(
 async def rotate_secret(
     endpoint_id: EndpointId, principal: CurrentPrincipal, session: SessionDep
 ) -> EndpointWithSecret:
-    return _with_secret(await service.rotate_secret(session, principal, endpoint_id))
+    return await _with_secret(session, await service.rotate_secret(session, principal, endpoint_id))
 
 
 def _attempt(a: DeliveryAttempt, events: dict[str, tuple[str, str | None]]) -> AttemptOut:
@@ -211,3 +229,23 @@ async def replay(
 ) -> ReplayResult:
     count = await service.replay(session, principal, endpoint_id, body.since)
     return ReplayResult(replayed=count)
+
+
+@router.get(
+    "/brands/{brand_id}/webhook-deliveries",
+    summary="Each event's outcome per endpoint",
+    description="For the events named (`event_id`, repeated, 1 to 100), one item per "
+    "endpoint of the brand the event is owed to: pending, succeeded or failed, attempts, "
+    "and the latest attempt's status or error. Unknown or pruned events have no item.",
+    responses=problem_responses(401, 403, 422),
+)
+async def list_event_deliveries(
+    brand_id: BrandId,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    event_id: Annotated[
+        list[str], Query(description="An event id; repeat for more (at most 100).")
+    ],
+) -> EventDeliveries:
+    items = await service.event_deliveries(session, principal, brand_id, event_id)
+    return EventDeliveries(items=items)

@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from discount_codes.kit.worker import Job
-from discount_codes.webhook.dispatcher import run_dispatcher
+from discount_codes.webhook.lanes import run_dispatcher
 
 JOBS: tuple[Job, ...] = (run_dispatcher,)

@@ -1,5 +1,6 @@
 """The delivery rules, as plain functions: what an answer means, when to try again, when an
-endpoint is disabled. No database, no HTTP: the repository and the dispatcher apply them."""
+endpoint is backed off (its circuit breaker) or disabled. No database, no HTTP: the
+repository and the dispatcher apply them."""
 
 from __future__ import annotations
 
@@ -122,6 +123,46 @@ def disable_reason(
         f"every delivery failed since {failing_since.isoformat()} "
         f"({limit.days} days): disabled automatically"
     )
+
+
+#: Attempts failed in a row that open an endpoint's circuit breaker: no attempt to it until
+#: ``backed_off_until``, then one delivery probes it; a success closes the breaker.
+BREAKER_THRESHOLD = 5
+#: How long an open breaker waits: as long as the endpoint has been failing, within these.
+BREAKER_MIN = timedelta(seconds=5)
+BREAKER_MAX = timedelta(minutes=30)
+
+
+def consecutive_failures_after(current: int, results: Iterable[tuple[datetime, bool]]) -> int:
+    """Attempts failed in a row once these results ``(at, succeeded)`` are stored: a success
+    starts the count again, each failure after the latest success adds one."""
+    count = current
+    for _, succeeded in sorted(results, key=lambda r: r[0]):
+        count = 0 if succeeded else count + 1
+    return count
+
+
+def backed_off_until(
+    consecutive: int, failing_since: datetime | None, at: datetime
+) -> datetime | None:
+    """Until when an endpoint whose latest failure was at ``at`` gets no attempt, or None
+    while its breaker is closed. The wait grows with how long it has been failing (a
+    doubling back-off without a counter of its own), between ``BREAKER_MIN`` and
+    ``BREAKER_MAX``."""
+    if consecutive < BREAKER_THRESHOLD:
+        return None
+    failing_for = at - failing_since if failing_since is not None else timedelta(0)
+    return at + min(max(failing_for, BREAKER_MIN), BREAKER_MAX)
+
+
+def health_status(enabled: bool, consecutive: int) -> str:
+    """What the API says of an endpoint: disabled, backed off (breaker open), failing
+    (its latest attempts failed) or healthy (the latest succeeded, or none yet)."""
+    if not enabled:
+        return "disabled"
+    if consecutive >= BREAKER_THRESHOLD:
+        return "backed_off"
+    return "failing" if consecutive > 0 else "healthy"
 
 
 def signing_secrets(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from discount_codes.types import StrictBool, Timestamp
 
@@ -17,6 +17,7 @@ EventType = Literal[
     "contact_consent.withdrawn",
     "discount_code.redeemed",
     "discount_code.redemption_reversed",
+    "discount_code.hold_expired",
 ]
 
 _URL_EXAMPLE = "https://shop.example.com/hooks/discount-codes"
@@ -63,6 +64,62 @@ class EndpointUpdate(BaseModel):
     ordering: Ordering | None = Field(default=None, description=_ORDERING)
 
 
+HealthStatus = Literal["healthy", "failing", "backed_off", "disabled"]
+_HEALTHY: dict[str, JsonValue] = {
+    "status": "healthy",
+    "consecutive_failures": 0,
+    "failing_since": None,
+    "backed_off_until": None,
+    "last_attempt_at": "2026-11-26T11:00:05Z",
+    "last_status_code": 200,
+    "last_error": None,
+}
+
+
+class EndpointHealth(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "backed_off",
+                    "consecutive_failures": 7,
+                    "failing_since": "2026-12-07T09:00:00Z",
+                    "backed_off_until": "2026-12-07T09:05:00Z",
+                    "last_attempt_at": "2026-12-07T09:04:12Z",
+                    "last_status_code": 404,
+                    "last_error": "HTTP 404",
+                }
+            ]
+        }
+    )
+
+    status: HealthStatus = Field(
+        description="`disabled`: `enabled` is false (see `disabled_reason`). `backed_off`: the "
+        "circuit breaker is open (5 or more attempts failed in a row): no attempt until "
+        "`backed_off_until`, then one delivery probes the endpoint and a success closes the "
+        "breaker. `failing`: the latest attempts failed, fewer than 5 in a row. `healthy`: "
+        "the latest attempt succeeded, or there was none yet."
+    )
+    consecutive_failures: int = Field(
+        description="Attempts failed in a row since the last success."
+    )
+    failing_since: datetime | None = Field(
+        description="The first failure after the last success (null when not failing); after "
+        "5 days of failures the endpoint is disabled."
+    )
+    backed_off_until: datetime | None = Field(
+        description="While `backed_off`: no attempt before this time."
+    )
+    last_attempt_at: datetime | None = Field(description="The latest attempt (null: none yet).")
+    last_status_code: int | None = Field(
+        description="The latest attempt's HTTP status (null: no answer, or no attempt)."
+    )
+    last_error: str | None = Field(
+        description="Why the latest attempt failed (`HTTP 404`, `connection failed (...)`, "
+        "`timed out after 10 s`, `refused: ...`); null when it succeeded."
+    )
+
+
 class EndpointOut(BaseModel):
     model_config = ConfigDict(
         from_attributes=True,
@@ -79,6 +136,7 @@ class EndpointOut(BaseModel):
                     "ordering": "best_effort",
                     "created_at": "2026-11-26T11:00:00Z",
                     "updated_at": "2026-11-26T11:00:00Z",
+                    "health": _HEALTHY,
                 }
             ]
         },
@@ -94,6 +152,7 @@ class EndpointOut(BaseModel):
     ordering: Ordering
     created_at: datetime
     updated_at: datetime
+    health: EndpointHealth
 
 
 class EndpointWithSecret(EndpointOut):
@@ -113,6 +172,7 @@ class EndpointWithSecret(EndpointOut):
                     "ordering": "best_effort",
                     "created_at": "2026-11-26T11:00:00Z",
                     "updated_at": "2026-11-26T11:00:00Z",
+                    "health": {**_HEALTHY, "last_attempt_at": None, "last_status_code": None},
                     "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
                 }
             ]
@@ -154,6 +214,48 @@ class AttemptOut(BaseModel):
     duration_ms: int
     at: datetime
     next_attempt_at: datetime | None
+
+
+class EventDelivery(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "event_id": "0192f0c1-7a3e-7c41-9a55-2b1f0e6c9d11",
+                    "endpoint_id": "0192f0c1-7a3e-7c41-9a55-2b1f0e6c9d10",
+                    "status": "pending",
+                    "attempts": 2,
+                    "next_attempt_at": "2026-12-07T09:05:00Z",
+                    "completed_at": None,
+                    "last_attempt_at": "2026-12-07T09:00:05Z",
+                    "last_status_code": 503,
+                    "last_error": "HTTP 503",
+                }
+            ]
+        }
+    )
+
+    event_id: str
+    endpoint_id: str
+    status: Literal["pending", "succeeded", "failed"] = Field(
+        description="`pending`: not sent yet, being sent, or waiting for a retry "
+        "(`next_attempt_at`); `succeeded`: answered 2xx; `failed`: given up (after the last "
+        "retry, or a 410)."
+    )
+    attempts: int = Field(description="Attempts made so far.")
+    next_attempt_at: datetime | None = Field(description="When a pending one is tried next.")
+    completed_at: datetime | None = Field(description="When it succeeded or was given up.")
+    last_attempt_at: datetime | None
+    last_status_code: int | None = Field(description="Null: no HTTP answer, or no attempt yet.")
+    last_error: str | None = Field(description="Null when the latest attempt succeeded.")
+
+
+class EventDeliveries(BaseModel):
+    items: list[EventDelivery] = Field(
+        description="One per (event, endpoint) the event is owed to, by event id then "
+        "endpoint id. An event without an item is not fanned out yet, or is owed to no "
+        "endpoint (pull feed only)."
+    )
 
 
 class ReplayRequest(BaseModel):

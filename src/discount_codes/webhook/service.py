@@ -14,9 +14,15 @@ from discount_codes.ids import is_id, new_id
 from discount_codes.kit.signing import new_secret
 from discount_codes.kit.timestamps import utcnow
 from discount_codes.models import DeliveryAttempt, WebhookEndpoint
-from discount_codes.problems import NotFound
-from discount_codes.webhook import repository
-from discount_codes.webhook.schemas import EndpointCreate, EndpointUpdate
+from discount_codes.problems import NotFound, ValidationFailed
+from discount_codes.webhook import policy, repository
+from discount_codes.webhook.repository import replay as replays
+from discount_codes.webhook.schemas import (
+    EndpointCreate,
+    EndpointHealth,
+    EndpointUpdate,
+    EventDelivery,
+)
 from discount_codes.webhook.urls import check_url
 
 log = structlog.get_logger(__name__)
@@ -96,6 +102,7 @@ async def update_endpoint(
             allow_loopback=settings.webhook_loopback_allowed,
         )
         endpoint.url = changes["url"]
+        _close_breaker(endpoint)  # a new address is tried at once
     if "event_types" in changes:
         endpoint.event_types = _types(changes["event_types"])
     if "description" in changes:
@@ -107,12 +114,18 @@ async def update_endpoint(
             # A fresh start: the 5-day failure clock restarts; pending deliveries resume.
             endpoint.disabled_reason = None
             endpoint.failing_since = None
+            _close_breaker(endpoint)
         elif not changes["enabled"] and endpoint.enabled:
             endpoint.disabled_reason = "disabled by the brand"
         endpoint.enabled = changes["enabled"]
     endpoint.updated_at = utcnow()
     await session.flush()
     return endpoint
+
+
+def _close_breaker(endpoint: WebhookEndpoint) -> None:
+    endpoint.consecutive_failures = 0
+    endpoint.backed_off_until = None
 
 
 async def delete_endpoint(session: AsyncSession, principal: Principal, endpoint_id: str) -> None:
@@ -157,6 +170,59 @@ async def replay(
     session: AsyncSession, principal: Principal, endpoint_id: str, since: datetime
 ) -> int:
     endpoint = await get_endpoint(session, principal, endpoint_id)
-    count = await repository.requeue_since(session, endpoint, since, utcnow())
+    count = await replays.requeue_since(session, endpoint, since, utcnow())
     log.info("webhook_replay_queued", endpoint_id=endpoint.id, events=count)
     return count
+
+
+async def health_of(
+    session: AsyncSession, endpoints: Sequence[WebhookEndpoint]
+) -> dict[str, EndpointHealth]:
+    """Each endpoint's health: the breaker's state it keeps, and its latest attempt."""
+    last = await repository.last_attempts(session, [e.id for e in endpoints])
+    out = {}
+    for e in endpoints:
+        a = last.get(e.id)
+        status = policy.health_status(e.enabled, e.consecutive_failures or 0)
+        out[e.id] = EndpointHealth(
+            status=status,
+            consecutive_failures=e.consecutive_failures or 0,
+            failing_since=e.failing_since,
+            backed_off_until=e.backed_off_until if status == "backed_off" else None,
+            last_attempt_at=None if a is None else a.at,
+            last_status_code=None if a is None else a.status_code,
+            last_error=None if a is None else a.error,
+        )
+    return out
+
+
+#: Events one per-endpoint outcome request may name.
+MAX_EVENT_IDS = 100
+
+
+async def event_deliveries(
+    session: AsyncSession, principal: Principal, brand_id: str, event_ids: Sequence[str]
+) -> list[EventDelivery]:
+    """Each event's outcome per endpoint of the brand (the console's Events page)."""
+    require_brand(principal, brand_id)
+    if not 1 <= len(event_ids) <= MAX_EVENT_IDS:
+        raise ValidationFailed(
+            f"Name 1 to {MAX_EVENT_IDS} events with `event_id`.",
+            errors=[{"loc": ["query", "event_id"], "msg": f"1 to {MAX_EVENT_IDS} ids"}],
+        )
+    wanted = [i for i in event_ids if is_id(i)]
+    rows = await repository.event_deliveries(session, brand_id, wanted) if wanted else []
+    return [
+        EventDelivery(
+            event_id=r.delivery.event_id,
+            endpoint_id=r.delivery.endpoint_id,
+            status=r.delivery.status,
+            attempts=r.delivery.attempts,
+            next_attempt_at=r.delivery.next_attempt_at if r.delivery.status == "pending" else None,
+            completed_at=r.delivery.completed_at,
+            last_attempt_at=None if r.last is None else r.last.at,
+            last_status_code=None if r.last is None else r.last.status_code,
+            last_error=None if r.last is None else r.last.error,
+        )
+        for r in rows
+    ]

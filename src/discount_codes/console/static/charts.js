@@ -60,24 +60,49 @@ function fit(plot, container) {
   };
 }
 
-function hline(u, value, scale, colour, label) {
-  if (value === null || value === undefined) return;
+function hline(u, value, scale, colour) {
+  if (value === null || value === undefined) return null;
   const y = Math.round(u.valToPos(value, scale, true));
-  if (!Number.isFinite(y) || y < u.bbox.top || y > u.bbox.top + u.bbox.height) return;
+  if (!Number.isFinite(y) || y < u.bbox.top || y > u.bbox.top + u.bbox.height) return null;
   const ctx = u.ctx;
   ctx.save();
   ctx.strokeStyle = colour;
-  ctx.fillStyle = colour;
   ctx.lineWidth = 2 * uPlot.pxRatio;
   ctx.setLineDash([6 * uPlot.pxRatio, 4 * uPlot.pxRatio]);
   ctx.beginPath();
   ctx.moveTo(u.bbox.left, y);
   ctx.lineTo(u.bbox.left + u.bbox.width, y);
   ctx.stroke();
-  ctx.font = `${12 * uPlot.pxRatio}px system-ui, sans-serif`;
-  ctx.textAlign = "right";
-  ctx.fillText(label, u.bbox.left + u.bbox.width - 4, y - 4 * uPlot.pxRatio);
   ctx.restore();
+  return u.valToPos(value, scale); // CSS pixels from the top of the plotting area
+}
+
+const MARK_HEIGHT = 14;
+
+/**
+ * The lines' names as text over the drawing, each just above its line and pushed down
+ * below the one before when two lines are close ("All 200,010 codes" and "Low-stock
+ * alert" on a big campaign): they never overlap.
+ */
+function placeMarks(u, marks) {
+  for (const old of u.over.querySelectorAll(".chart-mark")) old.remove();
+  let bottom = -Infinity;
+  const shown = marks.filter((m) => m.y !== null).sort((a, b) => a.y - b.y);
+  for (const m of shown) {
+    const top = Math.max(m.y - MARK_HEIGHT - 2, bottom + 1, 0);
+    const label = el("span", { class: "chart-mark", dataset: { mark: m.key } }, m.label);
+    label.style.top = `${top}px`;
+    label.style.color = m.colour;
+    u.over.append(label);
+    bottom = top + MARK_HEIGHT;
+  }
+}
+
+/** Day buckets get one label per day (not a time scale's hours, all named by their date). */
+function daySplits(xs, plotWidth) {
+  const room = Math.max(1, Math.floor(plotWidth / 70));
+  const every = Math.max(1, Math.ceil(xs.length / room));
+  return () => xs.filter((_, i) => i % every === 0);
 }
 
 /**
@@ -129,7 +154,7 @@ export function claimsChart(container, activity, campaign) {
       sum: { range: () => [0, sumMax * 1.08] },
     },
     axes: [
-      timeAxis(activity.bucket),
+      activity.bucket === "day" ? { ...timeAxis("day"), splits: daySplits(xs, width(container) - 120) } : timeAxis(activity.bucket),
       { scale: "n", label: "Claims", size: 56 },
       { scale: "sum", side: 1, label: "Claimed so far", size: 64, grid: { show: false } },
     ],
@@ -137,8 +162,11 @@ export function claimsChart(container, activity, campaign) {
     hooks: {
       draw: [
         (u) => {
-          hline(u, total, "sum", COLOURS.total, `All ${fmtNumber(total)} codes`);
-          if (lowAt !== null && total > 0) hline(u, lowAt, "sum", COLOURS.low, "Low-stock alert");
+          const marks = [{ key: "total", y: hline(u, total, "sum", COLOURS.total), colour: COLOURS.total, label: `All ${fmtNumber(total)} codes` }];
+          if (lowAt !== null && total > 0) {
+            marks.push({ key: "low", y: hline(u, lowAt, "sum", COLOURS.low), colour: COLOURS.low, label: "Low-stock alert" });
+          }
+          placeMarks(u, marks);
         },
       ],
     },
@@ -174,7 +202,7 @@ export function deliveriesChart(container, stats) {
     ],
     scales: { x: xScale(stats.bucket, xs), pct: { range: () => [0, 105] }, ms: { range: (u, min, max) => [0, Math.max(max || 0, 10) * 1.2] } },
     legend: { live: false },
-    axes: [timeAxis(stats.bucket), { scale: "pct", label: "Success %", size: 56 }, { scale: "ms", side: 1, label: "ms", size: 56, grid: { show: false } }],
+    axes: [stats.bucket === "day" ? { ...timeAxis("day"), splits: daySplits(xs, width(container) - 120) } : timeAxis(stats.bucket), { scale: "pct", label: "Success %", size: 56 }, { scale: "ms", side: 1, label: "ms", size: 56, grid: { show: false } }],
   };
   const plot = new uPlot(opts, [xs, rate, latency], container);
   plot.root.setAttribute("aria-hidden", "true");

@@ -52,6 +52,14 @@ export function fmtDate(iso, { relative: rel = false } = {}) {
   return el("time", { datetime: iso, title: fullFormat.format(when) }, shown);
 }
 
+/**
+ * "at 5:13 AM" today, "on Dec 5, 2026, 5:13 AM" another day: the preposition that goes with
+ * what fmtDate shows, as [word, <time>].
+ */
+export function atOrOn(iso) {
+  return [sameDay(new Date(iso), new Date()) ? "at " : "on ", fmtDate(iso)];
+}
+
 /** A file name from a campaign's name: "Spring sale" -> "spring-sale". */
 export function slug(name) {
   const s = String(name || "")

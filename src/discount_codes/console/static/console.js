@@ -134,10 +134,18 @@ function heading(title) {
   return h1;
 }
 
-const STATUS_WORDS = { active: "Active", paused: "Paused", ended: "Ended" };
+const STATUS_WORDS = { active: "Active", paused: "Paused", ended: "Ended", scheduled: "Scheduled" };
 
-function statusBadge(status) {
-  return el("span", { class: `badge badge-status badge-${status}`, dataset: { status } }, STATUS_WORDS[status] || status);
+/** An active campaign whose start is still ahead hands out nothing yet: "Scheduled". */
+function shownStatus(c) {
+  return c.status === "active" && c.starts_at && new Date(c.starts_at) > new Date() ? "scheduled" : c.status;
+}
+
+function statusBadge(c) {
+  const status = shownStatus(c);
+  const badge = el("span", { class: `badge badge-status badge-${status}`, dataset: { status } }, STATUS_WORDS[status] || status);
+  if (status === "scheduled") badge.title = `Opens ${fmtDate(c.starts_at).textContent}`;
+  return badge;
 }
 
 /** "Sold out" once every code is out, "Low stock" at the brand's alert threshold. */
@@ -152,7 +160,7 @@ function stockBadge(c) {
 }
 
 function badges(c) {
-  return el("span", { class: "badges" }, statusBadge(c.status), stockBadge(c));
+  return el("span", { class: "badges" }, statusBadge(c), stockBadge(c));
 }
 
 /** A datetime-local value ("2026-12-01T10:30") for an instant, in the user's time zone. */
@@ -400,6 +408,7 @@ function campaignRow(campaign, error) {
       cell("Status", badges(c)),
       cell("Available", el("span", { class: "num" }, fmtNumber(c.codes_available))),
       cell("Claimed", el("span", { class: "num" }, fmtNumber(c.codes_claimed))),
+      cell("Redeemed", el("span", { class: "num" }, fmtNumber(c.codes_redeemed))),
       cell("Total", el("span", { class: "num" }, fmtNumber(c.codes_total))),
       cell("Created", fmtDate(c.created_at)),
       cell("Actions", statusActions(c, fill, error)),
@@ -491,11 +500,13 @@ function campaignsView(signal) {
         hideError(formError);
         clearFieldErrors(form);
         if (endsInThePast(f)) {
-          return showProblem(form, formError, {
+          showProblem(form, formError, {
             title: "The end date is in the past",
-            detail: "The end date is in the past: a new campaign must end later than now.",
             errors: [{ loc: ["body", "ends_at"], msg: "must be later than now" }],
           });
+          // What is wrong is said beside the date; the box above the button only points to it.
+          formError.textContent = "The end date is in the past.";
+          return;
         }
         const json = { ...campaignJson(f, null), status: paused.checked ? "paused" : "active" };
         busy(submit, true);
@@ -533,7 +544,7 @@ function campaignsView(signal) {
       listError,
       table(
         "Campaigns, newest first",
-        ["Name", "Status", "Available", "Claimed", "Total", "Created", "Actions"],
+        ["Name", "Status", "Available", "Claimed", "Redeemed", "Total", "Created", "Actions"],
         body,
       ),
       empty,
@@ -552,6 +563,7 @@ function statsList(campaign) {
   const items = [
     ["Available", el("span", { class: "num", id: "stat-available" }, fmtNumber(campaign.codes_available))],
     ["Claimed", el("span", { class: "num", id: "stat-claimed" }, fmtNumber(campaign.codes_claimed))],
+    ["Redeemed", el("span", { class: "num", id: "stat-redeemed" }, fmtNumber(campaign.codes_redeemed))],
     ["Total codes", el("span", { class: "num", id: "stat-total" }, fmtNumber(campaign.codes_total))],
     ["Status", badges(campaign)],
     ["Low-stock alert at", campaign.low_stock_threshold === null ? "None" : fmtNumber(campaign.low_stock_threshold)],
@@ -750,6 +762,11 @@ function generateSection(signal, campaign, onProgress) {
   const count = el("input", { type: "number", name: "count", min: 1, max, step: 1, required: true, inputmode: "numeric", placeholder: "1000" });
   const prefix = el("input", { type: "text", name: "prefix", maxlength: 12, pattern: "[A-Za-z0-9]{0,12}", autocapitalize: "characters", spellcheck: "false", autocomplete: "off" });
   const length = el("input", { type: "number", name: "length", min: 8, max: 24, step: 1, value: "12", inputmode: "numeric" });
+  // The browser's own "Please match the requested format." says nothing of the format.
+  prefix.addEventListener("input", () => {
+    prefix.setCustomValidity("");
+    if (prefix.validity.patternMismatch) prefix.setCustomValidity("A prefix is letters A–Z and digits only (no spaces or hyphens), up to 12.");
+  });
   const error = errorBox();
   const submit = el("button", { type: "submit" }, "Generate codes");
   const bar = el("progress", { id: "batch-progress", max: 1, value: 0 });
@@ -849,7 +866,12 @@ function generateSection(signal, campaign, onProgress) {
           announce.textContent = "";
           return showProblem(form, error, r.problem);
         }
-        count.value = ""; // a second click must be a decision, not a leftover
+        // A second click must be a decision, not a leftover: the count is emptied, by a reset
+        // (which also forgets that the person typed in it, so it is not outlined as an error).
+        const kept = { prefix: prefix.value, length: length.value };
+        form.reset();
+        prefix.value = kept.prefix;
+        length.value = kept.length;
         lastGenerated = -1;
         follow(r.data);
       },
@@ -878,6 +900,40 @@ function generateSection(signal, campaign, onProgress) {
     });
   }
   return form;
+}
+
+/** Files read in the browser to tell repeats within them from codes the brand already has. */
+const READ_LIMIT = 8_000_000;
+
+/** A code as the service compares them: case, hyphens and spaces aside, O as 0, I and L as 1. */
+function sameCode(text) {
+  return text.replace(/^"|"$/g, "").toUpperCase().replace(/[\s-]/g, "").replace(/O/g, "0").replace(/[IL]/g, "1");
+}
+
+/** The codes written more than once in one import (its first column, or its `code` column). */
+function repeatsWithin(text) {
+  const lines = text.split(/\r?\n/).filter((l) => l.trim());
+  if (!lines.length) return [];
+  const split = (l) => l.split(/[,;\t]/);
+  const header = split(lines[0]).map((h) => h.trim().replace(/^"|"$/g, "").toLowerCase());
+  const column = Math.max(header.indexOf("code"), 0);
+  const counts = new Map();
+  const written = new Map();
+  for (const line of header.includes("code") ? lines.slice(1) : lines) {
+    const raw = (split(line)[column] || "").trim();
+    const code = sameCode(raw);
+    if (!code) continue;
+    counts.set(code, (counts.get(code) || 0) + 1);
+    if (!written.has(code)) written.set(code, raw.replace(/^"|"$/g, ""));
+  }
+  return [...counts].filter(([, n]) => n > 1).map(([code, n]) => ({ code, written: written.get(code), extra: n - 1 }));
+}
+
+/** A picture or other binary file chosen by mistake: its first bytes say so. */
+async function looksBinary(file) {
+  if (/^(image|audio|video)\//.test(file.type)) return true;
+  const head = new Uint8Array(await file.slice(0, 512).arrayBuffer());
+  return head.includes(0);
 }
 
 /** "codes-spring-sale-2026-12-01.csv": the campaign's name, not its id. */
@@ -922,6 +978,11 @@ function codesSection(initial, onImported) {
         if (!chosen && !pasted.value.trim()) return showError(importError, "Choose a file or paste codes first.");
         // Pasted text and .csv files are read as CSV (a `code` header column is used); .txt as lines.
         const isText = chosen && (chosen.type === "text/plain" || chosen.name.toLowerCase().endsWith(".txt"));
+        if (chosen && (await looksBinary(chosen))) {
+          return showError(importError, `“${chosen.name}” is not a text file: choose the CSV or text file of codes your shop exported.`);
+        }
+        const readable = !chosen || chosen.size <= READ_LIMIT;
+        const repeats = readable ? repeatsWithin(chosen ? await chosen.text() : pasted.value) : [];
         busy(submit, true);
         const r = await call(`/v1/campaigns/${enc(campaign.id)}/code-imports`, {
           method: "POST",
@@ -930,9 +991,15 @@ function codesSection(initial, onImported) {
         });
         busy(submit, false);
         if (!r.ok) return showError(importError, r.problem);
-        const { imported, duplicates, duplicate_codes: known = [], rejected } = r.data;
+        const { imported, duplicates, duplicate_codes: named = [], rejected } = r.data;
+        // The service counts a code written twice in the file as a duplicate too: say which is which.
+        const repeated = repeats.reduce((n, x) => n + x.extra, 0);
+        const repeatedCodes = new Set(repeats.map((x) => x.code));
+        const alreadyKnown = Math.max(duplicates - repeated, 0);
+        const known = [...new Set(named.filter((c) => !repeatedCodes.has(sameCode(c))))];
         const parts = [`Imported ${plural(imported, "code", "codes")}.`];
-        if (duplicates) parts.push(`${plural(duplicates, "code was", "codes were")} already known to the brand and left as they are.`);
+        if (repeats.length) parts.push(`${plural(repeats.length, "code appears", "codes appear")} more than once in the file: each was taken once.`);
+        if (alreadyKnown) parts.push(`${plural(alreadyKnown, "code was", "codes were")} already known to the brand and left as they are.`);
         if (rejected.length) parts.push(`${plural(rejected.length, "line was", "lines were")} not a code.`);
         append(
           result,
@@ -941,7 +1008,7 @@ function codesSection(initial, onImported) {
             ? el(
                 "div",
                 {},
-                el("p", { class: "muted" }, duplicates > known.length ? `The first ${fmtNumber(known.length)} already known:` : "Already known:"),
+                el("p", { class: "muted" }, alreadyKnown > known.length ? `The first ${fmtNumber(known.length)} already known:` : "Already known:"),
                 el("ul", { class: "duplicates" }, known.map((c) => el("li", {}, el("code", {}, c)))),
               )
             : null,
@@ -989,6 +1056,12 @@ function claimRow(claim) {
     cell("E-mail", claim.shared_contact?.email || "—"),
     cell("Name", claim.shared_contact?.name || "—"),
     cell("Consent", consent),
+    cell(
+      "Redeemed",
+      claim.redeemed_at
+        ? el("span", { class: "badge badge-active", dataset: { redeemed: "yes" } }, "Redeemed ", fmtDate(claim.redeemed_at), claim.order_id ? ` · order ${claim.order_id}` : "")
+        : el("span", { class: "muted", dataset: { redeemed: "no" } }, "Not yet"),
+    ),
   );
 }
 
@@ -999,13 +1072,19 @@ function claimsSection(signal, getCampaign) {
   const empty = el("p", { class: "muted" }, "No claims yet.");
   const more = el("button", { type: "button", class: "secondary", hidden: true }, "Load older claims");
   const live = el("input", { type: "checkbox", id: "claims-live", checked: true });
-  const seen = new Set();
+  const seen = new Map(); // claim id -> when it was redeemed ("" if not): a row is redrawn when that changes
   let cursor = null;
   let loadedFirst = false;
 
   const add = (items, where) => {
+    for (const c of items) {
+      if (seen.has(c.id) && seen.get(c.id) !== (c.redeemed_at || "")) {
+        body.querySelector(`tr[data-claim-id="${CSS.escape(c.id)}"]`)?.replaceWith(claimRow(c));
+        seen.set(c.id, c.redeemed_at || "");
+      }
+    }
     const fresh = items.filter((c) => !seen.has(c.id));
-    fresh.forEach((c) => seen.add(c.id));
+    fresh.forEach((c) => seen.set(c.id, c.redeemed_at || ""));
     const rows = fresh.map(claimRow);
     if (where === "top") body.prepend(...rows);
     else body.append(...rows);
@@ -1063,7 +1142,7 @@ function claimsSection(signal, getCampaign) {
     ),
     error,
     el("p", { class: "muted tz-note" }, `Times in your time zone (${timeZone}).`),
-    table("Claims, newest first", ["Claimed", "Code", "Shopper", "E-mail", "Name", "Consent"], body),
+    table("Claims, newest first", ["Claimed", "Code", "Shopper", "E-mail", "Name", "Consent", "Redeemed"], body),
     empty,
     more,
   );
@@ -1262,6 +1341,33 @@ function urlHint() {
   return "https only; addresses on private networks are refused.";
 }
 
+/**
+ * "Enabled" only while deliveries succeed: an endpoint whose attempts fail says so, since
+ * when and with what error (the API's `health`), whatever its other endpoints do.
+ */
+function endpointState(e, why) {
+  const h = e.health;
+  if (!e.enabled || !h || h.status === "healthy" || h.status === "disabled") {
+    return [
+      el("span", { class: `badge ${e.enabled ? "badge-active" : "badge-paused"}`, dataset: { health: e.enabled ? "healthy" : "disabled" } }, e.enabled ? "Enabled" : "Disabled"),
+      why ? el("span", { class: "muted" }, ` ${why}`) : "",
+    ];
+  }
+  const label = h.status === "backed_off" ? "Failing · paused" : "Failing";
+  return [
+    el("span", { class: "badge badge-ended", dataset: { health: h.status } }, label),
+    el(
+      "span",
+      { class: "health-detail" },
+      " since ",
+      h.failing_since ? fmtDate(h.failing_since, { relative: true }) : "—",
+      ` · ${plural(h.consecutive_failures, "failed attempt", "failed attempts")} in a row`,
+      h.last_error ? ` · last error: ${h.last_error}` : "",
+      h.backed_off_until ? [" · next try ", fmtDate(h.backed_off_until, { relative: true })] : "",
+    ),
+  ];
+}
+
 function stateText(e) {
   if (e.enabled) return null;
   if (!e.disabled_reason || /^disabled by the brand$/i.test(e.disabled_reason)) return "by the brand";
@@ -1388,11 +1494,7 @@ function endpointRow(endpoint, secret, error) {
       cell("URL", el("code", { class: "url" }, e.url)),
       cell("Description", e.description || "—"),
       cell("Events", e.event_types ? e.event_types.map(eventLabel).join(", ") : "All events"),
-      cell(
-        "State",
-        el("span", { class: `badge ${e.enabled ? "badge-active" : "badge-paused"}` }, e.enabled ? "Enabled" : "Disabled"),
-        why ? el("span", { class: "muted" }, ` ${why}`) : "",
-      ),
+      cell("State", ...endpointState(e, why)),
       cell("Created", fmtDate(e.created_at)),
       cell(
         "Actions",

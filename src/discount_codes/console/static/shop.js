@@ -3,6 +3,7 @@
 import {
   api,
   append,
+  atOrOn,
   clear,
   copyButton,
   devTokenForm,
@@ -16,6 +17,7 @@ import {
   store,
   storedToken,
 } from "./common.js";
+import { discountText } from "./money.js";
 
 const TOKEN_KEY = "dc.shopperToken";
 const campaignId = decodeURIComponent(location.pathname.replace(/\/+$/, "").split("/").pop());
@@ -31,6 +33,10 @@ const REASONS = {
   "not-found": "There is no such campaign.",
   unauthenticated: "Your sign-in has expired: sign in again.",
 };
+
+const SAID_IN_FULL = new Set(["consent-required", "codes-exhausted", "campaign-ended", "not-found"]);
+// After these answers there is nothing left to ask the shopper: the form goes.
+const FINAL = new Set(["codes-exhausted", "campaign-ended", "campaign-not-active"]);
 
 let config = { dev: false };
 
@@ -102,8 +108,7 @@ function showCode(result, claim, again, focus = false) {
     el(
       "p",
       { class: "muted" },
-      again ? "You got it on " : "Claimed ",
-      fmtDate(claim.claimed_at, { relative: !again }),
+      ...(again ? ["You got it ", ...atOrOn(claim.claimed_at)] : ["Claimed ", fmtDate(claim.claimed_at, { relative: true })]),
       ". One code per shopper per campaign.",
     ),
   );
@@ -129,7 +134,8 @@ function showReason(result, problem, focus = false) {
     result,
     title,
     el("p", { class: "reason" }, headline),
-    problem.detail && problem.detail !== headline && slug !== "consent-required"
+    // The service's detail only where it adds something (a date); one message otherwise.
+    problem.detail && problem.detail !== headline && !SAID_IN_FULL.has(slug)
       ? el("p", { class: "detail" }, localiseDates(problem.detail))
       : null,
   );
@@ -160,7 +166,13 @@ function closedReason(campaign) {
     return { slug: "campaign-not-active", text: "This campaign is paused: no codes are handed out right now. Try again later." };
   }
   if (campaign.starts_at && new Date(campaign.starts_at) > new Date()) {
-    return { slug: "campaign-not-active", text: `This campaign opens on ${fmtDate(campaign.starts_at).textContent}.` };
+    const [word, when] = atOrOn(campaign.starts_at);
+    return { slug: "campaign-not-active", text: `This campaign opens ${word}${when.textContent}.` };
+  }
+  // Said before the shopper is asked to share anything (the campaign tells shoppers only
+  // whether codes are left, not how many).
+  if (campaign.codes_left === false) {
+    return { slug: "codes-exhausted", text: REASONS["codes-exhausted"] };
   }
   return null;
 }
@@ -185,14 +197,20 @@ async function claimView(who) {
   document.title = `${campaign.name} · Get your code`;
   const brand = campaign.brand_id;
   const result = el("div", { id: "result", class: "result", "aria-live": "polite" });
+  const offer = discountText(campaign.discount);
   const header = [
     el("h1", { tabindex: "-1", id: "campaign-name" }, campaign.name),
     el("p", { class: "muted", id: "campaign-brand" }, "From ", el("strong", {}, brand)),
+    offer ? el("p", { class: "offer", id: "campaign-offer" }, offer) : null,
     campaign.description ? el("p", { class: "lead" }, campaign.description) : null,
   ];
+  // The terms stay with the code: a shopper who reloads still reads what the code is for.
+  const terms = campaign.terms
+    ? el("details", { id: "campaign-terms" }, el("summary", {}, "Terms"), el("p", { class: "terms" }, campaign.terms))
+    : null;
 
   if (claim) {
-    append(main, ...header, result);
+    append(main, ...header, result, terms);
     showCode(result, claim, true);
     return;
   }
@@ -238,7 +256,10 @@ async function claimView(who) {
         if (c.ok) {
           form.remove(); // the code is the shopper's now: nothing left to ask
           showCode(result, c.data, c.status === 200, true);
-        } else showReason(result, c.problem, true);
+          return;
+        }
+        if (FINAL.has(slugOf(c.problem))) form.remove();
+        showReason(result, c.problem, true);
       },
     },
     el(
@@ -255,9 +276,7 @@ async function claimView(who) {
     main,
     ...header,
     campaign.ends_at ? el("p", { class: "muted" }, "Until ", fmtDate(campaign.ends_at)) : null,
-    campaign.terms
-      ? el("details", {}, el("summary", {}, "Terms"), el("p", { class: "terms" }, campaign.terms))
-      : null,
+    terms,
     form,
     result,
   );

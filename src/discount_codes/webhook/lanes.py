@@ -1,0 +1,303 @@
+"""The worker's delivery loop: one lane per endpoint.
+
+Each endpoint's claimed deliveries wait in its own lane and go out up to its own limit
+(``WEBHOOK_MAX_IN_FLIGHT``, one for a strict endpoint); a send that ends starts the next
+of the same lane. Nothing is shared that one endpoint can fill: a slow, timing-out or
+failing endpoint holds at most its read-ahead (``READ_AHEAD`` times its limit) of this
+worker's deliveries, is left out of the claims while it holds that much, and claims take
+endpoints in turns (the repository), so another endpoint's deliveries are claimed and sent
+at once. Results go to one recorder that stores what has arrived, without waiting for
+sends still under way.
+
+The circuit breaker: a lane whose attempts fail ``policy.BREAKER_THRESHOLD`` times in a
+row gives back what it holds but has not sent (the attempts do not count) and is not
+claimed for until its sends under way end; the database keeps the breaker (the endpoint's
+``backed_off_until``), so every worker leaves the endpoint alone until the back-off ends,
+then sends it one delivery, and a success closes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import time
+from collections import Counter, deque
+from collections.abc import Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+
+import structlog
+
+from discount_codes.kit.wakeup import start_listener
+from discount_codes.kit.worker import WorkerContext
+from discount_codes.webhook import policy
+from discount_codes.webhook.dispatcher import (
+    CLAIM_BATCH,
+    FAN_OUT_BATCH,
+    HEARTBEAT_S,
+    HORIZON_RETRY_S,
+    READ_AHEAD,
+    RECORD_BATCH,
+    TIMEOUT_S,
+    Dispatcher,
+    new_client,
+)
+from discount_codes.webhook.outcome import Claimed, Outcome
+
+log = structlog.get_logger(__name__)
+
+#: Deliveries one worker holds (queued in lanes or being sent), over all endpoints: a bound
+#: on memory, far above what one endpoint may hold (its read-ahead), so one slow endpoint
+#: never takes another's room (only many at once can reach it).
+MAX_HELD = 4096
+#: After a wake-up, wait this long before a turn: a burst of NOTIFYs (one per committed
+#: claim, coalesced per API process to one per 20 ms) becomes one turn of two statements.
+#: In an API process the worker's turns take the claims' CPU: at 200 claims/s, 50 ms
+#: makes about 10 events a turn.
+COALESCE_S = 0.05
+#: Results are stored this long after the first of a batch while sends are under way.
+RECORD_COALESCE_S = 0.02
+
+
+@dataclass
+class Lane:
+    """One endpoint's deliveries in this worker: queued (leased, in claim order) and sending."""
+
+    queued: deque[Claimed] = field(default_factory=deque)
+    active: int = 0
+    #: Attempts failed in a row, as this worker saw them.
+    failures: int = 0
+
+    @property
+    def load(self) -> int:
+        return len(self.queued) + self.active
+
+    @property
+    def open(self) -> bool:
+        """The breaker opened: send nothing more, claim nothing more while sends end."""
+        return self.failures >= policy.BREAKER_THRESHOLD
+
+
+class Lanes:
+    """Sends claimed deliveries lane by lane; results go to one recorder that stores them
+    in batches."""
+
+    def __init__(self, d: Dispatcher, wake: asyncio.Event) -> None:
+        self.d = d
+        self.wake = wake
+        self.lanes: dict[str, Lane] = {}
+        self.sending: set[asyncio.Task[None]] = set()
+        self.releasing: set[asyncio.Task[None]] = set()
+        self.results: asyncio.Queue[Outcome | None] = asyncio.Queue()
+        #: The last wake-up came from here: room for more, or a strict endpoint's next head.
+        self.room = False
+        self.recorder = asyncio.create_task(self._record_loop())
+
+    @property
+    def read_ahead(self) -> int:
+        """What one endpoint may hold in this worker."""
+        return self.d.max_in_flight * READ_AHEAD
+
+    def load(self) -> int:
+        return sum(lane.load for lane in self.lanes.values())
+
+    def saturated(self) -> list[str]:
+        """Endpoints not to claim for now: as much as they may have is already here, or
+        their breaker opened and their last sends are under way."""
+        cap = self.read_ahead
+        return [e for e, lane in self.lanes.items() if lane.load >= cap or lane.open]
+
+    def add(self, claimed: Sequence[Claimed]) -> None:
+        for c in claimed:
+            self.lanes.setdefault(c.endpoint_id, Lane()).queued.append(c)
+        for endpoint_id in {c.endpoint_id for c in claimed}:
+            self._start(endpoint_id)
+
+    def _start(self, endpoint_id: str) -> None:
+        lane = self.lanes.get(endpoint_id)
+        if lane is None:
+            return
+        if lane.open and lane.queued:
+            self._give_back(lane)
+        while lane.queued:
+            limit = 1 if lane.queued[0].strict else self.d.max_in_flight
+            if lane.active >= limit:
+                return
+            c = lane.queued.popleft()
+            lane.active += 1
+            task = asyncio.create_task(self._send(lane, c))
+            self.sending.add(task)
+            task.add_done_callback(self.sending.discard)
+        if not lane.load:
+            del self.lanes[endpoint_id]  # a lane lives while it holds something
+
+    async def _send(self, lane: Lane, c: Claimed) -> None:
+        try:
+            outcome = await self.d.send(c)
+            lane.failures = 0 if outcome.succeeded else lane.failures + 1
+            self.results.put_nowait(outcome)
+        except Exception:
+            # send() answers for the receiver's faults; this is ours. The lease runs out
+            # and the delivery goes again.
+            log.exception("webhook_delivery_crashed", endpoint_id=c.endpoint_id)
+        finally:
+            lane.active -= 1
+            self._start(c.endpoint_id)
+            # Down to half of what it may hold (it had more): claim more of it now, before
+            # its sends run dry. Likewise once its breaker's last send ended.
+            if lane.load == self.read_ahead // 2 or (lane.open and not lane.load):
+                self._room()
+
+    def _give_back(self, lane: Lane) -> None:
+        """The breaker opened: what the lane holds unsent goes back (the attempt does not
+        count), to wait out the back-off in the database."""
+        waiting = list(lane.queued)
+        lane.queued.clear()
+        task = asyncio.create_task(self._release(waiting))
+        self.releasing.add(task)
+        task.add_done_callback(self.releasing.discard)
+
+    async def _release(self, waiting: list[Claimed]) -> None:
+        try:
+            await self.d.release(waiting)
+        except Exception:
+            log.exception("webhook_release_failed")  # the leases run out instead
+
+    def _room(self) -> None:
+        """Wake the loop for a turn at once (not coalesced: what is due is known)."""
+        self.room = True
+        self.wake.set()
+
+    def take_room(self) -> bool:
+        room, self.room = self.room, False
+        return room
+
+    async def _record_loop(self) -> None:
+        """Until the ``None`` that ``close`` queues. A batch is what arrived while the last
+        one was written, and, while other sends are under way, what arrives within
+        ``RECORD_COALESCE_S`` of its first result (not for a strict endpoint: its next
+        event waits for this result). A batch never waits for a send to end."""
+        closing = False
+        while not closing:
+            item = await self.results.get()
+            if item is not None and not item.claimed.strict and self.sending:
+                await asyncio.sleep(RECORD_COALESCE_S)
+            batch: list[Outcome] = []
+            while True:
+                if item is None:
+                    closing = True
+                    break
+                batch.append(item)
+                if len(batch) >= RECORD_BATCH or self.results.empty():
+                    break
+                item = self.results.get_nowait()
+            try:
+                await self.d.record(batch)
+            except Exception:
+                # Not stored: the leases run out and the deliveries go again (at least once).
+                log.exception("webhook_record_failed", deliveries=len(batch))
+            if any(o.claimed.strict or not o.succeeded for o in batch):
+                # A strict endpoint's next delivery is its head now; a breaker may have
+                # opened (or closed) in the database.
+                self._room()
+
+    async def close(self) -> None:
+        """Give back what was not sent, let the sends under way finish, store their results."""
+        waiting = [c for lane in self.lanes.values() for c in lane.queued]
+        for lane in self.lanes.values():
+            lane.queued.clear()
+        try:
+            await self.d.release(waiting)
+        except Exception:
+            log.exception("webhook_release_failed")
+        if self.sending or self.releasing:
+            await asyncio.wait([*self.sending, *self.releasing], timeout=TIMEOUT_S + 5)
+        self.results.put_nowait(None)
+        try:
+            await asyncio.wait_for(self.recorder, timeout=10)
+        except (TimeoutError, asyncio.CancelledError):
+            log.warning("webhook_results_not_stored")
+
+
+def filled(claimed: Sequence[Claimed], room: int) -> bool:
+    """Some endpoint got as many as it may hold: it may have more due, which can have hidden
+    other endpoints' deliveries from this claim; it is left out of the next one."""
+    counts = Counter(c.endpoint_id for c in claimed)
+    return bool(counts) and max(counts.values()) >= room
+
+
+async def run_dispatcher(ctx: WorkerContext) -> None:
+    """The worker loop: wakes on NOTIFY (PostgreSQL) or polls; each turn does a bounded
+    amount of work (one fan-out batch, one claim batch) and yields, so an in-process
+    worker never holds the API's event loop for long; on stop it finishes the sends
+    under way."""
+    wake, listener = start_listener(ctx.settings.listen_url, ctx.stop)
+    async with new_client() as client:
+        d = Dispatcher(ctx.settings, ctx.db, ctx.worker_id, client)
+        poll = d.store.poll_s
+        lanes = Lanes(d, wake)
+        beat = asyncio.create_task(_heartbeat(ctx, d))
+        retry = HORIZON_RETRY_S
+        try:
+            while not ctx.stopping:
+                fanned, fan_left = await d.fan_out()
+                claimed: list[Claimed] = []
+                free = MAX_HELD - lanes.load()
+                if free > 0:
+                    limit = min(CLAIM_BATCH, free)
+                    claimed = await d.claim(limit, exclude=lanes.saturated())
+                    lanes.add(claimed)
+                if (
+                    fanned == FAN_OUT_BATCH
+                    or (claimed and len(claimed) >= min(CLAIM_BATCH, free))
+                    or filled(claimed, lanes.read_ahead)
+                ):
+                    await asyncio.sleep(0)  # busy: go on, after letting the API run
+                    continue
+                if fan_left or d.strict_waiting:
+                    # Events taken by another worker (it may fail), or a strict endpoint's
+                    # head above the horizon: look again soon, not a poll later.
+                    woken = await _sleep(ctx, retry, wake)
+                    retry = min(retry * 2, poll)
+                else:
+                    retry = HORIZON_RETRY_S
+                    # The lanes and the recorder wake us as room frees up; a retry this
+                    # worker scheduled wakes us when due, whichever endpoint is busy.
+                    woken = await _sleep(ctx, _idle_for(d, poll), wake)
+                if woken and not lanes.take_room():
+                    # Coalesce a burst of wake-ups (new events) into one round of statements.
+                    await asyncio.sleep(COALESCE_S)
+        finally:
+            await lanes.close()
+            for helper in (beat, listener):
+                if helper is not None:
+                    helper.cancel()
+                    with suppress(asyncio.CancelledError, Exception):
+                        await helper
+
+
+async def _sleep(ctx: WorkerContext, seconds: float, wake: asyncio.Event) -> bool:
+    """``ctx.sleep``; whether it ended early on a wake-up."""
+    started = time.monotonic()
+    await ctx.sleep(seconds, wake)
+    return time.monotonic() - started < seconds
+
+
+def _idle_for(d: Dispatcher, poll: float) -> float:
+    """Sleep until the next retry this worker scheduled falls due, at most one poll (the
+    turn that ended claimed the ones due by then)."""
+    now = d.clock()
+    while d.retries and d.retries[0] <= now:
+        heapq.heappop(d.retries)
+    if not d.retries:
+        return poll
+    return min(poll, max((d.retries[0] - now).total_seconds(), 0.01))
+
+
+async def _heartbeat(ctx: WorkerContext, d: Dispatcher) -> None:
+    while await ctx.sleep(HEARTBEAT_S):
+        try:
+            await d.heartbeat()
+            d.client.close_idle()
+        except Exception:
+            log.exception("webhook_heartbeat_failed")
