@@ -83,7 +83,7 @@ LEAF: list[tuple[str, str]] = [
         r"\(fastapi/|\(starlette/|\(pydantic|\(anyio/|discount_codes/claim/|"
         r"discount_codes/problems|discount_codes/app\.py",
     ),
-    ("request context middleware (request id, body limit)", r"discount_codes/middleware\.py"),
+    ("the edge (request id, body, admission)", r"discount_codes/edge/"),
     ("uvicorn + httptools (HTTP parsing, writing answers)", r"\(uvicorn/|\(httptools/"),
     ("event loop (uvloop/asyncio callbacks, no Python frame above)", r"\(asyncio/|uvloop"),
 ]
