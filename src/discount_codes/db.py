@@ -41,6 +41,11 @@ SQLITE_BUSY_TIMEOUT_S = 30
 PG_CONNECT_TIMEOUT_S = 10.0
 
 
+class PoolTurnTimeout(TimeoutError):
+    """No database connection turn within ``DATABASE_POOL_TIMEOUT_S``: answered 503 with
+    ``Retry-After`` (a ``TimeoutError``, as the problem handlers map it)."""
+
+
 class Database:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -68,7 +73,9 @@ class Database:
             # One connection per process: SQLite has one writer anyway, and waiters queue
             # fairly on the pool instead of in SQLite's busy handler, which sleeps up to
             # 100 ms between retries (it starved the dispatcher and cut claims to ~140/s).
-            kwargs.update(pool_size=1, max_overflow=0, pool_timeout=SQLITE_BUSY_TIMEOUT_S)
+            kwargs.update(
+                pool_size=1, max_overflow=0, pool_timeout=settings.database_pool_timeout_s
+            )
             # No rollback on return to the pool: a Connection ends its own transaction when
             # it closes, and the claim's raw transaction always ends in COMMIT or ROLLBACK;
             # the reset was one more hop to the database thread per claim.
@@ -84,14 +91,16 @@ class Database:
                 # termination notice on an idle connection and replaces it.
                 pool_pre_ping=True,
                 pool_recycle=1800,
-                pool_timeout=30,
+                pool_timeout=settings.database_pool_timeout_s,
                 connect_args={
                     "timeout": PG_CONNECT_TIMEOUT_S,
                     "command_timeout": settings.db_statement_timeout_s,
                     **engine_options(settings),
                 },
             )
-        self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        # A statement's parameters are a shopper's e-mail and name: never in an error's text
+        # (errors are logged).
+        self.engine: AsyncEngine = create_async_engine(self.url, hide_parameters=True, **kwargs)
         if self.is_sqlite:
             _tune_sqlite(self.engine)
         telemetry.instrument_engine(self.engine)
@@ -140,8 +149,16 @@ class Database:
         processes, 64 connections, 10 per pool: p99 100-115 ms at p50 30 ms; 46-55 ms
         through the turns). asyncio's Semaphore lets no newcomer past a waiter."""
         pool = await self.driver_pool()
-        async with self._driver_turn, pool.acquire() as con:
-            yield con
+        try:
+            async with asyncio.timeout(self.settings.database_pool_timeout_s):
+                await self._driver_turn.acquire()
+        except TimeoutError:
+            raise PoolTurnTimeout from None
+        try:
+            async with pool.acquire(timeout=self.settings.database_pool_timeout_s) as con:
+                yield con
+        finally:
+            self._driver_turn.release()
 
     async def driver_pool(self) -> asyncpg.Pool:
         """PostgreSQL: a driver-level asyncpg pool for the claim, the hot path (one
