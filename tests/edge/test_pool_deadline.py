@@ -5,39 +5,12 @@ the connections."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
-import asyncpg
 import httpx
 
 from ..conftest import ServerFactory, Tokens
-from ..robustness.helpers import dsn, is_clean_503, new_campaign, poll
-
-
-@asynccontextmanager
-async def campaign_locked(db_url: str, campaign_id: str) -> AsyncIterator[None]:
-    """Another session holds the campaign's row (SQLite: the database's write lock), so
-    the service's writes to it wait, each holding its pooled connection."""
-    if db_url.startswith("sqlite"):
-        con = sqlite3.connect(db_url.split("///", 1)[1], isolation_level=None)
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        finally:
-            con.execute("ROLLBACK")
-            con.close()
-        return
-    conn = await asyncpg.connect(dsn(db_url), timeout=10)
-    tx = conn.transaction()
-    await tx.start()
-    await conn.execute("SELECT 1 FROM campaigns WHERE id = $1 FOR UPDATE", campaign_id)
-    try:
-        yield
-    finally:
-        await tx.rollback()
-        await conn.close()
+from ..robustness.helpers import is_clean_503, new_campaign, poll
+from .helpers import campaign_locked
 
 
 async def test_no_connection_turn_in_time_answers_503_with_retry_after(

@@ -11,7 +11,7 @@ import httpx
 
 from ..conftest import ServerFactory, Tokens
 from ..robustness.helpers import campaign_with_codes, poll
-from .sockets import RawRequest, post_head, receive_queues
+from .helpers import RawRequest, post_head, receive_queues
 
 STALLED = 300
 DEADLINE_S = 10

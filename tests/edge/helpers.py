@@ -1,11 +1,18 @@
-"""Raw sockets for the edge tests: requests sent by hand, part by part, and what the
-server's kernel still holds unread (so a test knows the server has read a request
-without sleeping)."""
+"""Tools of the edge tests: raw requests sent by hand, part by part; what the server's
+kernel still holds unread (so a test knows the server has read a request without
+sleeping); a campaign locked by another session, so requests touching it wait."""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+
+import asyncpg
+
+from ..robustness.helpers import dsn
 
 
 def receive_queues(server_port: int) -> dict[int, int]:
@@ -96,3 +103,27 @@ def post_head(path: str, length: int, token: str | None = None) -> bytes:
     if token is not None:
         lines.append(f"Authorization: Bearer {token}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+@asynccontextmanager
+async def campaign_locked(db_url: str, campaign_id: str) -> AsyncIterator[None]:
+    """Another session holds the campaign's row (SQLite: the database's write lock), so
+    the service's writes to it wait, each holding its pooled connection."""
+    if db_url.startswith("sqlite"):
+        con = sqlite3.connect(db_url.split("///", 1)[1], isolation_level=None)
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            con.execute("ROLLBACK")
+            con.close()
+        return
+    conn = await asyncpg.connect(dsn(db_url), timeout=10)
+    tx = conn.transaction()
+    await tx.start()
+    await conn.execute("SELECT 1 FROM campaigns WHERE id = $1 FOR UPDATE", campaign_id)
+    try:
+        yield
+    finally:
+        await tx.rollback()
+        await conn.close()
