@@ -27,7 +27,8 @@ SAVE_AS = (
 )
 #: Enough of the start to recognise any signature above.
 _SNIFF = 8
-DELIMITERS = (",", ";", "\t")
+#: In order of preference on a tie, last first.
+DELIMITERS = (",", "\t", ";")
 
 
 def bad_body(detail: str, line: int | None = None) -> ValidationFailed:
@@ -108,9 +109,10 @@ async def text_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
 
 def sniff_delimiter(line: str) -> str:
     """The separator a spreadsheet used: whichever of comma, semicolon and tab the first
-    row has most of (Excel saves ``;`` where the comma is the decimal sign)."""
+    row has most of; on a tie the semicolon, then the tab (Excel saves ``;`` where the
+    comma is the decimal sign, so a row ``10,5;CODE`` has one of each)."""
     counts = {d: line.count(d) for d in DELIMITERS}
-    best = max(DELIMITERS, key=lambda d: counts[d])
+    best = max(DELIMITERS, key=lambda d: (counts[d], DELIMITERS.index(d)))
     return best if counts[best] else ","
 
 
