@@ -42,6 +42,8 @@ async def test_import_reports_imported_duplicates_and_rejected_lines(
         "imported": 2,
         "duplicates": 0,
         "duplicate_codes": [],
+        "repeated": 0,
+        "repeated_codes": [],
         "rejected": [{"line": 4, "reason": "a code has 4 to 64 characters"}],
     }
     body = (
@@ -55,8 +57,10 @@ async def test_import_reports_imported_duplicates_and_rejected_lines(
     r = await post_import(client, tokens, brand_id, second, body, "text/csv; charset=utf-8")
     assert r.status_code == 201, r.text
     result = r.json()
-    assert (result["imported"], result["duplicates"]) == (2, 2)
-    assert sorted(result["duplicate_codes"]) == ["SUMMER-2024-0001", "new-code-1"]
+    # One code the brand had, one line repeating the file's own: each said as what it is.
+    assert (result["imported"], result["duplicates"], result["repeated"]) == (2, 1, 1)
+    assert result["duplicate_codes"] == ["SUMMER-2024-0001"]
+    assert result["repeated_codes"] == ["new-code-1"]
     assert [x["line"] for x in result["rejected"]] == [5]
     assert sorted(await stored_codes(db, campaign_id=second)) == ["NEWC0DE1", "NEWC0DE2"]
     assert await codes_total(db, first) == 2
@@ -91,6 +95,8 @@ async def test_import_reads_the_code_column_by_its_header_and_takes_quoted_codes
         "imported": 0,
         "duplicates": 3,
         "duplicate_codes": exported,
+        "repeated": 0,
+        "repeated_codes": [],
         "rejected": [],
     }
 
@@ -103,6 +109,8 @@ async def test_import_reads_the_code_column_by_its_header_and_takes_quoted_codes
         "imported": 2,
         "duplicates": 0,
         "duplicate_codes": [],
+        "repeated": 0,
+        "repeated_codes": [],
         "rejected": [{"line": 4, "reason": "no value in the code column"}],
     }
 
@@ -184,10 +192,14 @@ async def test_large_import_streams_in_chunks(
         headers={**tokens.brand(brand_id), "Content-Type": "text/plain"},
     )
     assert r.status_code == 201, r.text
+    # The last ten lines repeat the first ten, two flushes earlier: repeats of the file's
+    # own lines, not codes the brand already had.
     assert r.json() == {
         "imported": 25_000,
-        "duplicates": 10,
-        "duplicate_codes": lines[:10],
+        "duplicates": 0,
+        "duplicate_codes": [],
+        "repeated": 10,
+        "repeated_codes": lines[:10],
         "rejected": [],
     }
     assert await codes_total(db, campaign_id) == 25_000

@@ -331,6 +331,8 @@ async def test_an_import_cut_mid_transaction_stores_nothing_and_the_retry_stores
             "imported": 30_000,
             "duplicates": 0,
             "duplicate_codes": [],
+            "repeated": 0,
+            "repeated_codes": [],
             "rejected": [],
         }
     assert (

@@ -1,17 +1,21 @@
 """/metrics says how far behind delivery is: per endpoint the age of the oldest event it is
-still owed and its backlog, and how many endpoints are failing."""
+still owed and its backlog (the endpoints furthest behind, the rest as ``other``), and how
+many endpoints are failing or backed off."""
 
 from __future__ import annotations
 
 import asyncio
 import re
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY, generate_latest
 
 from discount_codes.config import Settings
 from discount_codes.db import Database
 from discount_codes.outbox import metrics
+from discount_codes.outbox.repository import OutboxFigures
 
 from ..conftest import Tokens, worker_running
 from .receiver import Received, Receiver, Reply
@@ -70,3 +74,27 @@ async def test_gauges_show_a_failing_endpoints_backlog_and_its_age(
                 is not None
             ):
                 await asyncio.sleep(0.05)
+
+
+def test_endpoint_series_are_bounded_to_the_furthest_behind_and_other() -> None:
+    """However many endpoints are owed events, /metrics shows the ``TOP_ENDPOINTS`` furthest
+    behind by id and sums up the rest as ``other`` (its age: the oldest of them)."""
+    now = datetime(2026, 12, 7, 12, tzinfo=UTC)
+    n = metrics.TOP_ENDPOINTS + 5
+    figures = OutboxFigures(
+        # endpoint i's oldest event is i minutes old, with i pending deliveries
+        endpoints={f"ep-{i:02}": (now - timedelta(minutes=i), i) for i in range(1, n + 1)},
+        not_fanned_out_since=None,
+        unpublished_since=None,
+        failing_endpoints=0,
+        backed_off_endpoints=2,
+    )
+    metrics.publish(figures, now)
+    text = generate_latest(REGISTRY).decode()
+    shown = set(re.findall(r'^webhook_delivery_backlog\{endpoint_id="([^"]+)"\}', text, re.M))
+    furthest = {f"ep-{i:02}" for i in range(n, n - metrics.TOP_ENDPOINTS, -1)}
+    assert shown == furthest | {"other"}
+    assert sample(text, "webhook_delivery_backlog", "other") == sum(range(1, 6))
+    assert sample(text, "webhook_oldest_undelivered_event_age_seconds", "other") == 5 * 60
+    assert sample(text, "webhook_endpoints_backed_off") == 2
+    metrics.publish(OutboxFigures({}, None, None, 0), now)  # leave no series behind

@@ -1,5 +1,5 @@
 """The delivery rules without a database or a receiver: what an answer means, the retry
-schedule, the failing clock and the 5-day disable rule."""
+schedule, the failing clock, the circuit breaker and the 5-day disable rule."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import random
 from datetime import UTC, datetime, timedelta
 
 from discount_codes.webhook import policy
+from discount_codes.webhook.outcome import Claimed, EndpointState, Outcome, endpoint_changes
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -104,3 +105,43 @@ def test_a_rotated_secret_signs_beside_the_new_one_until_it_expires() -> None:
     assert policy.signing_secrets("new", "old", at(1), T0) == ("new", "old")
     assert policy.signing_secrets("new", "old", T0, T0) == ("new",)  # expired
     assert policy.signing_secrets("new", "old", None, T0) == ("new",)
+
+
+def test_the_breaker_opens_after_five_failures_in_a_row_and_a_success_closes_it() -> None:
+    fails = [(at(i), False) for i in range(4)]
+    assert policy.consecutive_failures_after(0, fails) == 4
+    assert policy.health_status(True, 4) == "failing"
+    assert policy.backed_off_until(4, at(0), at(3)) is None  # still closed
+    assert policy.consecutive_failures_after(4, [(at(5), False)]) == 5
+    assert policy.health_status(True, 5) == "backed_off"
+    # Results in any order: only the failures after the latest success count.
+    assert policy.consecutive_failures_after(9, [(at(7), False), (at(6), True)]) == 1
+    assert policy.consecutive_failures_after(9, [(at(6), True)]) == 0
+    assert policy.health_status(True, 0) == "healthy"
+    assert policy.health_status(False, 9) == "disabled"
+
+
+def test_the_back_off_grows_with_how_long_the_endpoint_has_been_failing() -> None:
+    n = policy.BREAKER_THRESHOLD
+    assert policy.backed_off_until(n, at(0), at(1)) == at(1) + policy.BREAKER_MIN
+    assert policy.backed_off_until(n, at(0), at(60)) == at(120)
+    hours = at(6 * 3600)
+    assert policy.backed_off_until(n, at(0), hours) == hours + policy.BREAKER_MAX
+
+
+def test_a_batch_of_successes_to_a_healthy_endpoint_changes_nothing() -> None:
+    """The common case writes no endpoint row; failures open the breaker, a success after
+    them closes it and stops the failing clock."""
+    claimed = Claimed("d", 1, "e", "https://x", ("s",), "ev", 1, "t", {}, T0)
+
+    def outcome(seconds: float, ok: bool) -> Outcome:
+        return Outcome(claimed, 200 if ok else 500, None, 1, at(seconds), ok, None)
+
+    healthy = {"e": EndpointState(None, 0)}
+    assert endpoint_changes([outcome(1, True), outcome(2, True)], healthy) == []
+    [change] = endpoint_changes([outcome(i, False) for i in range(5)], healthy)
+    assert change.consecutive_failures == 5 and change.failing_since == at(0)
+    assert change.backed_off_until == at(4) + policy.BREAKER_MIN
+    [change] = endpoint_changes([outcome(9, True)], {"e": EndpointState(at(0), 5)})
+    assert change.consecutive_failures == 0 and change.backed_off_until is None
+    assert change.failing_since is None

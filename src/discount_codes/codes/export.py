@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from discount_codes.auth import Principal
 from discount_codes.campaign.service import get_for_staff
+from discount_codes.codes import export_repository
 from discount_codes.codes import repository as repo
 from discount_codes.codes.alphabet import display
 from discount_codes.codes.schemas import CodeOut
@@ -59,7 +60,7 @@ async def export_csv(db: Database, campaign_id: str) -> AsyncIterator[bytes]:
     """``code,status,claimed_at,batch_id``, oldest first, in constant memory.
 
     The body streams after the request's session has committed, so it reads on
-    connections of its own (``repository.codes_csv``), never the request's."""
+    connections of its own (``export_repository.codes_csv``), never the request's."""
     yield CSV_HEADER
-    async for chunk in repo.codes_csv(db.engine, campaign_id):
+    async for chunk in export_repository.codes_csv(db.engine, campaign_id):
         yield chunk

@@ -1,112 +1,116 @@
-"""Importing a brand's own codes: a streamed ``text/csv`` or ``text/plain`` body, read
-line by line (the parser is plain functions, testable without a database), written in
-flushes of ``IMPORT_FLUSH`` codes, all in the request's one transaction."""
+"""Importing a brand's own codes: a streamed ``text/csv`` or ``text/plain`` body, or the
+``file`` part of a ``multipart/form-data`` upload, read line by line (the reading is plain
+functions in ``import_text``, testable without a database), written in flushes of
+``IMPORT_FLUSH`` codes, all in the request's one transaction.
+
+Each valid line is imported, a code the brand already had (``duplicates``), or a code an
+earlier line of the same file already gave (``repeated``). The import keeps the ids of the
+codes it inserted as runs (``IdRuns``, a few numbers per flush, not every code): a code a
+flush finds taken is this file's own repeat when its id is one of them."""
 
 from __future__ import annotations
 
-import codecs
-import csv
-from collections.abc import AsyncIterator
+from bisect import bisect_right
+from collections.abc import AsyncIterator, Iterable
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from discount_codes.auth import Principal
 from discount_codes.campaign.service import effective_status, get_for_staff
 from discount_codes.codes import repository as repo
 from discount_codes.codes.alphabet import check_importable
+from discount_codes.codes.import_text import ImportColumns, bad_body, text_lines
 from discount_codes.codes.schemas import ImportResult, RejectedLine
-from discount_codes.problems import CampaignEnded, UnsupportedMediaType, ValidationFailed
+from discount_codes.codes.upload import file_part
+from discount_codes.problems import CampaignEnded, UnsupportedMediaType
 
 IMPORT_FLUSH = 10_000
 MAX_REJECTED_REPORTED = 1000
-MAX_DUPLICATES_REPORTED = 100
+MAX_NAMED = 100
 
-IMPORT_MEDIA_TYPES = ("text/csv", "text/plain")
-
-
-def _bad_body(detail: str, line: int | None = None) -> ValidationFailed:
-    loc: list[str | int] = ["body"] if line is None else ["body", line]
-    return ValidationFailed(detail, errors=[{"loc": loc, "msg": detail}])
+IMPORT_MEDIA_TYPES = ("text/csv", "text/plain", "multipart/form-data")
 
 
-async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
-    """Text lines of a streamed body; refuses what is not UTF-8 text."""
-    decoder = codecs.getincrementaldecoder("utf-8")("strict")
-    pending = ""
-    first = True
-    async for chunk in chunks:
-        try:
-            text = decoder.decode(chunk)
-        except UnicodeDecodeError:
-            raise _bad_body("The body is not UTF-8 text (binary data?).") from None
-        if first and text:
-            text = text.removeprefix("\ufeff")
-            first = False
-        pending += text
-        *lines, pending = pending.split("\n")
-        for line in lines:
-            yield line
-    try:
-        pending += decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
-        raise _bad_body("The body is not UTF-8 text (binary data?).") from None
-    if pending:
-        yield pending
+class IdRuns:
+    """A set of ids kept as sorted, disjoint [lo, hi] runs: the ids one insert statement
+    gets are consecutive or nearly, so a million codes take a handful of runs."""
+
+    def __init__(self) -> None:
+        self._lo: list[int] = []
+        self._hi: list[int] = []
+
+    def add(self, ids: Iterable[int]) -> None:
+        for i in sorted(ids):
+            if self._hi and self._hi[-1] + 1 == i:
+                self._hi[-1] = i
+            elif not self._hi or i > self._hi[-1]:
+                self._lo.append(i)
+                self._hi.append(i)
+            elif i not in self:  # older than the last run (rare): keep the runs sorted
+                at = bisect_right(self._lo, i)
+                self._lo.insert(at, i)
+                self._hi.insert(at, i)
+
+    def __contains__(self, i: object) -> bool:
+        if not isinstance(i, int):
+            return False
+        at = bisect_right(self._lo, i) - 1
+        return at >= 0 and i <= self._hi[at]
 
 
-def _csv_fields(line: str, number: int) -> list[str]:
-    try:
-        rows = list(csv.reader([line], strict=True, skipinitialspace=True))
-    except csv.Error as exc:
-        raise _bad_body(f"Line {number} is not valid CSV ({exc}).", number) from None
-    return [f.strip() for f in rows[0]] if rows else []
+class _Tally:
+    """What the import did, line by line; names the first few codes of each kind."""
+
+    def __init__(self) -> None:
+        self.imported = self.valid = self.rejected_count = 0
+        self.rejected: list[RejectedLine] = []
+        self.duplicates: list[str] = []  # as the file wrote them
+        self.duplicate_count = 0
+        self.repeated: list[str] = []
+        self.repeated_count = 0
+
+    def reject(self, line: int, reason: str) -> None:
+        self.rejected_count += 1
+        if len(self.rejected) < MAX_REJECTED_REPORTED:
+            self.rejected.append(RejectedLine(line=line, reason=reason))
+
+    def repeat(self, written: str) -> None:
+        self.repeated_count += 1
+        if len(self.repeated) < MAX_NAMED:
+            self.repeated.append(written)
+
+    def duplicate(self, written: str) -> None:
+        self.duplicate_count += 1
+        if len(self.duplicates) < MAX_NAMED:
+            self.duplicates.append(written)
 
 
-def _unquote(value: str) -> str:
-    """A code pasted or saved with quotes around it ("ABCD-1234" or 'ABCD-1234')."""
-    value = value.strip()
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-        return value[1:-1].strip()
-    return value
+async def _flush(
+    conn: AsyncConnection,
+    target: repo.Target,
+    buffer: dict[str, str],
+    ours: IdRuns,
+    tally: _Tally,
+) -> None:
+    """Insert a flush of codes; sort the ones found taken into the brand's and this file's."""
+    inserted = await repo.insert_import(conn, target, list(buffer))
+    ours.add(inserted.values())
+    tally.imported += len(inserted)
+    if len(inserted) < len(buffer):
+        taken = [code for code in buffer if code not in inserted]
+        ids = await repo.existing_code_ids(conn, target.brand_id, taken)
+        for code in taken:
+            if ids.get(code) in ours:
+                tally.repeat(buffer[code])
+            else:
+                tally.duplicate(buffer[code])
+    buffer.clear()
 
 
-class _ImportColumns:
-    """Which field of each line holds the code. A CSV file whose first row names a ``code``
-    column (the console's own ``codes.csv``, a shop's ``code,discount`` export) is read by
-    that column; otherwise each line is one code."""
-
-    def __init__(self, media: str) -> None:
-        self.csv = media == "text/csv"
-        self.index: int | None = None  # the code column, once a header named it
-        self.started = False
-
-    def value(self, line: str, number: int) -> tuple[str | None, str | None]:
-        """(the code text, None), (None, why the line is rejected), or (None, None) to skip."""
-        if not self.csv:
-            return _unquote(line), None
-        fields = _csv_fields(line, number)
-        if not any(fields):
-            return None, None
-        if not self.started:
-            self.started = True
-            names = [f.lower() for f in fields]
-            if "code" in names:
-                self.index = names.index("code")
-                return None, None  # the header row
-            if len(fields) > 1:
-                raise _bad_body(
-                    f"Line {number} has {len(fields)} columns and no header row names the "
-                    "code column: add a first line such as code,discount, or send one code "
-                    "per line.",
-                    number,
-                )
-        if self.index is None:
-            if len(fields) > 1:
-                return None, f"{len(fields)} columns where one code was expected"
-            return fields[0], None
-        if self.index >= len(fields) or not fields[self.index]:
-            return None, "no value in the code column"
-        return fields[self.index], None
+def _lines_of(content_type: str, media: str, chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
+    if media == "multipart/form-data":
+        return text_lines(file_part(content_type, chunks))
+    return text_lines(chunks)
 
 
 async def import_codes(
@@ -121,61 +125,56 @@ async def import_codes(
     campaign = await get_for_staff(session, principal, campaign_id)
     media = (content_type or "").split(";", 1)[0].strip().lower()
     if media not in IMPORT_MEDIA_TYPES:
-        raise UnsupportedMediaType("Send the codes as text/csv or text/plain, one per line.")
+        raise UnsupportedMediaType(
+            "Send the codes as text/csv or text/plain, one per line, or as a file in the "
+            "'file' field of a multipart/form-data upload."
+        )
     if effective_status(campaign) == "ended":
         raise CampaignEnded("This campaign has ended; it takes no more codes.")
     conn = await session.connection()
     target = repo.Target(campaign.brand_id, campaign.id, None)
-    columns = _ImportColumns(media)
-    imported = valid = 0
-    rejected: list[RejectedLine] = []
-    rejected_count = 0
-    duplicate_codes: list[str] = []
+    # An uploaded file is read as CSV: one code a line, or a column named by a header.
+    columns = ImportColumns(csv_mode=media != "text/plain")
+    tally = _Tally()
+    ours = IdRuns()
     buffer: dict[str, str] = {}  # normalised code -> as the brand wrote it
 
-    async def flush() -> int:
-        # Name the duplicates (the first few): which codes the brand already has.
-        if len(duplicate_codes) < MAX_DUPLICATES_REPORTED:
-            known = set(await repo.existing_codes(conn, campaign.brand_id, list(buffer)))
-            in_order = [written for code, written in buffer.items() if code in known]
-            duplicate_codes.extend(in_order[: MAX_DUPLICATES_REPORTED - len(duplicate_codes)])
-        added = await repo.insert_codes_ignoring(conn, target, list(buffer))
-        buffer.clear()
-        return added
-
     number = 0
-    async for raw in _lines(chunks):
+    async for raw in _lines_of(content_type or "", media, chunks):
         number += 1
         line = raw.rstrip("\r")
         if any(ch < " " and ch != "\t" for ch in line):
-            raise _bad_body(f"Line {number} holds control characters (binary data?).", number)
+            raise bad_body(
+                f"Line {number} holds control characters: this is not a text file (a "
+                "spreadsheet or an image?). Save the codes as CSV or plain text.",
+                number,
+            )
         text, why = columns.value(line, number)
         if why is None and not (text or "").strip():
             continue  # a blank line or the header row
         code, reason = check_importable(text) if text is not None else (None, why)
         if code is None:
-            rejected_count += 1
-            if len(rejected) < MAX_REJECTED_REPORTED:
-                rejected.append(RejectedLine(line=number, reason=reason or "invalid"))
+            tally.reject(number, reason or "invalid")
             continue
-        valid += 1
+        tally.valid += 1
         written = (text or code).strip()
-        if code in buffer:  # repeats a line of this chunk
-            if len(duplicate_codes) < MAX_DUPLICATES_REPORTED:
-                duplicate_codes.append(written)
+        if code in buffer:  # repeats a line of this flush
+            tally.repeat(written)
             continue
         buffer[code] = written
         if len(buffer) >= IMPORT_FLUSH:
-            imported += await flush()
+            await _flush(conn, target, buffer, ours, tally)
     if buffer:
-        imported += await flush()
-    if valid == 0 and rejected_count == 0:
-        raise _bad_body("The import is empty: send one code per line.")
-    if imported:
-        await repo.add_to_campaign(conn, campaign.id, imported)
+        await _flush(conn, target, buffer, ours, tally)
+    if tally.valid == 0 and tally.rejected_count == 0:
+        raise bad_body("The import is empty: send one code per line.")
+    if tally.imported:
+        await repo.add_to_campaign(conn, campaign.id, tally.imported)
     return ImportResult(
-        imported=imported,
-        duplicates=valid - imported,
-        duplicate_codes=duplicate_codes,
-        rejected=rejected,
+        imported=tally.imported,
+        duplicates=tally.duplicate_count,
+        duplicate_codes=tally.duplicates,
+        repeated=tally.repeated_count,
+        repeated_codes=tally.repeated,
+        rejected=tally.rejected,
     )

@@ -4,24 +4,19 @@ PostgreSQL/SQLite differences of this feature are decided here, through ``kit.di
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import csv
-import io
-from collections.abc import AsyncIterator, Sequence
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
-from discount_codes.codes.alphabet import display
 from discount_codes.kit.dialect import Dialect
 from discount_codes.kit.pagination import keyset
-from discount_codes.kit.timestamps import rfc3339
 from discount_codes.models import Campaign, ClaimCounter, Code, CodeBatch
 
 log = structlog.get_logger(__name__)
@@ -38,7 +33,8 @@ class Target:
     batch_id: str | None
 
 
-async def _asyncpg(conn: AsyncConnection) -> Any:
+async def asyncpg_of(conn: AsyncConnection) -> Any:
+    """The asyncpg connection under a PostgreSQL ``AsyncConnection`` (COPY lives there)."""
     raw = await conn.get_raw_connection()
     return raw.driver_connection
 
@@ -57,7 +53,7 @@ async def copy_new_codes(conn: AsyncConnection, target: Target, codes: Sequence[
     b, c, k = target.brand_id, target.campaign_id, target.batch_id
     try:
         async with conn.begin_nested():
-            driver = await _asyncpg(conn)
+            driver = await asyncpg_of(conn)
             await driver.copy_records_to_table(
                 "codes", records=[(b, c, k, code) for code in codes], columns=CODE_COLUMNS
             )
@@ -75,7 +71,7 @@ async def insert_codes_ignoring(conn: AsyncConnection, target: Target, codes: Se
         return 0
     if Dialect.of(conn).copies:
         # COPY into a per-transaction staging table, then one conflict-tolerant INSERT.
-        driver = await _asyncpg(conn)
+        driver = await asyncpg_of(conn)
         await driver.execute(
             "CREATE TEMP TABLE IF NOT EXISTS codes_staging (code varchar(64)) ON COMMIT DROP"
         )
@@ -100,15 +96,50 @@ async def insert_codes_ignoring(conn: AsyncConnection, target: Target, codes: Se
     return int(result.rowcount)
 
 
-async def existing_codes(conn: AsyncConnection, brand_id: str, codes: Sequence[str]) -> list[str]:
-    """Which of these (normalised) codes the brand already has, in any of its campaigns."""
-    found: list[str] = []
+async def insert_import(
+    conn: AsyncConnection, target: Target, codes: Sequence[str]
+) -> dict[str, int]:
+    """Insert the codes the brand does not have yet; returns those inserted, with their ids
+    (an import tells the codes the brand had from those a line of the same file added)."""
+    if not codes:
+        return {}
+    if Dialect.of(conn).copies:
+        driver = await asyncpg_of(conn)
+        await driver.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS codes_staging (code varchar(64)) ON COMMIT DROP"
+        )
+        await driver.execute("TRUNCATE codes_staging")
+        await driver.copy_records_to_table(
+            "codes_staging", records=[(code,) for code in codes], columns=("code",)
+        )
+        rows = await driver.fetch(
+            "INSERT INTO codes (brand_id, campaign_id, batch_id, code) "
+            "SELECT $1::varchar, $2::varchar, NULL, code FROM codes_staging "
+            "ON CONFLICT (brand_id, code) DO NOTHING RETURNING code, id",
+            target.brand_id,
+            target.campaign_id,
+        )
+        return {str(r[0]): int(r[1]) for r in rows}
+    result = await conn.exec_driver_sql(
+        "INSERT OR IGNORE INTO codes (brand_id, campaign_id, batch_id, code) "
+        "SELECT ?, ?, NULL, value FROM json_each(?) RETURNING code, id",
+        (target.brand_id, target.campaign_id, json.dumps(list(codes))),
+    )
+    inserted: list[Any] = list(result.all())
+    return {str(r[0]): int(r[1]) for r in inserted}
+
+
+async def existing_code_ids(
+    conn: AsyncConnection, brand_id: str, codes: Sequence[str]
+) -> dict[str, int]:
+    """Which of these (normalised) codes the brand has, in any of its campaigns, by id."""
+    found: dict[str, int] = {}
     for i in range(0, len(codes), 5000):  # within SQLite's bound-parameter limit
         chunk = codes[i : i + 5000]
         rows = await conn.execute(
-            select(Code.code).where(Code.brand_id == brand_id, Code.code.in_(chunk))
+            select(Code.code, Code.id).where(Code.brand_id == brand_id, Code.code.in_(chunk))
         )
-        found += [str(r[0]) for r in rows]
+        found.update({str(r[0]): int(r[1]) for r in rows})
     return found
 
 
@@ -348,119 +379,3 @@ async def list_codes(
 async def count_batch_codes(conn: AsyncConnection, batch_id: str) -> int:
     stmt = select(func.count()).select_from(Code).where(Code.batch_id == batch_id)
     return int((await conn.execute(stmt)).scalar_one())
-
-
-# --- export ----------------------------------------------------------------------------------
-
-#: The export, formatted by PostgreSQL itself (display form as ``alphabet.display``: the
-#: batch's prefix as written, then the random symbols in groups of four, at most 24 of them;
-#: a pattern batch's codes filled into the pattern by ``dc_fill_pattern``, migration 0011)
-#: and streamed with
-#: COPY: the database's fastest way out, a fraction of the cost of rows through Python.
-_EXPORT_QUERY = """
-SELECT
-  CASE WHEN b.length IS NULL OR b.length > length(c.code) THEN c.code
-  WHEN strpos(b.prefix, '#') > 0 THEN dc_fill_pattern(c.code, b.prefix)
-  ELSE concat_ws(
-    '-',
-    NULLIF(COALESCE(NULLIF(b.prefix, ''), left(c.code, length(c.code) - b.length)), ''),
-    substr(right(c.code, b.length), 1, 4),
-    NULLIF(substr(right(c.code, b.length), 5, 4), ''),
-    NULLIF(substr(right(c.code, b.length), 9, 4), ''),
-    NULLIF(substr(right(c.code, b.length), 13, 4), ''),
-    NULLIF(substr(right(c.code, b.length), 17, 4), ''),
-    NULLIF(substr(right(c.code, b.length), 21, 4), '')
-  ) END,
-  CASE WHEN c.claimed_at IS NULL THEN 'available' ELSE 'claimed' END,
-  to_char(c.claimed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-  c.batch_id
-FROM codes c LEFT JOIN code_batches b ON b.id = c.batch_id
-WHERE c.campaign_id = $1
-ORDER BY c.id
-"""
-#: Chunks of COPY output buffered between the database and a slow client: the bound that
-#: keeps memory constant (COPY waits while the queue is full).
-_EXPORT_QUEUE = 16
-
-
-#: Rows per page of the export where there is no COPY.
-EXPORT_PAGE = 5000
-
-
-def codes_csv(engine: AsyncEngine, campaign_id: str) -> AsyncIterator[bytes]:
-    """A campaign's codes as ``code,status,claimed_at,batch_id`` CSV rows (no header),
-    oldest first, in constant memory, on connections of their own: COPY where the database
-    has it, keyset pages formatted here otherwise (the same bytes either way)."""
-    if Dialect.of(engine).copies:
-        return _copy_codes_csv(engine, campaign_id)
-    return _paged_codes_csv(engine, campaign_id)
-
-
-async def _paged_codes_csv(engine: AsyncEngine, campaign_id: str) -> AsyncIterator[bytes]:
-    """Keyset pages, each on a connection taken for that page only, so a slow download
-    neither blocks writers nor holds one of the process's connections."""
-    async with engine.connect() as conn:
-        shapes = await batch_shapes(conn, campaign_id)
-    after: int | None = None
-    while True:
-        async with engine.connect() as conn:
-            rows = await list_codes(
-                conn, campaign_id, status=None, after_id=after, limit=EXPORT_PAGE
-            )
-        if not rows:
-            return
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        for row in rows:
-            length, prefix = shapes.get(row.batch_id, (None, "")) if row.batch_id else (None, "")
-            writer.writerow(
-                [
-                    display(row.code, length, prefix),
-                    "claimed" if row.claimed_at is not None else "available",
-                    rfc3339(row.claimed_at) if row.claimed_at else "",
-                    row.batch_id or "",
-                ]
-            )
-        yield buf.getvalue().encode()
-        after = rows[-1].id
-        if len(rows) < EXPORT_PAGE:
-            return
-
-
-async def _copy_codes_csv(engine: AsyncEngine, campaign_id: str) -> AsyncIterator[bytes]:
-    """``COPY (query) TO STDOUT (FORMAT csv)`` on a connection of its own, one snapshot
-    for the whole export, handed to the client chunk by chunk."""
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue(_EXPORT_QUEUE)
-
-    async def produce() -> None:
-        async with engine.connect() as conn:
-            driver = await _asyncpg(conn)
-
-            async def put(chunk: bytes) -> None:
-                await queue.put(bytes(chunk))
-
-            await driver.copy_from_query(_EXPORT_QUERY, campaign_id, output=put, format="csv")
-            await conn.rollback()
-        await queue.put(None)
-
-    task = asyncio.create_task(produce())
-    try:
-        while True:
-            getter = asyncio.ensure_future(queue.get())
-            done, _ = await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
-            if getter not in done:  # the producer ended (or failed) with nothing queued
-                getter.cancel()
-                task.result()  # re-raise its error
-                if queue.empty():
-                    return
-                continue
-            chunk = getter.result()
-            if chunk is None:
-                await task
-                return
-            yield chunk
-    finally:
-        if not task.done():  # the client went away: stop the COPY and free the connection
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task

@@ -135,9 +135,11 @@ class ImportResult(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "imported": 9998,
+                    "imported": 9997,
                     "duplicates": 1,
                     "duplicate_codes": ["SPRING-0042"],
+                    "repeated": 1,
+                    "repeated_codes": ["SPRING-0107"],
                     "rejected": [{"line": 17, "reason": "a code has 4 to 64 characters"}],
                 }
             ]
@@ -146,11 +148,18 @@ class ImportResult(BaseModel):
 
     imported: int = Field(description="New codes added to the campaign.")
     duplicates: int = Field(
-        description="Valid lines whose code the brand already had (or that repeat a line)."
+        description="Valid lines whose code the brand already had before this import."
     )
     duplicate_codes: list[str] = Field(
         description="Those codes as the body wrote them (the first 100), so the brand can "
         "see which ones it already had."
+    )
+    repeated: int = Field(
+        description="Valid lines repeating a code of an earlier line of the same body "
+        "(once normalised: `abcd-1234` repeats `ABCD1234`); the first line imported it."
+    )
+    repeated_codes: list[str] = Field(
+        description="Those lines' codes as the body wrote them (the first 100)."
     )
     rejected: list[RejectedLine] = Field(
         description="Lines that are not a valid code (the first 1000)."

@@ -67,7 +67,7 @@ async def check_pattern_space(
             f"{count:,} more"
             + (f" beside the brand's {existing:,} of this shape" if existing else "")
             + f" would leave fewer than {PATTERN_SPARSENESS:,} possible codes per code, "
-            f"so a shopper could guess one. At most {capacity:,} codes of it are allowed. "
+            f"so a shopper could guess one; it allows {capacity:,} at most. "
             "Add # to the pattern, or use a larger charset.",
             extra={"errors": [{"loc": ["body", "pattern"], "msg": "pattern too small"}]},
         )

@@ -18,15 +18,22 @@ from discount_codes.outbox.repository import OutboxFigures
 log = structlog.get_logger(__name__)
 
 INTERVAL_S = 5.0
+#: Endpoints shown by id: the ones furthest behind (oldest undelivered event). The rest are
+#: summed up under ``endpoint_id="other"``, so the series stay bounded however many brands
+#: register endpoints.
+TOP_ENDPOINTS = 10
+OTHER = "other"
 
 OLDEST_UNDELIVERED = Gauge(
     "webhook_oldest_undelivered_event_age_seconds",
-    "Age of the oldest event an enabled endpoint is still owed (pending delivery)",
+    f"Age of the oldest event an enabled endpoint is still owed (pending delivery): the "
+    f"{TOP_ENDPOINTS} endpoints furthest behind by id, the oldest of the rest as 'other'",
     ["endpoint_id"],
 )
 BACKLOG = Gauge(
     "webhook_delivery_backlog",
-    "Pending deliveries of an enabled endpoint (due now or waiting for a retry)",
+    f"Pending deliveries of an enabled endpoint (due now or waiting for a retry): the "
+    f"{TOP_ENDPOINTS} endpoints furthest behind by id, the sum of the rest as 'other'",
     ["endpoint_id"],
 )
 NOT_FANNED_OUT = Gauge(
@@ -41,6 +48,10 @@ FAILING = Gauge(
     "webhook_endpoints_failing",
     "Enabled endpoints whose latest deliveries failed (the 5-day clock is running)",
 )
+BACKED_OFF = Gauge(
+    "webhook_endpoints_backed_off",
+    "Enabled endpoints whose circuit breaker is open (no attempt until their back-off ends)",
+)
 
 
 def _age(since: datetime | None, now: datetime) -> float:
@@ -50,12 +61,18 @@ def _age(since: datetime | None, now: datetime) -> float:
 def publish(figures: OutboxFigures, now: datetime) -> None:
     OLDEST_UNDELIVERED.clear()
     BACKLOG.clear()
-    for endpoint_id, (oldest, pending) in figures.endpoints.items():
+    behind = sorted(figures.endpoints.items(), key=lambda item: item[1][0])
+    for endpoint_id, (oldest, pending) in behind[:TOP_ENDPOINTS]:
         OLDEST_UNDELIVERED.labels(endpoint_id).set(_age(oldest, now))
         BACKLOG.labels(endpoint_id).set(pending)
+    rest = behind[TOP_ENDPOINTS:]
+    if rest:
+        OLDEST_UNDELIVERED.labels(OTHER).set(_age(rest[0][1][0], now))
+        BACKLOG.labels(OTHER).set(sum(pending for _, (_, pending) in rest))
     NOT_FANNED_OUT.set(_age(figures.not_fanned_out_since, now))
     UNPUBLISHED.set(_age(figures.unpublished_since, now))
     FAILING.set(figures.failing_endpoints)
+    BACKED_OFF.set(figures.backed_off_endpoints)
 
 
 async def run_gauges(ctx: WorkerContext) -> None:

@@ -210,12 +210,14 @@ class OutboxFigures:
     not_fanned_out_since: datetime | None
     unpublished_since: datetime | None
     failing_endpoints: int
+    #: Enabled endpoints whose circuit breaker is open.
+    backed_off_endpoints: int = 0
 
 
 async def gauge_figures(conn: AsyncConnection, *, with_broker: bool) -> OutboxFigures:
     """What /metrics shows of the outbox: the oldest undelivered event per endpoint (its
     pending deliveries, and events not fanned out yet), the oldest unpublished event, the
-    delivery backlog and how many endpoints are failing."""
+    delivery backlog and how many endpoints are failing or backed off."""
     d, ep = WebhookDelivery, WebhookEndpoint
     oldest = (
         await conn.execute(
@@ -237,9 +239,13 @@ async def gauge_figures(conn: AsyncConnection, *, with_broker: bool) -> OutboxFi
     failing = await conn.scalar(
         select(func.count()).where(ep.enabled.is_(True), ep.failing_since.is_not(None))
     )
+    backed_off = await conn.scalar(
+        select(func.count()).where(ep.enabled.is_(True), ep.backed_off_until.is_not(None))
+    )
     return OutboxFigures(
         endpoints={r[0]: (r[1], int(r[2])) for r in oldest},
         not_fanned_out_since=not_fanned,
         unpublished_since=unpublished_at,
         failing_endpoints=int(failing or 0),
+        backed_off_endpoints=int(backed_off or 0),
     )

@@ -65,17 +65,13 @@ class Lane:
 
     queued: deque[Claimed] = field(default_factory=deque)
     active: int = 0
-    #: Attempts failed in a row, as this worker saw them.
-    failures: int = 0
+    #: The breaker opened: send nothing more, claim nothing more until the last result is
+    #: stored (with it the database's back-off).
+    open: bool = False
 
     @property
     def load(self) -> int:
         return len(self.queued) + self.active
-
-    @property
-    def open(self) -> bool:
-        """The breaker opened: send nothing more, claim nothing more while sends end."""
-        return self.failures >= policy.BREAKER_THRESHOLD
 
 
 class Lanes:
@@ -86,6 +82,9 @@ class Lanes:
         self.d = d
         self.wake = wake
         self.lanes: dict[str, Lane] = {}
+        #: Attempts failed in a row per endpoint, as this worker saw them (a lane may end
+        #: and a new one start between them). Gone on a success, or once the breaker opened.
+        self.failures: dict[str, int] = {}
         self.sending: set[asyncio.Task[None]] = set()
         self.releasing: set[asyncio.Task[None]] = set()
         self.results: asyncio.Queue[Outcome | None] = asyncio.Queue()
@@ -128,13 +127,13 @@ class Lanes:
             task = asyncio.create_task(self._send(lane, c))
             self.sending.add(task)
             task.add_done_callback(self.sending.discard)
-        if not lane.load:
+        if not lane.load and not lane.open:
             del self.lanes[endpoint_id]  # a lane lives while it holds something
 
     async def _send(self, lane: Lane, c: Claimed) -> None:
         try:
             outcome = await self.d.send(c)
-            lane.failures = 0 if outcome.succeeded else lane.failures + 1
+            self._count(lane, c.endpoint_id, outcome.succeeded)
             self.results.put_nowait(outcome)
         except Exception:
             # send() answers for the receiver's faults; this is ours. The lease runs out
@@ -144,9 +143,21 @@ class Lanes:
             lane.active -= 1
             self._start(c.endpoint_id)
             # Down to half of what it may hold (it had more): claim more of it now, before
-            # its sends run dry. Likewise once its breaker's last send ended.
-            if lane.load == self.read_ahead // 2 or (lane.open and not lane.load):
+            # its sends run dry.
+            if lane.load == self.read_ahead // 2:
                 self._room()
+
+    def _count(self, lane: Lane, endpoint_id: str, succeeded: bool) -> None:
+        if succeeded:
+            self.failures.pop(endpoint_id, None)
+            return
+        n = self.failures.get(endpoint_id, 0) + 1
+        if n >= policy.BREAKER_THRESHOLD:
+            lane.open = True
+            n = 0  # the database's count goes on; a probe after the back-off starts anew
+        if len(self.failures) > MAX_HELD:
+            self.failures.clear()  # a bound; the database keeps the true count
+        self.failures[endpoint_id] = n
 
     def _give_back(self, lane: Lane) -> None:
         """The breaker opened: what the lane holds unsent goes back (the attempt does not
@@ -196,10 +207,19 @@ class Lanes:
             except Exception:
                 # Not stored: the leases run out and the deliveries go again (at least once).
                 log.exception("webhook_record_failed", deliveries=len(batch))
+            self._forget_open({o.claimed.endpoint_id for o in batch})
             if any(o.claimed.strict or not o.succeeded for o in batch):
                 # A strict endpoint's next delivery is its head now; a breaker may have
                 # opened (or closed) in the database.
                 self._room()
+
+    def _forget_open(self, endpoint_ids: set[str]) -> None:
+        """A lane whose breaker opened stays (and is not claimed for) until its last result
+        is stored: from then on the database's back-off keeps every worker away."""
+        for endpoint_id in endpoint_ids:
+            lane = self.lanes.get(endpoint_id)
+            if lane is not None and lane.open and not lane.load:
+                del self.lanes[endpoint_id]
 
     async def close(self) -> None:
         """Give back what was not sent, let the sends under way finish, store their results."""
