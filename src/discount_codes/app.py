@@ -29,6 +29,7 @@ from discount_codes.db import Database, ping
 from discount_codes.edge.admission import AdmissionMiddleware
 from discount_codes.edge.body import BodyMiddleware
 from discount_codes.edge.context import RequestContextMiddleware
+from discount_codes.kit.responses import JSONAnswer
 from discount_codes.kit.worker import WorkerContext
 from discount_codes.logs import configure_logging
 from discount_codes.metrics import exposition
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
+        default_response_class=JSONAnswer,
         generate_unique_id_function=openapi.operation_id,
         openapi_tags=openapi.TAGS,
         # Spans come from our TracingMiddleware (route templates, no ids); FastAPI's own
@@ -166,7 +168,7 @@ def _operations(app: FastAPI) -> None:
             return problems.problem_response(
                 503, "not-ready", "Not ready", why, headers={"Retry-After": "5"}
             )
-        return JSONResponse({"status": "ready"})
+        return JSONAnswer({"status": "ready"})
 
     @app.get(
         "/metrics",

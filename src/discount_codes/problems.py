@@ -22,6 +22,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from discount_codes.kit.responses import JSONAnswer
+
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 log = structlog.get_logger(__name__)
 
@@ -191,7 +193,7 @@ def problem_response(
     extra: Mapping[str, Any] | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    return JSONResponse(
+    return JSONAnswer(
         problem_body(status, slug, title, detail, extra),
         status_code=status,
         media_type=PROBLEM_MEDIA_TYPE,

@@ -10,7 +10,7 @@ import signal
 import httpx
 
 from ..conftest import ServerFactory, Tokens
-from ..edge.sockets import RawRequest, post_head
+from ..edge.helpers import RawRequest, post_head
 from ..robustness.helpers import poll
 
 

@@ -12,6 +12,7 @@ from discount_codes.campaign.rules import effective_status as effective_status  
 from discount_codes.campaign.rules import ensure_claimable as ensure_claimable  # claim asks here
 from discount_codes.campaign.schemas import CampaignCreate, CampaignUpdate, stored_discount
 from discount_codes.ids import is_id, new_id
+from discount_codes.kit.tenants import campaign_brands
 from discount_codes.kit.timestamps import utcnow
 from discount_codes.models import Campaign
 from discount_codes.problems import (
@@ -33,6 +34,7 @@ async def get_campaign(
     )
     if campaign is None:
         raise NotFound("No campaign with this id.")
+    campaign_brands.remember(campaign.id, campaign.brand_id)  # for fair admission
     return campaign
 
 

@@ -57,7 +57,7 @@ def _claim_response(result: service.ClaimResult) -> Response:
     """The claim's answer, serialised once by its model: 201 for a new claim, 200 for the
     one the caller already held (both routes answer with it)."""
     return Response(
-        _claim_out(result.claim).model_dump_json(),
+        _claim_out(result.claim).model_dump_json() + "\n",
         status_code=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
         media_type="application/json",
     )

@@ -19,6 +19,7 @@ from discount_codes.claim.repository import ClaimRecord
 from discount_codes.db import Database
 from discount_codes.ids import is_id
 from discount_codes.kit.pagination import decode_time_id_cursor
+from discount_codes.kit.tenants import campaign_brands
 from discount_codes.kit.timestamps import rfc3339, utcnow
 from discount_codes.outbox import payloads
 from discount_codes.outbox.service import record_event
@@ -62,6 +63,8 @@ async def claim_code(
     )
     if attempt.campaign is None:
         raise NotFound("No campaign with this id.")
+    # The edge's fair admission counts this campaign's next claims as its brand's.
+    campaign_brands.remember(campaign_id, attempt.campaign.brand_id)
     if attempt.claim is not None:
         return ClaimResult(attempt.claim, attempt.outcome == "created")
     if attempt.outcome == "closed":
