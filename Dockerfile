@@ -11,6 +11,8 @@ COPY src ./src
 RUN pip install --no-deps . \
  && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin app \
  && mkdir -p /app/var && chown app /app/var
+# /app/var: DATA_DIR; compose's dev profile mounts a volume here for its dev signing key
+# (a fresh named volume takes this directory's owner, so the app user can write the key).
 
 USER app
 EXPOSE 8000

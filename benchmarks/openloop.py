@@ -6,7 +6,8 @@ idle keep-alive connection, or a new one (up to ``max_connections``), or waits f
 Its latency counts from the time it was due, not from when a connection was free, so a
 server that falls behind shows it (no coordinated omission). A request without a complete
 answer ``deadline_s`` after it was due is *hanging*: it is given up and its connection
-closed. Every request is a new shopper (one token a line, from ``offset``).
+closed. Every request is a new shopper (one token a line, from ``offset``). With
+``start_at`` (a wall-clock time) the first request is due then.
 """
 
 from __future__ import annotations
@@ -127,8 +128,11 @@ async def claims_openloop(spec: dict[str, Any]) -> dict[str, Any]:
 
     loop_lag: list[float] = []
     tasks: list[asyncio.Task[None]] = []
-    t0 = loop.time() + 0.2
-    wall0 = time.time() + 0.2
+    # ``start_at`` (wall clock): the offer begins then, not as soon as this process is
+    # up, so it can be placed inside another load's window.
+    lead = max(0.2, float(spec.get("start_at") or 0) - time.time())
+    t0 = loop.time() + lead
+    wall0 = time.time() + lead
     for i in range(n):
         due = t0 + i / rate
         records[i][0] = due - t0

@@ -57,6 +57,12 @@ class Config:
     runs: int = 3
     #: Seconds of the open-loop overload (twice the capacity offered).
     open_duration_s: float = 30.0
+    #: Issue 23 (isolation between brands): seconds of brand A's flood and of the slow
+    #: endpoint's claims; the codes of each of brand A's 3 batches and of brand B's one.
+    isolation_flood_s: float = 15.0
+    isolation_hooks_s: float = 10.0
+    isolation_big: int = 300_000
+    isolation_small: int = 20_000
 
 
 FULL = Config(
@@ -95,6 +101,10 @@ QUICK = Config(
     delivery_setups=((1, 1), (1, 2)),
     relay_events=3000,
     open_duration_s=5.0,
+    isolation_flood_s=5.0,
+    isolation_hooks_s=3.0,
+    isolation_big=30_000,
+    isolation_small=12_000,
 )
 
 
@@ -149,6 +159,8 @@ def scenarios() -> dict[str, tuple[str, Scenario]]:
         deliveries,
         export,
         generation,
+        isolation,
+        isolation_work,
         overload,
         redemptions,
         webhooks,
@@ -170,6 +182,22 @@ def scenarios() -> dict[str, tuple[str, Scenario]]:
         "deliveries": ("5. Webhook deliveries per second, PostgreSQL", deliveries.deliveries),
         "redemptions-pg": ("6. Redemptions through HTTP, PostgreSQL", redemptions.pg),
         "relay": ("7. Broker relay, PostgreSQL to RabbitMQ", deliveries.relay),
+        "isolation-flood-pg": (
+            "8. Isolation: brand A floods, brand B's shoppers at 20/s, PostgreSQL, 2 processes",
+            isolation.flood_pg,
+        ),
+        "isolation-flood-sqlite": (
+            "8b. Isolation: brand A floods, brand B's shoppers at 20/s, SQLite, 1 process",
+            isolation.flood_sqlite,
+        ),
+        "isolation-webhooks": (
+            "8c. Isolation: brand A's endpoint answers after 3 s, brand B's webhooks, PostgreSQL",
+            isolation_work.webhooks,
+        ),
+        "isolation-generation": (
+            "8d. Isolation: brand B's batch behind brand A's three big ones, PostgreSQL",
+            isolation_work.generation,
+        ),
     }
 
 
@@ -267,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
             claim_warmup_s=min(cfg.claim_warmup_s, max(0.5, s / 4)),
             webhook_duration_s=s,
             open_duration_s=s,
+            isolation_flood_s=s,
+            isolation_hooks_s=s,
         )
     whole = not (args.quick or args.only or args.seconds is not None)
     if args.out is None:

@@ -367,11 +367,16 @@ class Stack:
             raise NotRun(f"`discount-codes worker` exited at once: {proc.tail(600)}")
         return proc
 
-    def start_receiver(self, fail_first_rate: float = 0.0) -> Receiver:
+    def start_receiver(self, fail_first_rate: float = 0.0, delay_s: float = 0.0) -> Receiver:
+        """A receiver process; with ``delay_s`` every call is answered that much later."""
         port = free_port()
         argv = [sys.executable, "-m", "benchmarks.receiver", "--port", str(port)]
         argv += ["--fail-first-rate", str(fail_first_rate)]
-        proc = self.spawn(f"{self.label}-receiver", argv)
+        name = f"{self.label}-receiver"
+        if delay_s:
+            argv += ["--delay-s", str(delay_s)]
+            name += f"-slow{delay_s:g}s"
+        proc = self.spawn(name, argv)
         receiver = Receiver(f"http://127.0.0.1:{port}", proc)
         receiver.wait_ready()
         return receiver

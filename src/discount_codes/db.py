@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import (
 from discount_codes import telemetry
 from discount_codes.config import Settings
 from discount_codes.kit.dialect import Dialect
-from discount_codes.kit.wakeup import CHANNEL
+from discount_codes.kit.wakeup import CHANNEL, raw_dsn
 
 T = TypeVar("T")
 WAKEUP_INTERVAL_S = 0.02
@@ -170,7 +170,7 @@ class Database:
         return self._driver_pool
 
     async def _create_driver_pool(self) -> asyncpg.Pool:
-        dsn = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        dsn = raw_dsn(self.url)  # every host of a multi-host URL, as the engine has them
         behind_pooler = getattr(self.settings, "database_pooler", None) == "pgbouncer"
         pool = await asyncpg.create_pool(
             dsn,

@@ -35,8 +35,15 @@ async def notify(conn: AsyncSession | AsyncConnection) -> None:
 
 
 def raw_dsn(database_url: str) -> str:
-    """``postgresql+asyncpg://...`` as a DSN asyncpg understands."""
+    """``postgresql+asyncpg://...`` as a DSN asyncpg understands.
+
+    Several hosts (SQLAlchemy's ``?host=h1:p1&host=h2:p2``) become one comma-separated
+    ``host=h1:p1,h2:p2``: asyncpg keeps only the last of repeated query parameters, which
+    would pin the driver pool and the LISTEN connection to one node of a failover pair."""
     url = make_url(database_url).set(drivername="postgresql")
+    hosts = url.query.get("host")
+    if isinstance(hosts, tuple):
+        url = url.update_query_dict({"host": ",".join(hosts)})
     return url.render_as_string(hide_password=False)
 
 
@@ -52,7 +59,14 @@ async def listen(database_url: str, wake: asyncio.Event, stop: asyncio.Event) ->
         lost = asyncio.Event()
         try:
             conn = await asyncpg.connect(dsn, timeout=10)
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        except (
+            OSError,
+            asyncpg.PostgresError,
+            TimeoutError,
+            # Every host answered, none takes writes (a failover under way).
+            asyncpg.InternalClientError,
+            asyncpg.InterfaceError,
+        ) as exc:
             log.warning("event_listener_connect_failed", error_class=type(exc).__name__)
             with suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), backoff * random.uniform(0.5, 1.5))

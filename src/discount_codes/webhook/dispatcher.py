@@ -12,7 +12,8 @@ per batch (one statement each on PostgreSQL, see the repository); a worker sends
 ``webhook_max_in_flight`` deliveries to one endpoint at once (order best effort) over one
 keep-alive client (``transport``), and a strict endpoint's one at a time in feed order
 (the repository hands out only the head of its queue). What an answer means, the retry
-schedule and when an endpoint is disabled are in ``policy``.
+schedule, the circuit breaker and when an endpoint is disabled are in ``policy``; the
+worker's loop, one lane per endpoint, is in ``lanes``.
 """
 
 from __future__ import annotations

@@ -243,9 +243,11 @@ async def list_event_deliveries(
     brand_id: BrandId,
     principal: CurrentPrincipal,
     session: SessionDep,
+    # Optional here, checked after the brand (a stranger gets 403, not 422).
     event_id: Annotated[
-        list[str], Query(description="An event id; repeat for more (at most 100).")
-    ],
+        list[str] | None,
+        Query(description="An event id; repeat for more (1 to 100)."),
+    ] = None,
 ) -> EventDeliveries:
-    items = await service.event_deliveries(session, principal, brand_id, event_id)
+    items = await service.event_deliveries(session, principal, brand_id, event_id or [])
     return EventDeliveries(items=items)

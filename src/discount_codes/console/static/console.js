@@ -23,6 +23,7 @@ import {
   wireSkipLink,
 } from "./common.js";
 import { chartFrame, claimsChart, deliveriesChart } from "./charts.js";
+import { deliveryCell, readEndpoints, readOutcomes } from "./events.js";
 
 const TOKEN_KEY = "dc.brandToken";
 const BRAND_KEY = "dc.brand";
@@ -1348,24 +1349,30 @@ function urlHint() {
 function endpointState(e, why) {
   const h = e.health;
   if (!e.enabled || !h || h.status === "healthy" || h.status === "disabled") {
-    return [
+    const answer = h && h.last_status_code !== null ? `HTTP ${h.last_status_code}` : "answered";
+    return el(
+      "div",
+      { class: "endpoint-state" },
       el("span", { class: `badge ${e.enabled ? "badge-active" : "badge-paused"}`, dataset: { health: e.enabled ? "healthy" : "disabled" } }, e.enabled ? "Enabled" : "Disabled"),
       why ? el("span", { class: "muted" }, ` ${why}`) : "",
-    ];
+      e.enabled && h && h.last_attempt_at ? el("span", { class: "health-detail muted" }, `Last delivery ${answer}, `, fmtDate(h.last_attempt_at, { relative: true })) : null,
+    );
   }
   const label = h.status === "backed_off" ? "Failing · paused" : "Failing";
-  return [
+  return el(
+    "div",
+    { class: "endpoint-state" },
     el("span", { class: "badge badge-ended", dataset: { health: h.status } }, label),
     el(
       "span",
       { class: "health-detail" },
-      " since ",
+      "Since ",
       h.failing_since ? fmtDate(h.failing_since, { relative: true }) : "—",
       ` · ${plural(h.consecutive_failures, "failed attempt", "failed attempts")} in a row`,
       h.last_error ? ` · last error: ${h.last_error}` : "",
       h.backed_off_until ? [" · next try ", fmtDate(h.backed_off_until, { relative: true })] : "",
     ),
-  ];
+  );
 }
 
 function stateText(e) {
@@ -1494,7 +1501,7 @@ function endpointRow(endpoint, secret, error) {
       cell("URL", el("code", { class: "url" }, e.url)),
       cell("Description", e.description || "—"),
       cell("Events", e.event_types ? e.event_types.map(eventLabel).join(", ") : "All events"),
-      cell("State", ...endpointState(e, why)),
+      cell("State", endpointState(e, why)),
       cell("Created", fmtDate(e.created_at)),
       cell(
         "Actions",
@@ -1621,53 +1628,30 @@ function eventsView(signal) {
   const status = el("p", { class: "muted", role: "status" }, "Reading the feed…");
   const live = el("input", { type: "checkbox", id: "events-live", checked: true });
   const names = new Map();
-  const rows = new Map(); // event id -> {event, deliveryCell}
+  const rows = new Map(); // event id -> {event, delivery}
   let endpoints = [];
   let after = null;
   let total = 0;
   let caughtUp = false;
 
-  const deliveryText = (event, attempts) => {
-    if (!attempts || !attempts.length) {
-      // Only endpoints that existed when the event was recorded, and want its type, get it.
-      const wanted = endpoints.filter(
-        (e) =>
-          (!e.event_types || e.event_types.includes(event.type)) &&
-          new Date(e.created_at) <= new Date(event.timestamp),
-      );
-      return wanted.length ? ["Pending", "badge-paused"] : ["Pull feed only", "badge-paused"];
-    }
-    if (attempts.some((a) => a.status_code >= 200 && a.status_code < 300)) {
-      const ok = attempts.find((a) => a.status_code >= 200 && a.status_code < 300);
-      return [`Delivered · HTTP ${ok.status_code}`, "badge-active"];
-    }
-    const last = attempts[0];
-    const why = last.status_code !== null ? `HTTP ${last.status_code}` : last.error || "failed";
-    return [last.next_attempt_at ? `Retrying · ${why}` : `Failed · ${why}`, "badge-ended"];
-  };
-
-  const attemptsByEvent = new Map();
+  let outcomes = new Map(); // event id -> its items, one per endpoint it is owed to
   const paintDelivery = (id) => {
     const row = rows.get(id);
-    if (!row) return;
-    const [label, kind] = deliveryText(row.event, attemptsByEvent.get(id));
-    clear(row.deliveryCell).append(el("span", { class: `badge ${kind}` }, label));
-    const next = (attemptsByEvent.get(id) || [])[0]?.next_attempt_at;
-    if (next && kind === "badge-ended") row.deliveryCell.append(" · next attempt ", fmtDate(next, { relative: true }));
+    if (row) row.delivery.paint(row.event, outcomes.get(id), endpoints);
   };
 
   const addEvents = (items) => {
     for (const event of items) {
-      const deliveryCell = cell("Delivery");
+      const delivery = deliveryCell(cell);
       const tr = el(
         "tr",
         { dataset: { eventId: event.id, type: event.type } },
         cell("Time", fmtDate(event.timestamp, { relative: true })),
         cell("Type", el("span", { class: "event-label" }, eventLabel(event.type)), " ", el("code", { class: "muted event-type" }, event.type)),
         cell("What", describe(event, names)),
-        deliveryCell,
+        delivery.td,
       );
-      rows.set(event.id, { event, deliveryCell });
+      rows.set(event.id, { event, delivery });
       body.prepend(tr);
       paintDelivery(event.id);
     }
@@ -1699,18 +1683,12 @@ function eventsView(signal) {
   };
 
   const readDeliveries = async () => {
-    const r = await call(`/v1/brands/${enc(brand)}/webhook-endpoints?limit=20`);
-    if (!r.ok || signal.aborted) return;
-    endpoints = r.data.items;
-    attemptsByEvent.clear();
-    for (const endpoint of endpoints) {
-      const d = await call(`/v1/webhook-endpoints/${enc(endpoint.id)}/deliveries?limit=200`);
-      if (!d.ok || signal.aborted) continue;
-      for (const a of d.data.items) {
-        if (!attemptsByEvent.has(a.event_id)) attemptsByEvent.set(a.event_id, []);
-        attemptsByEvent.get(a.event_id).push(a);
-      }
-    }
+    const listed = await readEndpoints(call, brand);
+    if (!listed || signal.aborted) return;
+    endpoints = listed;
+    const read = rows.size ? await readOutcomes(call, brand, [...rows.keys()]) : new Map();
+    if (!read || signal.aborted) return;
+    outcomes = read;
     for (const id of rows.keys()) paintDelivery(id);
   };
 

@@ -22,6 +22,8 @@ async def requeue_since(
     """Owe the endpoint every brand event since ``since`` again (replay): new deliveries for
     events it never had, and finished ones reset to pending with a fresh retry schedule."""
     dialect = session.get_bind().dialect.name
+    # An endpoint whose breaker is open gets them when its back-off ends.
+    due = max(now, endpoint.backed_off_until or now)
     after = (-1, 0)
     total = 0
     while True:
@@ -44,7 +46,7 @@ async def requeue_since(
         wanted = [r for r in rows if wants(endpoint.event_types, r.type)]
         if wanted:
             ins = insert_deliveries(dialect).values(
-                [new_delivery(endpoint.id, r.seq, r.id, now) for r in wanted]
+                [new_delivery(endpoint.id, r.seq, r.id, now, due=due) for r in wanted]
             )
             ins = ins.on_conflict_do_update(
                 index_elements=["endpoint_id", "event_id"],
@@ -53,7 +55,7 @@ async def requeue_since(
                 set_={
                     "status": "pending",
                     "attempts": 0,
-                    "next_attempt_at": now,
+                    "next_attempt_at": due,
                     "completed_at": None,
                     "lease_owner": None,
                     "lease_expires_at": None,
