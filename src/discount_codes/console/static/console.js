@@ -1686,7 +1686,8 @@ function eventsView(signal) {
     const listed = await readEndpoints(call, brand);
     if (!listed || signal.aborted) return;
     endpoints = listed;
-    const read = rows.size ? await readOutcomes(call, brand, [...rows.keys()]) : new Map();
+    // No endpoint, no delivery to ask about: the events stay in the pull feed.
+    const read = rows.size && endpoints.length ? await readOutcomes(call, brand, [...rows.keys()]) : new Map();
     if (!read || signal.aborted) return;
     outcomes = read;
     for (const id of rows.keys()) paintDelivery(id);

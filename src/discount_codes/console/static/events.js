@@ -9,7 +9,7 @@ const IDS_PER_CALL = 100;
 /** Endpoints read for their names: a brand with more has the rest shown by id. */
 const MAX_ENDPOINT_PAGES = 4;
 
-/** The brand's endpoints (to name them, and to tell "pending" from "pull feed only"). */
+/** The brand's endpoints: to name them, and to tell an event still pending from one only in the pull feed. */
 export async function readEndpoints(call, brand) {
   const endpoints = [];
   let cursor = null;
