@@ -103,6 +103,8 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(self.url, hide_parameters=True, **kwargs)
         if self.is_sqlite:
             _tune_sqlite(self.engine)
+        else:
+            event.listen(self.engine.sync_engine, "handle_error", _read_only_is_gone)
         telemetry.instrument_engine(self.engine)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         self._driver_pool: asyncpg.Pool | None = None
@@ -156,7 +158,11 @@ class Database:
             raise PoolTurnTimeout from None
         try:
             async with pool.acquire(timeout=self.settings.database_pool_timeout_s) as con:
-                yield con
+                try:
+                    yield con
+                except asyncpg.ReadOnlySQLTransactionError:
+                    con.terminate()  # a demoted server: the pool connects afresh
+                    raise
         finally:
             self._driver_turn.release()
 
@@ -312,6 +318,14 @@ def engine_options(settings: Settings) -> dict[str, Any]:
     if settings.database_pooler != "pgbouncer":
         return {}
     return {"statement_cache_size": 0, "prepared_statement_cache_size": 0}
+
+
+def _read_only_is_gone(context: Any) -> None:
+    """A connection whose server no longer takes writes (a primary demoted by a failover,
+    reached through a pooler that kept it) is as good as lost: SQLAlchemy invalidates it
+    and the pool connects afresh, to whichever host takes writes now."""
+    if getattr(context.original_exception, "sqlstate", None) == "25006":
+        context.is_disconnect = True
 
 
 async def _no_reset(_: Any) -> None:
