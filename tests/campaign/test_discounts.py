@@ -168,3 +168,14 @@ async def test_a_discount_can_be_removed_before_any_claim(
     campaign_id = (await _create(client, tokens, brand_id, FIXED)).json()["id"]
     r = await _patch(client, tokens, brand_id, campaign_id, discount=None)
     assert (r.status_code, r.json()["discount"]) == (200, None)
+
+
+async def test_shoppers_see_the_discount_of_an_active_campaign_only(
+    client: httpx.AsyncClient, tokens: Tokens, brand_id: str
+) -> None:
+    campaign_id = (await _create(client, tokens, brand_id, PERCENT)).json()["id"]
+    assert (await _patch(client, tokens, brand_id, campaign_id, status="paused")).status_code == 200
+    paused = await client.get(f"/v1/campaigns/{campaign_id}", headers=tokens.shopper())
+    assert (paused.json()["status"], paused.json()["discount"]) == ("paused", None)
+    staff = await client.get(f"/v1/campaigns/{campaign_id}", headers=tokens.brand(brand_id))
+    assert staff.json()["discount"]["value"] == "15"

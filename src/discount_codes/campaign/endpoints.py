@@ -111,7 +111,8 @@ async def list_campaigns(
     description="Brand staff see everything including the counts. Anyone else sees an "
     "active campaign without its counts (`codes_left` says whether any is left), and of a "
     "paused or ended one only its name, state "
-    "and dates (`description` and `terms` null), so a shopper can be told at once.",
+    "and dates (`description`, `terms` and `discount` null), so a shopper can be told at "
+    "once.",
     responses=problem_responses(401, 404),
 )
 async def get_campaign(
