@@ -100,6 +100,27 @@ def answers(records: list[list[Any]]) -> dict[str, int]:
     return dict(counts)
 
 
+def shed_by_brand(url: str, names: dict[str, str]) -> dict[str, float]:
+    """The service's own count of requests shed since it started, by brand and reason
+    (``http_requests_shed_total``; brands named by ``names``, others as labelled): tells
+    a 503 of admission from one of the database pool's turn."""
+    import httpx
+
+    out: dict[str, float] = {}
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    for line in text.splitlines():
+        if not line.startswith("http_requests_shed_total{"):
+            continue
+        labels, _, value = line.partition("} ")
+        pairs = dict(
+            part.split("=", 1) for part in labels.split("{", 1)[1].split(",") if "=" in part
+        )
+        brand = pairs.get("brand", '""').strip('"')
+        key = f"{names.get(brand, brand)} {pairs.get('reason', '').strip(chr(34))}"
+        out[key] = out.get(key, 0.0) + float(value)
+    return out
+
+
 def _flood(run: Run, res: ScenarioResult, backend: str) -> None:
     wrk.available()
     cfg = run.cfg
@@ -133,6 +154,7 @@ def _flood(run: Run, res: ScenarioResult, backend: str) -> None:
                 one = _flood_one(
                     stack, api.url, a_campaigns[i], b_campaigns[i], a_file, b_file, flood_s, lead
                 )
+                one["shed"] = shed_by_brand(api.url, {brand_a.brand_id: "A", brand_b.brand_id: "B"})
                 res.note_window(f"flood #{i + 1}", one.pop("window"))
                 runs.append(one)
             except Exception as exc:
@@ -269,7 +291,7 @@ def _flood_report(
     rows = []
     for i, r in enumerate(runs):
         if "error" in r:
-            rows.append([str(i + 1), *(["–"] * 6), r["error"]])
+            rows.append([str(i + 1), *(["–"] * 7), r["error"]])
             continue
         sock = sum(r["a_socket_errors"].values())
         rows.append(
@@ -284,12 +306,23 @@ def _flood_report(
                 ", ".join(f"{k}×{v}" for k, v in sorted(r["a_statuses"].items()))
                 + (f"; socket errors {sock}" if sock else "")
                 + (f"; {r['a_wrapped']} reused shoppers" if r["a_wrapped"] else ""),
+                ", ".join(f"{k}×{v:,.0f}" for k, v in sorted(r.get("shed", {}).items())),
             ]
         )
     res.tables.append(
         Table(
             "Every run (B's latency in ms from each request's due time)",
-            ["run", "B 201", "B p50", "B p99", "B answers", "A 201 / 503", "A req/s", "A answers"],
+            [
+                "run",
+                "B 201",
+                "B p50",
+                "B p99",
+                "B answers",
+                "A 201 / 503",
+                "A req/s",
+                "A answers",
+                "shed by admission (brand reason; other: brand not learned yet)",
+            ],
             rows,
         )
     )
