@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from discount_codes.edge.answers import send_problem
 from discount_codes.edge.context import EDGE_ROUTE
-from discount_codes.kit.tenants import CampaignBrands, campaign_brands
+from discount_codes.kit.tenants import CampaignBrands, campaign_brands, current_tenant
 from discount_codes.problems import problem_body
 
 #: Operations endpoints are never shed: a health check failing under load would get a busy
@@ -102,9 +102,11 @@ class AdmissionMiddleware:
         self.in_flight += 1
         if tenant is not None:
             self.by_tenant[tenant] = held + 1
+        marked = current_tenant.set(tenant)
         try:
             await self.app(scope, receive, send)
         finally:
+            current_tenant.reset(marked)
             self.in_flight -= 1
             if tenant is not None:
                 left = self.by_tenant[tenant] - 1

@@ -8,7 +8,14 @@ changes brand, so an entry is never stale; the map is bounded (oldest entries go
 
 from __future__ import annotations
 
+from contextvars import ContextVar
+
 MAX_CAMPAIGNS = 100_000
+
+#: The brand (or ``campaign:<id>``) of the request being served, as the edge's admission
+#: found it; None outside a request or for routes of no brand. The database's connection
+#: turns are shared fairly between these (``kit/fair.py``).
+current_tenant: ContextVar[str | None] = ContextVar("discount_codes_tenant", default=None)
 
 
 class CampaignBrands:
