@@ -5,7 +5,7 @@ replay is paused, so it holds the database as it was at that moment while the pr
 on: an answer that misses what the primary has since committed came from the replica, and
 a claim on a campaign the replica has never seen can only have been served by the primary.
 Replay resumed, the exports catch up by themselves (the staleness docs/operations.md
-describes)."""
+describes). The replica stopped, claims go on and the chart answers a clean 503."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from discount_codes.db import Database
 from discount_codes.migrate import upgrade_to_head
 
 from ..conftest import ServerFactory, Tokens
-from .helpers import campaign_with_codes, fetch, fetchval, poll
+from .helpers import campaign_with_codes, describe, fetch, fetchval, is_clean_503, poll
 from .replication import Pair, require_pg_bin
 
 ON_POSTGRESQL = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
@@ -241,3 +241,13 @@ async def test_exports_and_the_chart_come_from_the_replica_and_the_claim_never_d
             what="the replica catching up with the claims",
         )
         assert await Console(c, staff, unseen).codes_exported() == 3
+
+        # The replica gone: claims and the till go on, the service stays ready (a load
+        # balancer keeps it), and the chart answers a clean 503 until the replica is back.
+        await pair.standby.pg_ctl("-m", "fast", "-w", "stop")
+        code = await _claim(c, tokens, campaign_id)
+        till = await c.get(f"/v1/brands/{brand_id}/codes/{code}", headers=staff)
+        assert till.status_code == 200, till.text
+        assert (await c.get("/readyz")).status_code == 200
+        chart = await c.get(f"/v1/campaigns/{campaign_id}/activity", headers=staff)
+        assert is_clean_503(chart) and chart.headers.get("retry-after"), describe(chart)
