@@ -174,6 +174,17 @@ class Settings(BaseSettings):
             raise SettingsError(
                 "DISCOUNT_CODES_DATABASE_DIRECT_URL must start with postgresql+asyncpg://"
             )
+        if self.database_read_url and not self.database_read_url.startswith(
+            "postgresql+asyncpg://"
+        ):
+            raise SettingsError(
+                "DISCOUNT_CODES_DATABASE_READ_URL must start with postgresql+asyncpg://"
+            )
+        if self.database_read_url and self.is_sqlite:
+            raise SettingsError(
+                "DISCOUNT_CODES_DATABASE_READ_URL (a PostgreSQL replica) needs a PostgreSQL "
+                "DATABASE_URL"
+            )
 
     @property
     def direct_url(self) -> str:

@@ -107,6 +107,17 @@ class Database:
             event.listen(self.engine.sync_engine, "handle_error", _read_only_is_gone)
         telemetry.instrument_engine(self.engine)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        #: Heavy reads (exports, the activity chart, a campaign's claims list) on
+        #: ``DATABASE_READ_URL``'s replica when set, else this same engine; never the claim,
+        #: the till or the feed (docs/operations.md: the staleness each route accepts).
+        self.read_engine = self.engine
+        if settings.database_read_url:
+            options = _replica_options(kwargs, settings)
+            self.read_engine = create_async_engine(
+                settings.database_read_url, hide_parameters=True, **options
+            )
+            telemetry.instrument_engine(self.read_engine)
+        self.read_sessionmaker = async_sessionmaker(self.read_engine, expire_on_commit=False)
         self._driver_pool: asyncpg.Pool | None = None
         self._driver_pool_lock = asyncio.Lock()
         #: Turns for a driver connection (``driver_connection``), first come first served.
@@ -305,6 +316,8 @@ class Database:
             con.close()
         if self._checkpointer is not None:
             self._checkpointer.stop()
+        if self.read_engine is not self.engine:
+            await self.read_engine.dispose()
         await self.engine.dispose()
 
 
@@ -326,6 +339,16 @@ def _read_only_is_gone(context: Any) -> None:
     and the pool connects afresh, to whichever host takes writes now."""
     if getattr(context.original_exception, "sqlstate", None) == "25006":
         context.is_disconnect = True
+
+
+def _replica_options(kwargs: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """The replica's pool as the primary's, every transaction read-only (nothing routed there
+    writes, even to a writable copy); not behind PgBouncer, which refuses unknown startup
+    parameters (``DATABASE_POOLER`` applies to both URLs)."""
+    if settings.database_pooler == "pgbouncer":
+        return kwargs
+    read_only = {"server_settings": {"default_transaction_read_only": "on"}}
+    return {**kwargs, "connect_args": {**kwargs["connect_args"], **read_only}}
 
 
 async def _no_reset(_: Any) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from ..conftest import ROOT
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the demo may take 600 s below
 
 
 def numbers(line: str) -> list[int]:

@@ -17,6 +17,7 @@ from ..conftest import ROOT, free_port
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # builds .venv from the lock file (up to 600 s below)
 def test_make_run_from_a_fresh_clone(tmp_path: Path) -> None:
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True, timeout=120)

@@ -26,6 +26,8 @@ from .helpers import docs_file, docs_line, document
 SQLITE = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 TS = ROOT / "tests" / "openapi" / "ts"
 INSTALLED = TS / "node_modules" / ".package-lock.json"
+#: The first test also waits for ``npm ci`` (up to 600 s below).
+pytestmark = pytest.mark.timeout(900)
 
 #: Misuses of the generated types; each line marked ``// error`` must fail to compile.
 WRONG_TS = """\

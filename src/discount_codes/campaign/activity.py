@@ -17,20 +17,28 @@ from discount_codes.models import Claim, Redemption
 
 
 async def claims_over_time(
-    session: AsyncSession, principal: Principal, campaign_id: str, bucket: Bucket
+    session: AsyncSession,
+    reads: AsyncSession,
+    principal: Principal,
+    campaign_id: str,
+    bucket: Bucket,
 ) -> ActivityOut:
     """Claims and live redemptions per bucket, oldest first; buckets with neither are
     left out. A reversed redemption no longer counts (the order was cancelled), and a
-    hold counts once confirmed, at its confirmation."""
+    hold counts once confirmed, at its confirmation.
+
+    Who may see it is decided on the primary (``session``); the counting, a scan of the
+    campaign's claims, runs on ``reads``: the replica's session when ``DATABASE_READ_URL``
+    is set, so the chart may trail the claims by the replication lag."""
     campaign = await get_for_staff(session, principal, campaign_id)
     start = bucket_start(bucket, Claim.claimed_at).label("start")
-    claimed = await session.execute(
+    claimed = await reads.execute(
         select(start, func.count().label("n"))
         .where(Claim.campaign_id == campaign.id)
         .group_by(start)
     )
     redeemed_start = bucket_start(bucket, Redemption.redeemed_at).label("start")
-    redeemed = await session.execute(
+    redeemed = await reads.execute(
         select(redeemed_start, func.count().label("n"))
         .where(
             Redemption.campaign_id == campaign.id,

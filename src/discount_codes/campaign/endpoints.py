@@ -26,6 +26,7 @@ from discount_codes.kit.pagination import (
 from discount_codes.kit.timestamps import Bucket
 from discount_codes.models import Campaign
 from discount_codes.problems import problem_responses
+from discount_codes.reads import ReadSessionDep
 
 router = APIRouter(tags=["campaigns"])
 BrandId = Annotated[
@@ -162,6 +163,7 @@ async def get_activity(
     campaign_id: str,
     principal: CurrentPrincipal,
     session: SessionDep,
+    reads: ReadSessionDep,
     bucket: Annotated[Bucket, Query(description="`hour` or `day`.")] = "hour",
 ) -> ActivityOut:
-    return await activity.claims_over_time(session, principal, campaign_id, bucket)
+    return await activity.claims_over_time(session, reads, principal, campaign_id, bucket)

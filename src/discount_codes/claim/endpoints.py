@@ -22,6 +22,7 @@ from discount_codes.claim.schemas import CampaignClaimOut, ClaimCreate, ClaimOut
 from discount_codes.db import DatabaseDep, SessionDep
 from discount_codes.kit.pagination import CursorQuery, LimitQuery, Page
 from discount_codes.problems import problem_responses
+from discount_codes.reads import ReadSessionDep
 
 router = APIRouter(tags=["claims"])
 
@@ -180,11 +181,12 @@ async def list_campaign_claims(
     campaign_id: CampaignId,
     principal: CurrentPrincipal,
     session: SessionDep,
+    reads: ReadSessionDep,
     limit: LimitQuery = 50,
     cursor: CursorQuery = None,
 ) -> Page[CampaignClaimOut]:
     claims = await service.list_campaign_claims(
-        session, principal, campaign_id, cursor=cursor, limit=limit
+        session, reads, principal, campaign_id, cursor=cursor, limit=limit
     )
     return Page[CampaignClaimOut].of(
         claims, limit, key=service.claim_cursor_key, item=_campaign_claim_out

@@ -300,19 +300,20 @@ EXPORT_CHUNK = 2000
 
 
 async def campaign_claim_chunks(db: Database, campaign_id: str) -> AsyncIterator[list[ClaimRecord]]:
-    """Every claim of the campaign, oldest first, in chunks, on connections of its own.
+    """Every claim of the campaign, oldest first, in chunks, on connections of its own:
+    the replica's when ``DATABASE_READ_URL`` is set (``Database.read_engine``).
 
     PostgreSQL: one server-side cursor (one snapshot, constant memory). SQLite: keyset
     chunks, each in its own short transaction, so a long download never holds the
     database's write lock (one writer)."""
     if not db.dialect.one_writer:
-        async with db.connect() as conn:
+        async with db.read_engine.connect() as conn:
             async for chunk in _streamed_campaign_claims(conn, campaign_id):
                 yield chunk
         return
     after: tuple[datetime, str] | None = None
     while True:
-        async with db.begin() as conn:
+        async with db.read_engine.begin() as conn:
             chunk = await _campaign_claims_after(conn, campaign_id, after, EXPORT_CHUNK)
         if not chunk:
             return

@@ -147,16 +147,19 @@ async def _record_withdrawn(conn: AsyncConnection, claim: ClaimRecord, now: date
 
 async def list_campaign_claims(
     session: AsyncSession,
+    reads: AsyncSession,
     principal: Principal,
     campaign_id: str,
     *,
     cursor: str | None,
     limit: int,
 ) -> list[ClaimRecord]:
-    """Up to ``limit + 1`` claims, as ``list_my_claims``."""
+    """Up to ``limit + 1`` claims, as ``list_my_claims``. Access is decided on the primary
+    (``session``); the page is read from ``reads`` (the replica when one is set: shoppers'
+    claims, never the staff's own writes, so a page a second behind reads as current)."""
     await campaign_service.get_for_staff(session, principal, campaign_id)
     before = decode_time_id_cursor(cursor)
-    conn = await session.connection()
+    conn = await reads.connection()
     return await repository.list_for_campaign(conn, campaign_id, before=before, limit=limit + 1)
 
 

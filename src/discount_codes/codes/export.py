@@ -60,7 +60,9 @@ async def export_csv(db: Database, campaign_id: str) -> AsyncIterator[bytes]:
     """``code,status,claimed_at,batch_id``, oldest first, in constant memory.
 
     The body streams after the request's session has committed, so it reads on
-    connections of its own (``export_repository.codes_csv``), never the request's."""
+    connections of its own (``export_repository.codes_csv``), never the request's: the
+    replica's when ``DATABASE_READ_URL`` is set (it may miss the last seconds of claims),
+    so a big download never competes with the claim for the primary."""
     yield CSV_HEADER
-    async for chunk in export_repository.codes_csv(db.engine, campaign_id):
+    async for chunk in export_repository.codes_csv(db.read_engine, campaign_id):
         yield chunk
