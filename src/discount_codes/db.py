@@ -29,6 +29,8 @@ from sqlalchemy.ext.asyncio import (
 from discount_codes import telemetry
 from discount_codes.config import Settings
 from discount_codes.kit.dialect import Dialect
+from discount_codes.kit.fair import FairTurns
+from discount_codes.kit.tenants import current_tenant
 from discount_codes.kit.wakeup import CHANNEL, raw_dsn
 
 T = TypeVar("T")
@@ -121,7 +123,7 @@ class Database:
         self._driver_pool: asyncpg.Pool | None = None
         self._driver_pool_lock = asyncio.Lock()
         #: Turns for a driver connection (``driver_connection``), first come first served.
-        self._driver_turn = asyncio.Semaphore(settings.db_pool_size)
+        self._driver_turn = FairTurns(settings.db_pool_size)
         self._wakeup_wanted = False
         self._wakeup_task: asyncio.Task[None] | None = None
         self._loop_connection: sqlite3.Connection | None = None
@@ -155,16 +157,15 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def driver_connection(self) -> AsyncIterator[asyncpg.Connection]:
-        """PostgreSQL: a connection of the driver pool, handed out first come, first
-        served. asyncpg's pool queues waiters on an asyncio.Queue, where a request arriving
-        just as a connection comes back takes it ahead of the one woken for it, which goes
-        to the back of the queue: under load a few claims waited many turns (wrk, 2
-        processes, 64 connections, 10 per pool: p99 100-115 ms at p50 30 ms; 46-55 ms
-        through the turns). asyncio's Semaphore lets no newcomer past a waiter."""
+        """PostgreSQL: a connection of the driver pool, by turns that no newcomer takes
+        ahead of a waiter (asyncpg's own pool queue lets a request arriving just as a
+        connection comes back past the waiter woken for it, which made the claims' tail
+        latency) and that are shared fairly between brands (``kit/fair.py``). No turn
+        within ``DATABASE_POOL_TIMEOUT_S``: ``PoolTurnTimeout`` (503)."""
         pool = await self.driver_pool()
         try:
             async with asyncio.timeout(self.settings.database_pool_timeout_s):
-                await self._driver_turn.acquire()
+                await self._driver_turn.acquire(current_tenant.get())
         except TimeoutError:
             raise PoolTurnTimeout from None
         try:
