@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import inspect
 import os
 import shutil
 import signal
@@ -109,6 +110,46 @@ def pytest_configure(config: pytest.Config) -> None:
     global _fast_tier
     _fast_tier = bool(config.getoption("fast"))
     config.stash[_started_key] = time.monotonic()
+
+
+# --- waiting for a condition ----------------------------------------------------------------
+
+
+async def poll(
+    check: Callable[[], Awaitable[Any] | Any],
+    *,
+    timeout: float = 60,
+    every: float = 0.05,
+    what: str | Callable[[], str] = "",
+) -> Any:
+    """Wait until ``check()`` (sync or async) returns something truthy, and return it; fail
+    after ``timeout`` seconds, generous because CI is slow. The suite's one way to wait:
+    a condition, never a fixed sleep. ``what`` (or a function giving it, e.g. a log's tail)
+    says what was awaited when it fails."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            said = what() if callable(what) else what
+            raise AssertionError(
+                f"condition not reached within {timeout}s" + (said and f": {said}")
+            )
+        await asyncio.sleep(every)
+
+
+def wait_until(
+    check: Callable[[], Any],
+    *,
+    timeout: float = 60,
+    every: float = 0.05,
+    what: str | Callable[[], str] = "",
+) -> Any:
+    """``poll`` for a sync test or fixture (its own loop, in a thread); ``check`` is sync."""
+    return run_sync(poll(check, timeout=timeout, every=every, what=what))
 
 
 def refuse_in_fast_tier(what: str) -> None:
@@ -285,16 +326,22 @@ def start_pgbouncer(workdir: Path, *, pool_size: int = 20) -> PgBouncer:
     with log_path.open("wb") as log:
         process = subprocess.Popen([PGBOUNCER, str(ini)], stdout=log, stderr=subprocess.STDOUT)
     bouncer = PgBouncer(port, process, log_path)
-    deadline = time.monotonic() + 30
-    while True:
+
+    def listening() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"pgbouncer exited {process.returncode}: {log_path.read_text()}")
         with suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-            return bouncer
-        if time.monotonic() > deadline:
-            bouncer.stop()
-            raise RuntimeError(f"pgbouncer not listening: {log_path.read_text()}")
-        time.sleep(0.05)
+            return True
+        return False
+
+    try:
+        wait_until(
+            listening, timeout=30, what=lambda: f"pgbouncer listening: {log_path.read_text()}"
+        )
+    except AssertionError:
+        bouncer.stop()
+        raise
+    return bouncer
 
 
 @pytest.fixture(scope="session")
@@ -513,16 +560,21 @@ def wait_ready(
     url: str, process: subprocess.Popen[bytes], log_path: Path, timeout: float = 60
 ) -> None:
     refuse_in_fast_tier("A server process")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def ready() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}:\n{log_path.read_text()}")
         with suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"server not ready in {timeout}s:\n{log_path.read_text()}")
+            return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+        return False
+
+    try:
+        wait_until(
+            ready, timeout=timeout, every=0.1, what=lambda: f"ready:\n{log_path.read_text()}"
+        )
+    except AssertionError:
+        process.kill()
+        raise
 
 
 ServerFactory = Callable[..., LiveServer]

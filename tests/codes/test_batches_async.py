@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
-import time
 from typing import Any
 
 import httpx
@@ -16,7 +14,7 @@ from discount_codes.config import Settings
 from discount_codes.db import Database
 from discount_codes.models import Code, Event
 
-from ..conftest import THROUGH_PGBOUNCER, Tokens, worker_running
+from ..conftest import THROUGH_PGBOUNCER, Tokens, poll, worker_running
 from .helpers import ALPHABET, codes_total, new_campaign, stored_codes
 
 pytestmark = THROUGH_PGBOUNCER
@@ -27,17 +25,17 @@ async def wait_completed(
 ) -> tuple[dict[str, Any], list[int]]:
     """Poll the batch until it completes; returns it and every `generated` value seen."""
     seen: list[int] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    async def completed() -> dict[str, Any] | None:
         r = await client.get(location, headers=headers)
         assert r.status_code == 200, r.text
-        batch = r.json()
+        batch: dict[str, Any] = r.json()
         seen.append(batch["generated"])
         assert batch["status"] in ("pending", "running", "completed"), batch
-        if batch["status"] == "completed":
-            return batch, seen
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"batch not completed in {timeout}s: {seen[-1:]}")
+        return batch if batch["status"] == "completed" else None
+
+    batch = await poll(completed, timeout=timeout, what=lambda: f"batch completed: {seen[-1:]}")
+    return batch, seen
 
 
 async def test_inline_limit_plus_one_goes_to_the_worker(

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy import select
@@ -15,7 +15,16 @@ from sqlalchemy import select
 from discount_codes.db import Database
 from discount_codes.models import CodeBatch
 
-from ..conftest import ROOT, Tokens, asgi_client, cli, make_settings, running_app, service_env
+from ..conftest import (
+    ROOT,
+    Tokens,
+    asgi_client,
+    cli,
+    make_settings,
+    poll,
+    running_app,
+    service_env,
+)
 from .helpers import codes_total, new_campaign, stored_codes
 
 
@@ -49,13 +58,12 @@ async def test_worker_killed_mid_batch_is_replaced_and_the_batch_is_exact(
 
         first = start_worker(pg_url, data_dir, log_path)
         try:
-            deadline = time.monotonic() + 60
-            generated = 0
-            while time.monotonic() < deadline:
-                generated = (await client.get(location, headers=headers)).json()["generated"]
-                if generated >= 20_000:
-                    break
-                await asyncio.sleep(0.02)
+
+            async def under_way() -> bool:
+                batch = (await client.get(location, headers=headers)).json()
+                return int(batch["generated"]) >= 20_000
+
+            await poll(under_way, every=0.02, what=lambda: log_path.read_text()[-2000:])
             first.send_signal(signal.SIGKILL)
             first.wait(10)
         finally:
@@ -68,12 +76,14 @@ async def test_worker_killed_mid_batch_is_replaced_and_the_batch_is_exact(
 
         second = start_worker(pg_url, data_dir, log_path)
         try:
-            deadline = time.monotonic() + 90
-            while time.monotonic() < deadline:
+
+            async def finished() -> dict[str, Any] | None:
                 batch = (await client.get(location, headers=headers)).json()
-                if batch["status"] != "running":
-                    break
-                await asyncio.sleep(0.1)
+                return batch if batch["status"] != "running" else None
+
+            batch = await poll(
+                finished, timeout=90, every=0.1, what=lambda: log_path.read_text()[-3000:]
+            )
         finally:
             second.send_signal(signal.SIGTERM)
             second.wait(30)

@@ -3,9 +3,7 @@ what a brand's staff and a shopper see and do, end to end."""
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,8 +16,7 @@ from playwright.async_api import Browser, Dialog, Page, expect
 
 from discount_codes.webhook.receiver import Receiver
 
-from ..conftest import LiveServer, Tokens
-from ..robustness.helpers import poll
+from ..conftest import LiveServer, Tokens, poll
 from .conftest import add_codes, create_campaign, new_context, sign_in
 
 pytestmark = [
@@ -62,17 +59,19 @@ async def test_brand_creates_a_campaign_and_watches_its_codes_being_made(
     await page.get_by_role("button", name="Generate codes").click()
     bar = page.locator("#batch-progress")
     seen: list[int] = []
-    give_up = time.monotonic() + 120
-    while time.monotonic() < give_up:
+
+    async def completed() -> bool:
         value = await bar.get_attribute("value")
         if value is not None and (not seen or int(float(value)) != seen[-1]):
             seen.append(int(float(value)))
-        if await page.locator(".progress[data-status=completed]").count():
-            final = int(float(await bar.get_attribute("value") or 0))
-            if final != seen[-1]:
-                seen.append(final)
-            break
-        await asyncio.sleep(0.05)
+        if not await page.locator(".progress[data-status=completed]").count():
+            return False
+        final = int(float(await bar.get_attribute("value") or 0))
+        if final != seen[-1]:
+            seen.append(final)
+        return True
+
+    await poll(completed, timeout=120, what=lambda: f"batch completed: {seen}")
     await page.screenshot(path=tmp_path / "codes-generated.png", full_page=True)
 
     assert seen == sorted(seen) and seen[-1] == 20_000, seen

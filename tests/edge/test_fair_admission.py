@@ -12,8 +12,8 @@ import httpx
 from discount_codes.edge.admission import tenant_of
 from discount_codes.kit.tenants import CampaignBrands
 
-from ..conftest import ServerFactory, Tokens
-from ..robustness.helpers import new_campaign, poll
+from ..conftest import ServerFactory, Tokens, poll
+from ..robustness.helpers import new_campaign
 from .helpers import campaign_locked
 
 SLOTS = 4  # MAX_REQUESTS_IN_FLIGHT of the test server; a brand's share is half

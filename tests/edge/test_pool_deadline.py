@@ -8,8 +8,8 @@ import asyncio
 
 import httpx
 
-from ..conftest import ServerFactory, Tokens
-from ..robustness.helpers import is_clean_503, new_campaign, poll
+from ..conftest import ServerFactory, Tokens, poll
+from ..robustness.helpers import is_clean_503, new_campaign
 from .helpers import campaign_locked
 
 

@@ -9,8 +9,8 @@ import json
 
 import httpx
 
-from ..conftest import ServerFactory, Tokens
-from ..robustness.helpers import campaign_with_codes, poll
+from ..conftest import ServerFactory, Tokens, poll
+from ..robustness.helpers import campaign_with_codes
 from .helpers import RawRequest, post_head, receive_queues
 
 STALLED = 300

@@ -16,8 +16,7 @@ from discount_codes.db import Database
 from discount_codes.metrics import MULTIPROC_ENV, TOP_CAMPAIGNS, prepare_multiprocess_dir
 
 from ..claim.helpers import add_codes, campaign_with_codes, claim, new_campaign
-from ..conftest import ServerFactory, Tokens, worker_running
-from ..robustness.helpers import poll
+from ..conftest import ServerFactory, Tokens, poll, worker_running
 
 
 def samples(text: str, name: str, **labels: str) -> list[float]:

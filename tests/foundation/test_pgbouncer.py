@@ -25,12 +25,12 @@ from ..conftest import (
     cli,
     create_pg_database,
     make_settings,
+    poll,
     running_app,
     service_env,
     start_pgbouncer,
     worker_running,
 )
-from ..robustness.helpers import poll
 from ..webhook.receiver import Receiver
 
 

@@ -9,9 +9,8 @@ import signal
 
 import httpx
 
-from ..conftest import ServerFactory, Tokens
+from ..conftest import ServerFactory, Tokens, poll
 from ..edge.helpers import RawRequest, post_head
-from ..robustness.helpers import poll
 
 
 async def test_sigterm_finishes_in_flight_requests_then_exits_0(

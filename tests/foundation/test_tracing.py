@@ -28,10 +28,10 @@ from ..conftest import (
     create_pg_database,
     free_port,
     make_settings,
+    poll,
     running_app,
     worker_running,
 )
-from ..robustness.helpers import poll
 from ..webhook.receiver import Receiver
 
 CALLER_TRACE = uuid.uuid4().hex

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from discount_codes.models import Event
 from discount_codes.outbox.pruning import prune
 from discount_codes.outbox.service import record_event
 
-from ..conftest import Tokens, make_settings
+from ..conftest import Tokens, make_settings, poll
 
 
 async def test_feed_pages_through_the_brands_events_in_order(
@@ -41,11 +40,12 @@ async def test_feed_pages_through_the_brands_events_in_order(
     h = tokens.brand(brand_id)
     # Committed events show once no older write transaction is running anywhere in the
     # PostgreSQL cluster (the visibility horizon): at once, unless another one is open.
-    async with asyncio.timeout(20):
-        while (
-            len((await client.get(f"/v1/brands/{brand_id}/events", headers=h)).json()["items"]) < 5
-        ):
-            await asyncio.sleep(0.02)
+
+    async def all_five() -> bool:
+        r = await client.get(f"/v1/brands/{brand_id}/events", headers=h)
+        return len(r.json()["items"]) >= 5
+
+    await poll(all_five, timeout=20, every=0.02)
     r = await client.get(f"/v1/brands/{brand_id}/events", params={"limit": 2}, headers=h)
     assert r.status_code == 200, r.text
     page = r.json()

@@ -28,11 +28,11 @@ from ..conftest import (
     cli,
     create_pg_database,
     make_settings,
+    poll,
     running_app,
     service_env,
     worker_running,
 )
-from ..robustness.helpers import poll
 
 
 @pytest.fixture(scope="module")

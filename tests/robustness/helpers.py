@@ -5,8 +5,6 @@ service's own view may be what is broken), and telling a clean 503 from anything
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,6 +13,7 @@ import asyncpg
 import httpx
 
 from ..conftest import PG_ADMIN_DSN, Tokens
+from ..conftest import poll as poll  # the suite's one wait; import it from tests.conftest
 
 PROBLEM = "application/problem+json"
 UNAVAILABLE = "/problems/service-unavailable"
@@ -62,17 +61,6 @@ async def fetch(database_url: str, query: str, *args: Any) -> list[asyncpg.Recor
 async def fetchval(database_url: str, query: str, *args: Any) -> Any:
     rows = await fetch(database_url, query, *args)
     return rows[0][0] if rows else None
-
-
-async def poll(
-    check: Callable[[], Awaitable[bool]], *, timeout: float = 60, every: float = 0.05
-) -> None:
-    """Wait until ``check()`` holds; fail after ``timeout`` seconds (generous: CI is slow)."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not reached within {timeout}s")
-        await asyncio.sleep(every)
 
 
 def is_clean_503(response: httpx.Response) -> bool:

@@ -21,6 +21,7 @@ from ..conftest import (
     Tokens,
     create_pg_database,
     gather_limited,
+    poll,
 )
 from .helpers import (
     PROBLEM,
@@ -32,7 +33,6 @@ from .helpers import (
     fetchval,
     is_clean_503,
     new_campaign,
-    poll,
     terminate_backends,
     via_port,
 )
