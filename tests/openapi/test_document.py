@@ -82,9 +82,17 @@ def test_every_error_response_is_the_one_problem_component_as_problem_json() -> 
     wrong = [
         (m, p, s, r.get("content"))
         for m, p, s, r in errors
-        if r.get("content") != {PROBLEM: {"schema": {"$ref": PROBLEM_REF}}}
+        if set(r.get("content") or {}) != {PROBLEM}
+        or r["content"][PROBLEM].get("schema") != {"$ref": PROBLEM_REF}
     ]
     assert not wrong, wrong
+    # Each error shows its own problems: examples of that status, typed by their slug.
+    for m, p, s, r in errors:
+        examples = r["content"][PROBLEM].get("examples", {})
+        assert examples, (m, p, s)
+        for slug, example in examples.items():
+            assert example["value"]["status"] == int(s), (m, p, s, slug)
+            assert example["value"]["type"] == f"/problems/{slug}", (m, p, s, slug)
     text = json.dumps(DOC)
     assert "HTTPValidationError" not in text
     assert "ValidationError" not in DOC["components"]["schemas"]
@@ -175,9 +183,11 @@ def test_a_route_added_later_gets_a_short_id_and_problem_responses(
 
     operation = app.openapi()["paths"]["/v1/brands/{brand_id}/stickers/{sticker}"]["get"]
     assert operation["operationId"] == "lookUpSticker"
-    problem = {PROBLEM: {"schema": {"$ref": PROBLEM_REF}}}
-    assert {s: r["content"] for s, r in operation["responses"].items() if s != "200"} == {
-        "404": problem,
-        "422": problem,
-        "503": problem,
-    }
+    errors = {s: r["content"] for s, r in operation["responses"].items() if s != "200"}
+    assert set(errors) == {"404", "422", "503"}
+    for status, content in errors.items():
+        assert set(content) == {PROBLEM}
+        assert content[PROBLEM]["schema"] == {"$ref": PROBLEM_REF}
+        assert {e["value"]["status"] for e in content[PROBLEM]["examples"].values()} == {
+            int(status)
+        }

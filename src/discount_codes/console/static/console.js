@@ -36,6 +36,7 @@ const EVENT_TYPES = [
   "contact_consent.withdrawn",
   "discount_code.redeemed",
   "discount_code.redemption_reversed",
+  "discount_code.hold_expired",
 ];
 const enc = encodeURIComponent;
 
