@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import ssl
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -163,9 +162,10 @@ async def test_a_long_body_is_not_read_to_its_end() -> None:
     huge = b"HTTP/1.1 200 OK\r\ncontent-length: 10000000\r\n\r\n" + b"x" * 200_000
 
     async with serving(fixed(huge)) as server, Client(timeout=5, user_agent="ua") as client:
-        started = time.monotonic()
+        # Read to its end, the body would keep the client waiting for bytes that never come
+        # (the server keeps the connection open): TimedOut instead of the status.
         answer = await client.post(server.url(), b"{}", HEADERS, max_body=64 * 1024)
-        assert answer.status == 200 and time.monotonic() - started < 4
+        assert answer.status == 200
         assert (await client.post(server.url(), b"{}", HEADERS)).status == 200
     assert server.connections == 2  # the first one was dropped, not drained
 
@@ -189,10 +189,10 @@ async def test_late_answers() -> None:
             # Its status came in time: it counts (sending it again would deliver it twice).
             assert (await client.post(server.url(), b"{}", HEADERS)).status == 200
         async with serving(nothing) as server:
-            started = time.monotonic()
             with pytest.raises(TimedOut):
                 await client.post(server.url(), b"{}", HEADERS)
-            assert 0.4 < time.monotonic() - started < 3
+            # The request was sent whole: what timed out was waiting for its answer.
+            assert [line for line, _, _ in server.requests] == ["POST /hook HTTP/1.1"]
 
 
 async def test_no_server_and_broken_http_are_send_failures() -> None:
