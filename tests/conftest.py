@@ -450,9 +450,11 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @asynccontextmanager
-async def worker_running(settings: Settings, db: Database) -> AsyncIterator[WorkerContext]:
+async def worker_running(
+    settings: Settings, db: Database, context: type[WorkerContext] = WorkerContext
+) -> AsyncIterator[WorkerContext]:
     """The worker's loops, in this process, for as long as the block runs."""
-    ctx = WorkerContext(settings=settings, db=db)
+    ctx = context(settings=settings, db=db)
     task = asyncio.create_task(run_worker(ctx))
     try:
         yield ctx

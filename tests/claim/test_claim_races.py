@@ -15,8 +15,7 @@ from sqlalchemy import select
 from discount_codes.db import Database
 from discount_codes.models import Campaign, Claim
 
-from ..conftest import THROUGH_PGBOUNCER, ServerFactory, Tokens, gather_limited
-from ..robustness.helpers import poll
+from ..conftest import THROUGH_PGBOUNCER, ServerFactory, Tokens, gather_limited, poll
 from .helpers import (
     campaign_with_codes,
     claim,

@@ -16,8 +16,7 @@ from sqlalchemy.engine import make_url
 from discount_codes.config import Settings
 from discount_codes.db import Database
 
-from ..conftest import Tokens, worker_running
-from ..robustness.helpers import poll
+from ..conftest import Tokens, poll, worker_running
 from ..webhook.receiver import Receiver
 from .helpers import campaign_with_codes, claim, events
 

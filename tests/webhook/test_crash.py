@@ -25,10 +25,10 @@ from ..conftest import (
     cli,
     create_pg_database,
     make_settings,
+    poll,
     running_app,
     service_env,
 )
-from ..robustness.helpers import poll
 from .receiver import Behaviour, Received, Receiver, Reply
 
 pytestmark = pytest.mark.slow
@@ -192,10 +192,14 @@ async def test_sigkill_before_sending_and_before_recording_loses_nothing(
 
 
 async def poll_until(conn: Any, stmt: Any, expected: set[str], timeout: float = 20) -> None:
-    async with asyncio.timeout(timeout):
-        while set((await conn.execute(stmt)).scalars()) != expected:
-            await conn.rollback()
-            await asyncio.sleep(0.05)
+    """Until ``stmt`` reads ``expected`` (each read in a transaction of its own)."""
+
+    async def reached() -> bool:
+        found = set((await conn.execute(stmt)).scalars())
+        await conn.rollback()
+        return found == expected
+
+    await poll(reached, timeout=timeout)
 
 
 async def test_two_workers_never_send_the_same_delivery_at_once(

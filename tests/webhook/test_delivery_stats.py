@@ -13,10 +13,9 @@ from discount_codes.config import Settings
 from discount_codes.db import Database
 from discount_codes.models import DeliveryAttempt
 
-from ..conftest import Tokens, worker_running
-from ..robustness.helpers import poll
+from ..conftest import Tokens, poll, worker_running
+from .helpers import attempts, make_endpoint, record
 from .receiver import Received, Receiver, Reply
-from .test_delivery import attempts, make_endpoint, record
 
 pytestmark = pytest.mark.usefixtures("cleanup_brand")
 

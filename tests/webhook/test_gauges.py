@@ -18,8 +18,8 @@ from discount_codes.outbox import metrics
 from discount_codes.outbox.repository import OutboxFigures
 
 from ..conftest import Tokens, worker_running
+from .helpers import make_endpoint, record
 from .receiver import Received, Receiver, Reply
-from .test_delivery import make_endpoint, record
 
 pytestmark = pytest.mark.usefixtures("cleanup_brand")
 

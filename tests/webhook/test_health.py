@@ -16,10 +16,9 @@ from discount_codes.db import Database
 from discount_codes.webhook import policy
 from discount_codes.webhook.dispatcher import Dispatcher, new_client
 
-from ..conftest import Tokens, worker_running
-from ..robustness.helpers import poll
+from ..conftest import Tokens, poll, worker_running
+from .helpers import FakeClock, make_endpoint, record
 from .receiver import Received, Receiver, Reply
-from .test_delivery import FakeClock, make_endpoint, record
 
 pytestmark = pytest.mark.usefixtures("cleanup_brand")
 

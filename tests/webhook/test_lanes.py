@@ -14,10 +14,9 @@ from discount_codes.config import Settings
 from discount_codes.db import Database
 from discount_codes.outbox.service import record_event
 
-from ..conftest import Tokens, worker_running
-from ..robustness.helpers import poll
+from ..conftest import Tokens, poll, worker_running
+from .helpers import attempts, make_endpoint
 from .receiver import Received, Receiver, Reply
-from .test_delivery import attempts, make_endpoint
 
 pytestmark = pytest.mark.usefixtures("cleanup_brand")
 

@@ -18,7 +18,7 @@ from cryptography.x509.oid import NameOID
 
 from discount_codes.webhook.transport import Client, SendFailed, TimedOut
 
-from ..robustness.helpers import poll
+from ..conftest import poll
 
 #: Reads one request's head and body, writes the answer; returns False to close.
 Answer = Callable[[asyncio.StreamReader, asyncio.StreamWriter, dict[str, str]], Awaitable[bool]]
