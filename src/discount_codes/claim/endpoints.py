@@ -222,7 +222,7 @@ async def export_campaign_claims(
 ) -> StreamingResponse:
     await service.authorize_export(session, principal, campaign_id)
     return StreamingResponse(
-        service.export_campaign_claims(db, campaign_id),
+        await service.export_campaign_claims(db, campaign_id),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="claims-{campaign_id}.csv"'},
     )

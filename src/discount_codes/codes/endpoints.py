@@ -146,7 +146,7 @@ async def export_codes(
 ) -> StreamingResponse:
     campaign = await export.authorise_export(session, principal, campaign_id)
     return StreamingResponse(
-        export.export_csv(db, campaign.id),
+        await export.export_csv(db, campaign.id),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="codes-{campaign.id}.csv"'},
     )

@@ -15,6 +15,7 @@ from discount_codes.codes import repository as repo
 from discount_codes.codes.alphabet import display
 from discount_codes.codes.schemas import CodeOut
 from discount_codes.db import Database
+from discount_codes.kit.downloads import started
 from discount_codes.kit.pagination import Page, decode_int_cursor
 from discount_codes.models import Campaign
 
@@ -57,12 +58,22 @@ async def authorise_export(
 
 
 async def export_csv(db: Database, campaign_id: str) -> AsyncIterator[bytes]:
-    """``code,status,claimed_at,batch_id``, oldest first, in constant memory.
+    """``code,status,claimed_at,batch_id``, oldest first, in constant memory, on connections
+    of its own (``export_repository.codes_csv``), never the request's: the replica's when
+    ``DATABASE_READ_URL`` is set (it may miss the last seconds of claims), so a big
+    download never competes with the claim for the primary.
 
-    The body streams after the request's session has committed, so it reads on
-    connections of its own (``export_repository.codes_csv``), never the request's: the
-    replica's when ``DATABASE_READ_URL`` is set (it may miss the last seconds of claims),
-    so a big download never competes with the claim for the primary."""
-    yield CSV_HEADER
-    async for chunk in export_repository.codes_csv(db.read_engine, campaign_id):
+    From a replica the first rows are read before the answer starts
+    (``kit.downloads.started``): a replica that cannot be reached answers 503, not a
+    download cut off after its header. From the primary they are read once the request's
+    session has committed (on SQLite it holds the one connection until then); the primary
+    has just answered the authorisation."""
+    body = _csv(db, campaign_id)
+    return await started(body) if db.read_engine is not db.engine else body
+
+
+async def _csv(db: Database, campaign_id: str) -> AsyncIterator[bytes]:
+    rows = export_repository.codes_csv(db.read_engine, campaign_id)
+    yield CSV_HEADER + await anext(rows, b"")  # the header comes with the first rows
+    async for chunk in rows:
         yield chunk
