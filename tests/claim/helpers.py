@@ -111,3 +111,33 @@ async def events(db: Database, campaign_id: str, type_: str) -> list[dict[str, A
         )
         await conn.rollback()
     return [dict(r) for r in rows]
+
+
+#: Concurrent clients of the race tests (claims, redemptions, the outbox's horizon).
+CLIENTS = 64
+
+
+def http_client(url: str) -> httpx.AsyncClient:
+    # Idle connections are dropped well before uvicorn's 5 s keep-alive timeout closes
+    # them under our feet (a POST is not retried by httpx).
+    return httpx.AsyncClient(
+        base_url=url,
+        timeout=httpx.Timeout(120),
+        limits=httpx.Limits(
+            max_connections=CLIENTS, max_keepalive_connections=CLIENTS, keepalive_expiry=1.0
+        ),
+    )
+
+
+async def claim_once(
+    http: httpx.AsyncClient, headers: dict[str, str], campaign_id: str
+) -> httpx.Response:
+    """A claim, sent again if the connection broke before an answer: asking again is safe
+    (the same user gets the same code), so a retry can only turn a 201 into a 200."""
+    for attempt in range(3):
+        try:
+            return await claim(http, headers, campaign_id)
+        except (httpx.ReadError, httpx.RemoteProtocolError):
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")

@@ -17,43 +17,18 @@ from discount_codes.models import Campaign, Claim
 
 from ..conftest import THROUGH_PGBOUNCER, ServerFactory, Tokens, gather_limited, poll
 from .helpers import (
+    CLIENTS,
     campaign_with_codes,
     claim,
     claim_count,
+    claim_once,
     claimed_code_count,
     counter_sum,
     events,
+    http_client,
     new_campaign,
     set_status,
 )
-
-CLIENTS = 64
-
-
-def http_client(url: str) -> httpx.AsyncClient:
-    # Idle connections are dropped well before uvicorn's 5 s keep-alive timeout closes
-    # them under our feet (a POST is not retried by httpx).
-    return httpx.AsyncClient(
-        base_url=url,
-        timeout=httpx.Timeout(120),
-        limits=httpx.Limits(
-            max_connections=CLIENTS, max_keepalive_connections=CLIENTS, keepalive_expiry=1.0
-        ),
-    )
-
-
-async def claim_once(
-    http: httpx.AsyncClient, headers: dict[str, str], campaign_id: str
-) -> httpx.Response:
-    """A claim, sent again if the connection broke before an answer: asking again is safe
-    (the same user gets the same code), so a retry can only turn a 201 into a 200."""
-    for attempt in range(3):
-        try:
-            return await claim(http, headers, campaign_id)
-        except (httpx.ReadError, httpx.RemoteProtocolError):
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
 
 
 # Through PgBouncer too: two real processes, each with its own pool, sharing its servers.

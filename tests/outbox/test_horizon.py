@@ -16,10 +16,9 @@ from discount_codes.config import Settings
 from discount_codes.db import Database
 from discount_codes.models import Event
 
-from ..claim.helpers import campaign_with_codes
-from ..claim.test_claim_races import claim_once, http_client
+from ..claim.helpers import campaign_with_codes, claim_once, http_client
 from ..conftest import ServerFactory, Tokens, gather_limited, worker_running
-from .test_relay import Queue
+from .helpers import Queue
 
 CLAIMS = 1500
 

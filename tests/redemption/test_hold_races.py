@@ -11,8 +11,7 @@ import httpx
 
 from discount_codes.db import Database
 
-from ..claim.helpers import events
-from ..claim.test_claim_races import http_client
+from ..claim.helpers import events, http_client
 from ..conftest import ServerFactory, Tokens
 from .helpers import claimed_code, live_redemptions, redeem, redeemed_counter
 
