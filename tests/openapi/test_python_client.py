@@ -224,6 +224,7 @@ def _walk(client: Callable[[str], Any], tokens: Tokens, brand_id: str) -> None:
     assert event.data["user"]["email"] == f"{shopper_id}@example.com"
 
 
+@pytest.mark.slow  # the generator, then mypy --strict twice: most of the fast tier's time
 def test_the_docs_script_type_checks_against_the_generated_client(
     tmp_path: Path, generated: Path
 ) -> None:
