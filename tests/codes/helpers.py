@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from discount_codes.db import Database
 from discount_codes.models import Campaign, Code, CodeBatch
 
-from ..conftest import Tokens
+from ..conftest import Tokens, poll
 
 ALPHABET = set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
 
@@ -55,3 +55,21 @@ async def batch_count(db: Database, campaign_id: str) -> int:
         ).scalar_one()
         await conn.rollback()
     return int(n)
+
+
+async def wait_completed(
+    client: httpx.AsyncClient, location: str, headers: dict[str, str], timeout: float = 90
+) -> tuple[dict[str, Any], list[int]]:
+    """Poll the batch until it completes; returns it and every `generated` value seen."""
+    seen: list[int] = []
+
+    async def completed() -> dict[str, Any] | None:
+        r = await client.get(location, headers=headers)
+        assert r.status_code == 200, r.text
+        batch: dict[str, Any] = r.json()
+        seen.append(batch["generated"])
+        assert batch["status"] in ("pending", "running", "completed"), batch
+        return batch if batch["status"] == "completed" else None
+
+    batch = await poll(completed, timeout=timeout, what=lambda: f"batch completed: {seen[-1:]}")
+    return batch, seen

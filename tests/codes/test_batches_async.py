@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Any
 
 import httpx
 from sqlalchemy import select
@@ -14,28 +13,10 @@ from discount_codes.config import Settings
 from discount_codes.db import Database
 from discount_codes.models import Code, Event
 
-from ..conftest import THROUGH_PGBOUNCER, Tokens, poll, worker_running
-from .helpers import ALPHABET, codes_total, new_campaign, stored_codes
+from ..conftest import THROUGH_PGBOUNCER, Tokens, worker_running
+from .helpers import ALPHABET, codes_total, new_campaign, stored_codes, wait_completed
 
 pytestmark = THROUGH_PGBOUNCER
-
-
-async def wait_completed(
-    client: httpx.AsyncClient, location: str, headers: dict[str, str], timeout: float = 90
-) -> tuple[dict[str, Any], list[int]]:
-    """Poll the batch until it completes; returns it and every `generated` value seen."""
-    seen: list[int] = []
-
-    async def completed() -> dict[str, Any] | None:
-        r = await client.get(location, headers=headers)
-        assert r.status_code == 200, r.text
-        batch: dict[str, Any] = r.json()
-        seen.append(batch["generated"])
-        assert batch["status"] in ("pending", "running", "completed"), batch
-        return batch if batch["status"] == "completed" else None
-
-    batch = await poll(completed, timeout=timeout, what=lambda: f"batch completed: {seen[-1:]}")
-    return batch, seen
 
 
 async def test_inline_limit_plus_one_goes_to_the_worker(

@@ -19,8 +19,7 @@ from ..conftest import (
     running_app,
     worker_running,
 )
-from .helpers import new_campaign, stored_codes
-from .test_batches_async import wait_completed
+from .helpers import new_campaign, stored_codes, wait_completed
 
 CHUNK = 2_000
 

@@ -15,8 +15,7 @@ from discount_codes.config import Settings
 from discount_codes.db import Database
 
 from ..conftest import Tokens, worker_running
-from .helpers import batch_count, new_campaign, stored_codes
-from .test_batches_async import wait_completed
+from .helpers import batch_count, new_campaign, stored_codes, wait_completed
 
 CROCKFORD = "0-9A-HJKMNP-TV-Z"
 
