@@ -1,10 +1,11 @@
 """Campaign rules, testable without a database: the state a campaign is really in, when it
 hands out codes, which status changes a brand may make, and what its counts mean.
 
-"Is this campaign open" has two SQL twins that must agree with ``is_open``: the claim's
-``dc_claim`` (PostgreSQL, migration 0002) and its SQLite twin in ``claim.sqlite_claim``
-(``claim_in_transaction``); a claim runs in one hop to the database, so the rule is
-checked there, and these functions name the answer a shopper gets when it says closed.
+A claim runs in one hop to the database, so "is this campaign open" is decided inside the
+claim's transaction: on SQLite by calling ``is_open`` (``claim.sqlite_claim``), on
+PostgreSQL by its one SQL twin in ``dc_claim`` (``claim/functions.py``), held to ``is_open``
+at its edges by ``tests/campaign/test_rules_in_sql.py``. When the claim says closed, these
+functions name the answer the shopper gets.
 """
 
 from __future__ import annotations

@@ -9,9 +9,6 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, cast
 
-#: Its event id is the claim's id, so a withdrawal finds the event by primary key to take
-#: the contact details out of it.
-CLAIMED_EVENT = "discount_code.claimed"
 #: Within this many codes of the end the claim checks whether it took the last one.
 NEAR_END = 256
 

@@ -2,7 +2,7 @@
 
 A claim is the hot path, so it costs one hop to the database and nothing more:
 
-- PostgreSQL: one call of the server-side function ``dc_claim`` (migration 0002), in its own
+- PostgreSQL: one call of the server-side function ``dc_claim`` (``claim/functions.py``), in its own
   autocommit transaction, on a driver-level asyncpg connection: one round trip, where
   BEGIN, the statements and COMMIT through SQLAlchemy's session cost four and a pool ping.
 - SQLite: the whole transaction as one function, committed with the claims that arrived
@@ -17,7 +17,7 @@ decides same-user races), count it, write the ``discount_code.claimed`` outbox r
 note low stock and exhaustion once. The other reads stay in SQLAlchemy Core.
 
 The campaign's discount (v1.2) comes back from that same statement, read with the campaign
-row it locks anyway (``o_discount``, migration 0010): no extra round trip and no cache.
+row it locks anyway (``o_discount``): no extra round trip and no cache.
 A per-process cache would also have been safe once a code is claimed (the discount is
 locked from then on: ``campaign-discount-locked``), but its first fill per campaign and
 process would be a round trip of its own, and before the first claim it could go stale.
@@ -38,7 +38,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from discount_codes import telemetry
 from discount_codes.claim import sqlite_claim
-from discount_codes.claim.records import CLAIMED_EVENT as CLAIMED_EVENT
 from discount_codes.claim.records import NEAR_END as NEAR_END
 from discount_codes.claim.records import CampaignState as CampaignState
 from discount_codes.claim.records import ClaimAttempt as ClaimAttempt
@@ -49,6 +48,7 @@ from discount_codes.ids import new_id
 from discount_codes.kit.timestamps import rfc3339
 from discount_codes.models import Campaign, Claim, Event, Redemption
 from discount_codes.outbox import payloads
+from discount_codes.outbox.event_types import CODE_CLAIMED
 from discount_codes.telemetry import current_traceparent
 
 #: Claimed-code counters per campaign: concurrent claims add to different rows.
@@ -114,7 +114,7 @@ async def claim_code(
         return await _claim_sqlite(
             db, campaign_id, user_id, email, name, now, claim_id, shard, data, traceparent
         )
-    with telemetry.db_span("postgresql", _CLAIM_STATEMENT):
+    with telemetry.db_span(db.dialect.value, _CLAIM_STATEMENT):
         async with db.driver_connection() as con:
             try:
                 row = await con.fetchrow(
@@ -185,11 +185,10 @@ async def _claim_sqlite(
     data: dict[str, Any],
     traceparent: str | None,
 ) -> ClaimAttempt:
-    at = sqlite_claim.sqlite_time(now)
-    args = (campaign_id, user_id, email, name, at, claim_id, shard, data, traceparent)
+    args = (campaign_id, user_id, email, name, now, claim_id, shard, data, traceparent)
     row = await db.write_on_sqlite(sqlite_claim.claim_in_transaction, *args)
     values = list(row)
-    for i in (3, 4, 7, 10):
+    for i in (7, 10):
         values[i] = sqlite_claim.sqlite_read_time(values[i])
     return _attempt(campaign_id, user_id, tuple(values))
 
@@ -221,10 +220,11 @@ async def withdraw_consent(conn: AsyncConnection, claim_id: str, now: datetime) 
 
 async def scrub_claimed_event(conn: AsyncConnection, claim_id: str) -> None:
     """Take the contact details out of the claim's ``discount_code.claimed`` event, so the
-    brand's feed, later deliveries and replays no longer carry them."""
+    brand's feed, later deliveries and replays no longer carry them (its event id is the
+    claim's id: found by primary key)."""
     data = (
         await conn.execute(
-            select(Event.data).where(Event.id == claim_id, Event.type == CLAIMED_EVENT)
+            select(Event.data).where(Event.id == claim_id, Event.type == CODE_CLAIMED)
         )
     ).scalar_one_or_none()
     if data is None:

@@ -1,6 +1,7 @@
-"""The claim transaction on SQLite: the same steps as PostgreSQL's ``dc_claim``, in the
-same order, as one function run on the connection's own thread in a ``BEGIN IMMEDIATE``
-transaction (``Database.write_on_sqlite``): one hop, not one per statement."""
+"""The claim transaction on SQLite: the same steps as PostgreSQL's ``dc_claim``
+(``claim/functions.py``), in the same order, as one function run on the connection's own
+thread in a ``BEGIN IMMEDIATE`` transaction (``Database.write_on_sqlite``): one hop, not one
+per statement. The campaign rules are ``campaign.rules``' own functions, called here."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
-from discount_codes.claim.records import CLAIMED_EVENT, NEAR_END, decoded_discount
+from discount_codes.campaign.rules import Counts, is_open
+from discount_codes.claim.records import NEAR_END, CampaignState, decoded_discount
 from discount_codes.codes.alphabet import display
 from discount_codes.ids import new_id
 from discount_codes.outbox import payloads
+from discount_codes.outbox.event_types import CODE_CLAIMED, CODES_EXHAUSTED, CODES_LOW
 
 
 def sqlite_time(at: datetime) -> str:
@@ -51,12 +54,13 @@ def claim_in_transaction(
     user_id: str,
     email: str | None,
     name: str | None,
-    at: str,
+    now: datetime,
     claim_id: str,
     shard: int,
     data: dict[str, Any],
     traceparent: str | None,
 ) -> tuple[Any, ...]:
+    at = sqlite_time(now)
     campaign = con.execute(
         "SELECT brand_id, status, starts_at, ends_at, low_stock_threshold, low_stock_notified, "
         "exhausted_notified, codes_total, discount FROM campaigns WHERE id = ?",
@@ -75,21 +79,20 @@ def claim_in_transaction(
         total,
         discount,
     ) = campaign
-    head = (brand_id, status, starts_at, ends_at)
+    state = CampaignState(
+        campaign_id, brand_id, status, sqlite_read_time(starts_at), sqlite_read_time(ends_at)
+    )
+    head = (brand_id, status, state.starts_at, state.ends_at)
     # The user's own claim comes first, whatever the campaign's state (as in dc_claim). A
     # shopper claiming for the first time is the common case: there the claim's insert
     # finds the earlier claim (unique campaign + user) instead of a lookup beforehand.
-    is_open = (
-        status == "active"
-        and (starts_at is None or starts_at <= at)
-        and (ends_at is None or ends_at > at)
-    )
-    picked = con.execute(_SQLITE_PICK, (campaign_id,)).fetchone() if is_open else None
+    claimable = is_open(state, now)
+    picked = con.execute(_SQLITE_PICK, (campaign_id,)).fetchone() if claimable else None
     if picked is None:
         existing = con.execute(_SQLITE_CLAIM_OF_USER, (campaign_id, user_id)).fetchone()
         if existing is not None:
             return ("existing", *head, *existing, discount)
-        if not is_open:
+        if not claimable:
             return ("closed", *head, None, None, None, None, None, None, discount)
         if not exhausted_notified:
             _note_exhausted(con, brand_id, campaign_id, at)
@@ -115,14 +118,14 @@ def claim_in_transaction(
     payload = {**data, "brand_id": brand_id, "code": code, "discount": decoded_discount(discount)}
     con.execute(
         _SQLITE_CLAIMED_EVENT,
-        (claim_id, CLAIMED_EVENT, brand_id, campaign_id, json.dumps(payload), at, traceparent),
+        (claim_id, CODE_CLAIMED, brand_id, campaign_id, json.dumps(payload), at, traceparent),
     )
     if (threshold is not None and not low_notified) or not exhausted_notified:
         (claimed,) = con.execute(
             "SELECT coalesce(sum(claimed), 0) FROM claim_counters WHERE campaign_id = ?",
             (campaign_id,),
         ).fetchone()
-        available = max(int(total) - int(claimed), 0)
+        available = Counts(int(total), int(claimed)).available
         if threshold is not None and not low_notified and available <= threshold:
             con.execute("UPDATE campaigns SET low_stock_notified = 1 WHERE id = ?", (campaign_id,))
             low = payloads.codes_low(
@@ -130,7 +133,7 @@ def claim_in_transaction(
             )
             con.execute(
                 _SQLITE_EVENT,
-                (new_id(), "campaign.codes_low", brand_id, campaign_id, json.dumps(low), at),
+                (new_id(), CODES_LOW, brand_id, campaign_id, json.dumps(low), at),
             )
         if not exhausted_notified and available <= NEAR_END:
             left = con.execute(
@@ -147,5 +150,5 @@ def _note_exhausted(con: sqlite3.Connection, brand_id: str, campaign_id: str, at
     data = payloads.codes_exhausted(brand_id=brand_id, campaign_id=campaign_id)
     con.execute(
         _SQLITE_EVENT,
-        (new_id(), "campaign.codes_exhausted", brand_id, campaign_id, json.dumps(data), at),
+        (new_id(), CODES_EXHAUSTED, brand_id, campaign_id, json.dumps(data), at),
     )

@@ -16,18 +16,8 @@ from discount_codes.ids import new_id
 from discount_codes.kit import wakeup
 from discount_codes.kit.timestamps import utcnow
 from discount_codes.models import Event
+from discount_codes.outbox.event_types import EVENT_TYPES as EVENT_TYPES
 from discount_codes.telemetry import current_traceparent
-
-EVENT_TYPES = (
-    "discount_code.claimed",
-    "code_batch.completed",
-    "campaign.codes_low",
-    "campaign.codes_exhausted",
-    "contact_consent.withdrawn",
-    "discount_code.redeemed",
-    "discount_code.redemption_reversed",
-    "discount_code.hold_expired",
-)
 
 
 async def record_event(

@@ -19,10 +19,7 @@ that lets go of a taken one. The rest of the function is unchanged.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
-from pathlib import Path
-from types import ModuleType
 
 from alembic import op
 
@@ -31,7 +28,8 @@ down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-#: The whole function as of this revision (0002 has the one it replaces).
+#: The whole function as of this revision (``PREVIOUS_CLAIM_FUNCTION`` below: the one it
+#: replaces).
 CLAIM_FUNCTION = r"""CREATE OR REPLACE FUNCTION dc_claim(
     p_campaign_id text,
     p_user_id text,
@@ -289,15 +287,220 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        op.execute(_revision_0002().CLAIM_FUNCTION)
+        op.execute(PREVIOUS_CLAIM_FUNCTION)
 
 
-def _revision_0002() -> ModuleType:
-    """The module of revision 0002, the function this one replaces (by path: a migration's
-    file name is not a module name)."""
-    [path] = Path(__file__).parent.glob("*-0002_claim_function.py")
-    spec = importlib.util.spec_from_file_location("revision_0002", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+#: The function this revision replaces, as migration 0002 made it.
+PREVIOUS_CLAIM_FUNCTION = r"""
+CREATE OR REPLACE FUNCTION dc_claim(
+    p_campaign_id text,
+    p_user_id text,
+    p_email text,
+    p_name text,
+    p_now timestamptz,
+    p_claim_id text,
+    p_shard integer,
+    p_event_data jsonb,
+    p_low_event_id text,
+    p_exhausted_event_id text,
+    p_notify boolean,
+    p_traceparent text DEFAULT NULL
+) RETURNS TABLE (
+    o_outcome text,
+    o_brand_id text,
+    o_status text,
+    o_starts_at timestamptz,
+    o_ends_at timestamptz,
+    o_claim_id text,
+    o_code text,
+    o_claimed_at timestamptz,
+    o_contact_email text,
+    o_contact_name text,
+    o_consent_withdrawn_at timestamptz
+) LANGUAGE plpgsql AS $fn$
+DECLARE
+    c record;
+    e record;
+    v_lo bigint;
+    v_hi bigint;
+    v_start bigint;
+    v_code_id bigint;
+    v_code text;
+    v_length integer;
+    v_prefix text;
+    v_display text;
+    v_claimed bigint;
+    v_available bigint;
+BEGIN
+    SELECT k.id, k.brand_id, k.status, k.starts_at, k.ends_at, k.low_stock_threshold,
+           k.low_stock_notified, k.exhausted_notified, k.codes_total
+      INTO c FROM campaigns k WHERE k.id = p_campaign_id FOR KEY SHARE;
+    IF NOT FOUND THEN
+        o_outcome := 'not_found';
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    o_brand_id := c.brand_id;
+    o_status := c.status;
+    o_starts_at := c.starts_at;
+    o_ends_at := c.ends_at;
+
+    SELECT cl.id, cl.code, cl.claimed_at, cl.contact_email, cl.contact_name,
+           cl.consent_withdrawn_at
+      INTO e FROM claims cl WHERE cl.campaign_id = p_campaign_id AND cl.user_id = p_user_id;
+    IF FOUND THEN
+        o_outcome := 'existing';
+        o_claim_id := e.id; o_code := e.code; o_claimed_at := e.claimed_at;
+        o_contact_email := e.contact_email; o_contact_name := e.contact_name;
+        o_consent_withdrawn_at := e.consent_withdrawn_at;
+        RETURN NEXT;
+        RETURN;
+    END IF;
+
+    IF NOT (c.status = 'active'
+            AND (c.starts_at IS NULL OR c.starts_at <= p_now)
+            AND (c.ends_at IS NULL OR c.ends_at > p_now)) THEN
+        o_outcome := 'closed';
+        RETURN NEXT;
+        RETURN;
+    END IF;
+
+    -- The ends of the free range: two index probes (a min()/max() aggregate may be planned
+    -- as a scan of every free code when the table's statistics are young).
+    SELECT x.id INTO v_lo FROM codes x
+     WHERE x.campaign_id = p_campaign_id AND x.claimed_at IS NULL
+     ORDER BY x.campaign_id, x.id LIMIT 1;
+    SELECT x.id INTO v_hi FROM codes x
+     WHERE x.campaign_id = p_campaign_id AND x.claimed_at IS NULL
+     ORDER BY x.campaign_id DESC, x.id DESC LIMIT 1;
+    IF v_lo IS NOT NULL THEN
+        -- Computed once: random() inside the WHERE would be a per-row filter, not a bound.
+        v_start := v_lo + floor(random() * (v_hi - v_lo + 1))::bigint;
+        SELECT x.id, x.code, b.length, b.prefix INTO v_code_id, v_code, v_length, v_prefix
+          FROM codes x LEFT JOIN code_batches b ON b.id = x.batch_id
+         WHERE x.campaign_id = p_campaign_id AND x.claimed_at IS NULL
+           AND x.id >= v_start
+         ORDER BY x.campaign_id, x.id LIMIT 1 FOR UPDATE OF x SKIP LOCKED;
+        IF v_code_id IS NULL THEN
+            SELECT x.id, x.code, b.length, b.prefix INTO v_code_id, v_code, v_length, v_prefix
+              FROM codes x LEFT JOIN code_batches b ON b.id = x.batch_id
+             WHERE x.campaign_id = p_campaign_id AND x.claimed_at IS NULL
+             ORDER BY x.campaign_id, x.id LIMIT 1 FOR UPDATE OF x SKIP LOCKED;
+        END IF;
+    END IF;
+    IF v_code_id IS NULL THEN
+        -- Every free code is locked by an in-flight claim that may still roll back: wait for
+        -- them, unless every code is claimed and committed already.
+        SELECT coalesce(sum(n.claimed), 0) INTO v_claimed
+          FROM claim_counters n WHERE n.campaign_id = p_campaign_id;
+        IF c.codes_total > v_claimed THEN
+            SELECT x.id, x.code, b.length, b.prefix INTO v_code_id, v_code, v_length, v_prefix
+              FROM codes x LEFT JOIN code_batches b ON b.id = x.batch_id
+             WHERE x.campaign_id = p_campaign_id AND x.claimed_at IS NULL
+             ORDER BY x.campaign_id, x.id LIMIT 1 FOR UPDATE OF x;
+        END IF;
+    END IF;
+    IF v_code_id IS NULL THEN
+        IF NOT c.exhausted_notified THEN
+            UPDATE campaigns k SET exhausted_notified = true
+             WHERE k.id = p_campaign_id AND NOT k.exhausted_notified;
+            IF FOUND THEN
+                INSERT INTO events (id, type, brand_id, campaign_id, data, created_at,
+                    traceparent)
+                VALUES (p_exhausted_event_id, 'campaign.codes_exhausted', c.brand_id,
+                        p_campaign_id,
+                        jsonb_build_object('brand_id', c.brand_id, 'campaign_id', p_campaign_id),
+                        p_now, p_traceparent);
+                IF p_notify THEN PERFORM pg_notify('discount_codes_events', ''); END IF;
+            END IF;
+        END IF;
+        o_outcome := 'exhausted';
+        RETURN NEXT;
+        RETURN;
+    END IF;
+
+    v_display := dc_display(v_code, v_length, v_prefix);
+
+    UPDATE codes x SET claimed_at = p_now WHERE x.id = v_code_id;
+    INSERT INTO claims (id, campaign_id, brand_id, user_id, code_id, code, claimed_at,
+                        contact_email, contact_name, consent_given_at)
+    VALUES (p_claim_id, p_campaign_id, c.brand_id, p_user_id, v_code_id, v_display, p_now,
+            p_email, p_name, p_now)
+    ON CONFLICT (campaign_id, user_id) DO NOTHING;
+    IF NOT FOUND THEN
+        -- A concurrent request of the same user committed first (the unique constraint
+        -- waited for it): give the code back and answer with the winner's claim.
+        UPDATE codes x SET claimed_at = NULL WHERE x.id = v_code_id;
+        SELECT cl.id, cl.code, cl.claimed_at, cl.contact_email, cl.contact_name,
+               cl.consent_withdrawn_at
+          INTO e FROM claims cl WHERE cl.campaign_id = p_campaign_id AND cl.user_id = p_user_id;
+        o_outcome := 'existing';
+        o_claim_id := e.id; o_code := e.code; o_claimed_at := e.claimed_at;
+        o_contact_email := e.contact_email; o_contact_name := e.contact_name;
+        o_consent_withdrawn_at := e.consent_withdrawn_at;
+        RETURN NEXT;
+        RETURN;
+    END IF;
+
+    INSERT INTO claim_counters AS n (campaign_id, shard, claimed)
+    -- One counter row per database session (a claim holds its row until it commits, so
+    -- two claims sharing a row wait on each other's commit); p_shard only if given.
+    VALUES (p_campaign_id, coalesce(p_shard, pg_backend_pid() % 64), 1)
+    ON CONFLICT (campaign_id, shard) DO UPDATE SET claimed = n.claimed + 1;
+    -- The claimed event's id is the claim's id: a withdrawal finds it by primary key.
+    INSERT INTO events (id, type, brand_id, campaign_id, data, created_at,
+                    traceparent)
+    VALUES (p_claim_id, 'discount_code.claimed', c.brand_id, p_campaign_id,
+            p_event_data || jsonb_build_object('brand_id', c.brand_id, 'code', v_display),
+            p_now, p_traceparent);
+
+    IF (c.low_stock_threshold IS NOT NULL AND NOT c.low_stock_notified)
+       OR NOT c.exhausted_notified THEN
+        SELECT coalesce(sum(n.claimed), 0) INTO v_claimed
+          FROM claim_counters n WHERE n.campaign_id = p_campaign_id;
+        v_available := greatest(c.codes_total - v_claimed, 0);
+        IF c.low_stock_threshold IS NOT NULL AND NOT c.low_stock_notified
+           AND v_available <= c.low_stock_threshold THEN
+            UPDATE campaigns k SET low_stock_notified = true
+             WHERE k.id = p_campaign_id AND NOT k.low_stock_notified;
+            IF FOUND THEN
+                INSERT INTO events (id, type, brand_id, campaign_id, data, created_at,
+                    traceparent)
+                VALUES (p_low_event_id, 'campaign.codes_low', c.brand_id, p_campaign_id,
+                        jsonb_build_object('brand_id', c.brand_id, 'campaign_id', p_campaign_id,
+                                           'available', v_available,
+                                           'threshold', c.low_stock_threshold),
+                        p_now, p_traceparent);
+            END IF;
+        END IF;
+        IF NOT c.exhausted_notified AND v_available <= 256 THEN
+            -- Near the end, one claim at a time asks "was that the last code?" (the lock
+            -- does not conflict with the FOR KEY SHARE of claims still taking codes).
+            PERFORM 1 FROM campaigns k WHERE k.id = p_campaign_id FOR NO KEY UPDATE;
+            IF NOT EXISTS (SELECT 1 FROM codes x
+                            WHERE x.campaign_id = p_campaign_id AND x.claimed_at IS NULL) THEN
+                UPDATE campaigns k SET exhausted_notified = true
+                 WHERE k.id = p_campaign_id AND NOT k.exhausted_notified;
+                IF FOUND THEN
+                    INSERT INTO events (id, type, brand_id, campaign_id, data, created_at,
+                    traceparent)
+                    VALUES (p_exhausted_event_id, 'campaign.codes_exhausted', c.brand_id,
+                            p_campaign_id,
+                            jsonb_build_object('brand_id', c.brand_id,
+                                               'campaign_id', p_campaign_id),
+                            p_now, p_traceparent);
+                END IF;
+            END IF;
+        END IF;
+    END IF;
+    IF p_notify THEN
+        PERFORM pg_notify('discount_codes_events', '');
+    END IF;
+
+    o_outcome := 'created';
+    o_claim_id := p_claim_id; o_code := v_display; o_claimed_at := p_now;
+    o_contact_email := p_email; o_contact_name := p_name;
+    RETURN NEXT;
+END
+$fn$;
+"""
