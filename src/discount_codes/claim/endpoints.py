@@ -2,32 +2,38 @@
 
 from __future__ import annotations
 
+import email.message
+import json
 from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, Body, FastAPI, Path, Response, status
+from fastapi import APIRouter, Body, FastAPI, HTTPException, Path, Request, Response, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.security.utils import get_authorization_scheme_param
 from pydantic import ValidationError
 from starlette.datastructures import URLPath
 from starlette.requests import ClientDisconnect
 from starlette.routing import BaseRoute, Match, NoMatchFound
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
-from discount_codes.auth import CurrentPrincipal, bearer_principal
+from discount_codes.auth import CurrentPrincipal, Principal, authenticate, bearer_principal
 from discount_codes.campaign.schemas import discount_of
 from discount_codes.claim import service
 from discount_codes.claim.repository import ClaimRecord
 from discount_codes.claim.schemas import CampaignClaimOut, ClaimCreate, ClaimOut, Contact
-from discount_codes.db import DatabaseDep, SessionDep
+from discount_codes.db import DatabaseDep, SessionDep, get_db
 from discount_codes.kit.pagination import CursorQuery, LimitQuery, Page
 from discount_codes.problems import problem_responses
 from discount_codes.reads import ReadSessionDep
 
 router = APIRouter(tags=["claims"])
 
-CampaignId = Annotated[str, Path(max_length=64, description="The campaign's id.")]
-ClaimId = Annotated[str, Path(max_length=64, description="The claim's id.")]
+#: The longest id a path may name (ids are UUIDs; the bound keeps junk out of the database).
+ID_MAX = 64
+CampaignId = Annotated[str, Path(max_length=ID_MAX, description="The campaign's id.")]
+ClaimId = Annotated[str, Path(max_length=ID_MAX, description="The claim's id.")]
 
 _CLAIM_BODY_EXAMPLES: dict[str, Any] = {
     "consent": {
@@ -55,8 +61,8 @@ def _claim_out(claim: ClaimRecord) -> ClaimOut:
 
 
 def _claim_response(result: service.ClaimResult) -> Response:
-    """The claim's answer, serialised once by its model: 201 for a new claim, 200 for the
-    one the caller already held (both routes answer with it)."""
+    """The claim's answer, serialised once by its model, not validated a second time: 201
+    for a new claim, 200 for the one the caller already held."""
     return Response(
         _claim_out(result.claim).model_dump_json() + "\n",
         status_code=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
@@ -113,12 +119,9 @@ async def claim_code(
     db: DatabaseDep,
     body: Annotated[ClaimCreate | None, Body(openapi_examples=_CLAIM_BODY_EXAMPLES)] = None,
 ) -> Response:
-    # The hot path: no session (the claim is one committed database call) and the answer
-    # serialised once by its model, not validated a second time by FastAPI.
-    result = await service.claim_code(
-        db, principal, campaign_id, body.share_contact if body else None
-    )
-    return _claim_response(result)
+    """The claim's declaration, for the OpenAPI document: ``ClaimFastPath`` serves every
+    request to it, in front of this route, so this body never runs."""
+    raise RuntimeError("POST /campaigns/{campaign_id}/claims is served by ClaimFastPath")
 
 
 @router.get(
@@ -228,40 +231,63 @@ async def export_campaign_claims(
     )
 
 
-# --- the hot path's own route -------------------------------------------------------------
+# --- the one route that serves the claim --------------------------------------------------
 
 _HEAD = "/campaigns/"
 _TAIL = "/claims"
 _JSON = b"application/json"
+#: What the documented ``claim_code`` declares, and so what ``ClaimFastPath`` serves.
+_SERVED = {"path": ["campaign_id"], "dependencies": [authenticate, get_db], "body": ["body"]}
 
 
 class ClaimFastPath(BaseRoute):
-    """``POST /v1/campaigns/{campaign_id}/claims`` in the plain case, without FastAPI's
-    per-request dependency solving and the walk over every route before this one.
+    """Serves every ``POST /v1/campaigns/{campaign_id}/claims``. The documented FastAPI
+    route (``claim_code``) stays for the OpenAPI document and never runs: this route is put
+    first among the app's routes, so the claim skips FastAPI's per-request dependency
+    solving and the walk over every other route.
 
-    It is put first among the app's routes. The plain case: a ``Bearer`` token, an empty
-    body or a JSON one that is a valid ``ClaimCreate``, a campaign id of at most 64
-    characters. It does what the documented route does (the same token verification, the
-    same service call, the same answers; errors raised here reach the same problem
-    handlers). Anything else (no or another ``Authorization`` scheme, another content
-    type, a body that does not validate, a long id) is handed, body and all, to the
-    documented FastAPI route, so every unusual request gets exactly its answers. The
-    request keeps ``scope["route"]`` of the documented route: metrics, logs and spans name
-    the same template."""
+    It does what FastAPI does with the documented declaration, in FastAPI's order, and
+    raises the same errors for the same problem handlers:
+
+    1. the body, read as FastAPI reads it: decoded JSON when the content type says JSON (a
+       body that does not decode answers 422 before anything else), else the raw bytes;
+    2. the caller, by ``auth.authenticate`` itself (401 with ``WWW-Authenticate``);
+    3. the path parameter and the body, validated by the documented route's own fields,
+       every error in one 422;
+    4. the service call and its answer.
+
+    The plain request (a ``Bearer`` token, an empty body or a ``ClaimCreate`` in JSON, an id
+    within its length) takes a short cut through 1-3 that cannot answer otherwise.
+    ``install_fast_path`` refuses a documented route that declares anything this route
+    does not serve (a dependency, header, query or body parameter), so the declaration and
+    what runs cannot drift apart. The request keeps ``scope["route"]`` of the documented
+    route: metrics, logs and spans name its template."""
 
     def __init__(self, documented: APIRoute, prefix: str) -> None:
+        declared = {
+            "path": [f.name for f in documented.dependant.path_params],
+            "dependencies": [d.call for d in documented.dependant.dependencies],
+            "body": [f.name for f in documented.dependant.body_params],
+        }
+        others = (
+            documented.dependant.query_params
+            + documented.dependant.header_params
+            + documented.dependant.cookie_params
+        )
+        if declared != _SERVED or others or documented.body_field is None:
+            raise RuntimeError(
+                f"claim_code declares {declared} (and {[f.name for f in others]}); "
+                f"ClaimFastPath serves {_SERVED}: serve the new parameter there too"
+            )
         self.documented = documented
         self.path = prefix + documented.path
         self._head = prefix + _HEAD
+        self._id_field = documented.dependant.path_params[0]
+        self._body_field = documented.body_field
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if (
-            scope["type"] == "http"
-            and scope["method"] == "POST"
-            and not scope.get("root_path")
-            and _ROUTED not in scope
-        ):
-            path: str = scope["path"]
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path = _route_path(scope)
             if path.startswith(self._head) and path.endswith(_TAIL):
                 campaign_id = path[len(self._head) : -len(_TAIL)]
                 if campaign_id and "/" not in campaign_id:
@@ -279,22 +305,51 @@ class ClaimFastPath(BaseRoute):
         body = await _read_body(receive)
         token, content_type = _auth_and_type(scope["headers"])
         campaign_id: str = scope["path_params"]["campaign_id"]
-        share_contact = _plain_consent(body, content_type)
-        if token is None or share_contact is _UNUSUAL or len(campaign_id) > 64:
-            # Routed again, past this route, to the documented one.
-            scope[_ROUTED] = True
-            await scope["router"](scope, _replay(body, receive), send)
-            return
         app = scope["app"]
-        principal = await bearer_principal(app.state.verifier, token)
+        share_contact = _plain_consent(body, content_type)
+        if token is not None and share_contact is not _UNUSUAL and len(campaign_id) <= ID_MAX:
+            principal = await bearer_principal(app.state.verifier, token)
+        else:
+            principal, share_contact = await self._as_declared(scope, body, content_type, token)
         result = await service.claim_code(
             app.state.db, principal, campaign_id, cast("bool | None", share_contact)
         )
         await _claim_response(result)(scope, receive, send)
 
+    async def _as_declared(
+        self, scope: Scope, body: bytes, content_type: bytes | None, token: str | None
+    ) -> tuple[Principal, bool | None]:
+        """Steps 1 to 3, for a request the short cut does not take."""
+        received = _as_fastapi_reads(body, content_type)
+        credentials = (
+            None
+            if token is None
+            else HTTPAuthorizationCredentials(scheme="Bearer", credentials=token)
+        )
+        principal = await authenticate(Request(scope), credentials)
+        _, errors = self._id_field.validate(
+            scope["path_params"]["campaign_id"], {}, loc=("path", "campaign_id")
+        )
+        value = None
+        if received is not _EMPTY:
+            value, body_errors = self._body_field.validate(received, {}, loc=("body",))
+            errors = [*errors, *body_errors]
+        if errors:
+            raise RequestValidationError(errors)
+        return principal, value.share_contact if value is not None else None
+
 
 _UNUSUAL = object()
-_ROUTED = "discount_codes.claim_fast_path_declined"
+_EMPTY = object()
+
+
+def _route_path(scope: Scope) -> str:
+    """The path without the app's ``root_path``, as Starlette's routes match it."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root) : len(root) + 1] == "/":
+        return path[len(root) :]
+    return path
 
 
 async def _read_body(receive: Receive) -> bytes:
@@ -308,30 +363,21 @@ async def _read_body(receive: Receive) -> bytes:
             return b"".join(chunks)
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
-    sent = False
-
-    async def replayed() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replayed
-
-
 def _auth_and_type(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, bytes | None]:
     """The bearer token as FastAPI's ``HTTPBearer`` reads it (None if absent or another
-    scheme), and the content type."""
-    token: str | None = None
+    scheme), and the content type: each from the first such header, as Starlette's
+    ``Headers.get`` reads them."""
+    authorization: bytes | None = None
     content_type: bytes | None = None
     for name, value in headers:
-        if name == b"authorization":
-            scheme, credentials = get_authorization_scheme_param(value.decode("latin-1"))
-            token = credentials if scheme.lower() == "bearer" and credentials else None
-        elif name == b"content-type":
+        if name == b"authorization" and authorization is None:
+            authorization = value
+        elif name == b"content-type" and content_type is None:
             content_type = value
+    if authorization is None:
+        return None, content_type
+    scheme, credentials = get_authorization_scheme_param(authorization.decode("latin-1"))
+    token = credentials if scheme.lower() == "bearer" and credentials else None
     return token, content_type
 
 
@@ -347,9 +393,37 @@ def _plain_consent(body: bytes, content_type: bytes | None) -> object:
         return _UNUSUAL
 
 
+def _as_fastapi_reads(body: bytes, content_type: bytes | None) -> Any:
+    """The body as FastAPI hands it to validation (``fastapi.routing``): ``_EMPTY`` when
+    there is none, the decoded JSON when the content type says JSON, else the bytes; a
+    JSON body that does not decode is a 422 (or, not even text, a 400) at once."""
+    if not body:
+        return _EMPTY
+    message = email.message.Message()
+    message["content-type"] = (content_type or b"").decode("latin-1")
+    subtype = message.get_content_subtype()
+    if not content_type or message.get_content_maintype() != "application":
+        return body
+    if subtype != "json" and not subtype.endswith("+json"):
+        return body
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError as exc:
+        error = {
+            "type": "json_invalid",
+            "loc": ("body", exc.pos),
+            "msg": "JSON decode error",
+            "input": {},
+            "ctx": {"error": exc.msg},
+        }
+        raise RequestValidationError([error], body=exc.doc) from exc
+    except Exception as exc:  # not text at all, or nested past the recursion limit
+        raise HTTPException(status_code=400, detail="There was an error parsing the body") from exc
+
+
 def install_fast_path(app: FastAPI, prefix: str) -> None:
-    """Put ``ClaimFastPath`` in front of the app's routes (the documented route stays for
-    the OpenAPI document and the unusual requests)."""
+    """Put ``ClaimFastPath`` in front of the app's routes; the documented route stays, for
+    the OpenAPI document only."""
     documented = next(
         r
         for r in router.routes
