@@ -21,7 +21,7 @@ from discount_codes.kit.pagination import (
     CursorQuery,
     LimitQuery,
     Page,
-    decode_cursor,
+    decode_id_cursor,
 )
 from discount_codes.kit.timestamps import Bucket
 from discount_codes.models import Campaign
@@ -98,7 +98,7 @@ async def list_campaigns(
     cursor: CursorQuery = None,
 ) -> Page[CampaignOut]:
     campaigns = await service.list_campaigns(
-        session, principal, brand_id, before_id=decode_cursor(cursor), limit=limit + 1
+        session, principal, brand_id, before_id=decode_id_cursor(cursor), limit=limit + 1
     )
     counts = await service.counts(session, campaigns[:limit])
     return Page[CampaignOut].of(

@@ -33,7 +33,7 @@ from datetime import datetime
 from typing import Any, cast
 
 import asyncpg
-from sqlalchemy import ColumnElement, Select, and_, or_, select, true, update
+from sqlalchemy import Select, and_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from discount_codes import telemetry
@@ -45,6 +45,7 @@ from discount_codes.claim.records import ClaimRecord as ClaimRecord
 from discount_codes.claim.records import decoded_discount
 from discount_codes.db import Database
 from discount_codes.ids import new_id
+from discount_codes.kit.pagination import keyset
 from discount_codes.kit.timestamps import rfc3339
 from discount_codes.models import Campaign, Claim, Event, Redemption
 from discount_codes.outbox import payloads
@@ -265,34 +266,23 @@ def _redeemed_record(row: Any) -> ClaimRecord:
     )
 
 
-def _before(cursor: tuple[datetime, str] | None) -> ColumnElement[bool]:
-    if cursor is None:
-        return true()
-    at, claim_id = cursor
-    return or_(Claim.claimed_at < at, and_(Claim.claimed_at == at, Claim.id < claim_id))
+#: Claims pages and export chunks are ordered by time, then id.
+_BY_TIME = (Claim.claimed_at, Claim.id)
 
 
 async def list_for_user(
     conn: AsyncConnection, user_id: str, *, before: tuple[datetime, str] | None, limit: int
 ) -> list[ClaimRecord]:
-    rows = await conn.execute(
-        _claims_with_redemption(discount=True)
-        .where(Claim.user_id == user_id, _before(before))
-        .order_by(Claim.claimed_at.desc(), Claim.id.desc())
-        .limit(limit)
-    )
+    stmt = _claims_with_redemption(discount=True).where(Claim.user_id == user_id)
+    rows = await conn.execute(keyset(stmt, _BY_TIME, after=before, limit=limit, descending=True))
     return [_redeemed_record(r) for r in rows]
 
 
 async def list_for_campaign(
     conn: AsyncConnection, campaign_id: str, *, before: tuple[datetime, str] | None, limit: int
 ) -> list[ClaimRecord]:
-    rows = await conn.execute(
-        _claims_with_redemption()
-        .where(Claim.campaign_id == campaign_id, _before(before))
-        .order_by(Claim.claimed_at.desc(), Claim.id.desc())
-        .limit(limit)
-    )
+    stmt = _claims_with_redemption().where(Claim.campaign_id == campaign_id)
+    rows = await conn.execute(keyset(stmt, _BY_TIME, after=before, limit=limit, descending=True))
     return [_redeemed_record(r) for r in rows]
 
 
@@ -324,11 +314,7 @@ async def campaign_claim_chunks(db: Database, campaign_id: str) -> AsyncIterator
 async def _streamed_campaign_claims(
     conn: AsyncConnection, campaign_id: str
 ) -> AsyncIterator[list[ClaimRecord]]:
-    stmt = (
-        _claims_with_redemption()
-        .where(Claim.campaign_id == campaign_id)
-        .order_by(Claim.claimed_at, Claim.id)
-    )
+    stmt = _claims_with_redemption().where(Claim.campaign_id == campaign_id).order_by(*_BY_TIME)
     result = await conn.stream(stmt.execution_options(yield_per=EXPORT_CHUNK))
     async for chunk in result.partitions(EXPORT_CHUNK):
         yield [_redeemed_record(r) for r in chunk]
@@ -337,16 +323,8 @@ async def _streamed_campaign_claims(
 async def _campaign_claims_after(
     conn: AsyncConnection, campaign_id: str, after: tuple[datetime, str] | None, limit: int
 ) -> list[ClaimRecord]:
-    cond: ColumnElement[bool] = true()
-    if after is not None:
-        at, claim_id = after
-        cond = or_(Claim.claimed_at > at, and_(Claim.claimed_at == at, Claim.id > claim_id))
-    rows = await conn.execute(
-        _claims_with_redemption()
-        .where(Claim.campaign_id == campaign_id, cond)
-        .order_by(Claim.claimed_at, Claim.id)
-        .limit(limit)
-    )
+    stmt = _claims_with_redemption().where(Claim.campaign_id == campaign_id)
+    rows = await conn.execute(keyset(stmt, _BY_TIME, after=after, limit=limit))
     return [_redeemed_record(r) for r in rows]
 
 

@@ -1,11 +1,22 @@
 """Cursor pagination shared by every list: ``?limit=`` (1..500, default 50) and an opaque
 ``?cursor=``; answers ``{"items": [...], "next_cursor": "..." | null}``.
 
-One rule for every list: the repository runs its query through ``keyset`` with one row
-more than the page (``limit + 1``), and the service builds the answer with ``Page.of``,
-which keeps ``limit`` rows and makes the cursor from the last one when the extra row came
-back (so a client never asks for an empty page). The event feed is the exception on
-purpose: a reader following it at the tip always needs a position to continue from."""
+The one way, for every list (as Polar's ``paginate_has_more``):
+
+1. The endpoint takes ``LimitQuery`` and ``CursorQuery`` and passes the cursor on as it
+   came; the layer that knows the list's order decodes it with the decoder of its key
+   (``decode_id_cursor``, ``decode_int_cursor``, ``decode_time_id_cursor``: each refuses
+   a cursor this service did not hand out with a 422, never a 500 or a silent first page).
+2. The repository runs its query through ``keyset``: rows past the decoded key, in key
+   order (one column or several, as claims' time then id), ``limit + 1`` of them. The one
+   extra row is how a page knows there is a next one without a ``COUNT`` or a second
+   query, and so a client is never handed a cursor to an empty page.
+3. ``Page.of`` (or ``split_page``, for a list that builds its items later) keeps ``limit``
+   rows and encodes the next cursor from the last one kept.
+
+The event feed is the exception on purpose: its ``after`` is an event's ``seq``, not a
+cursor, because a reader following it at the tip always needs a position to continue from.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +28,7 @@ from typing import Annotated, Any, Generic, Self, TypeVar, TypeVarTuple
 
 from fastapi import Query
 from pydantic import BaseModel, Field
-from sqlalchemy import ColumnElement, Select
+from sqlalchemy import ColumnElement, Select, and_, or_
 from sqlalchemy.orm import QueryableAttribute
 
 from discount_codes.ids import is_id
@@ -26,6 +37,9 @@ from discount_codes.problems import ValidationFailed
 T = TypeVar("T")
 R = TypeVar("R")
 Ts = TypeVarTuple("Ts")
+
+#: A column a list is ordered by.
+Key = ColumnElement[Any] | QueryableAttribute[Any]
 
 LimitQuery = Annotated[int, Query(ge=1, le=500, description="Page size (1..500).")]
 CursorQuery = Annotated[
@@ -57,17 +71,30 @@ class Page(BaseModel, Generic[T]):
 
 def keyset(
     stmt: Select[*Ts],
-    key: ColumnElement[Any] | QueryableAttribute[Any],
+    key: Key | tuple[Key, ...],
     *,
     after: Any | None,
     limit: int,
     descending: bool = False,
 ) -> Select[*Ts]:
-    """The keyset (seek) query: rows past the cursor's key (``after``; None for the first
-    page), in key order, at most ``limit`` of them (a page is asked with ``limit + 1``)."""
+    """The keyset (seek) query: rows past the cursor's key (``after``, a tuple for a key of
+    several columns; None for the first page), in key order, at most ``limit`` of them (a
+    page is asked with ``limit + 1``). Several columns compare as a row, ``(a, b) > (x, y)``,
+    written out with ``OR`` and ``AND``."""
+    columns = key if isinstance(key, tuple) else (key,)
     if after is not None:
-        stmt = stmt.where(key < after if descending else key > after)
-    return stmt.order_by(key.desc() if descending else key).limit(limit)
+        values = after if isinstance(key, tuple) else (after,)
+        stmt = stmt.where(_past(columns, values, descending))
+    return stmt.order_by(*(c.desc() if descending else c for c in columns)).limit(limit)
+
+
+def _past(columns: Sequence[Key], values: Sequence[Any], descending: bool) -> ColumnElement[bool]:
+    """``(c1, c2, ...) > (v1, v2, ...)`` (``<`` when descending)."""
+    first, value = columns[0], values[0]
+    beyond: ColumnElement[bool] = first < value if descending else first > value
+    if len(columns) == 1:
+        return beyond
+    return or_(beyond, and_(first == value, _past(columns[1:], values[1:], descending)))
 
 
 def split_page(
@@ -91,6 +118,8 @@ def _not_ours() -> ValidationFailed:
 
 
 def decode_cursor(cursor: str | None) -> str | None:
+    """The cursor's text, checked only for being ours in form: the first step of the typed
+    decoders below, which lists use (each also checks the key's kind)."""
     if cursor is None:
         return None
     try:

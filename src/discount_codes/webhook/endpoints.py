@@ -14,7 +14,7 @@ from discount_codes.kit.pagination import (
     CursorQuery,
     LimitQuery,
     Page,
-    decode_cursor,
+    decode_id_cursor,
     decode_int_cursor,
 )
 from discount_codes.kit.timestamps import Bucket
@@ -99,7 +99,7 @@ async def list_endpoints(
     cursor: CursorQuery = None,
 ) -> Page[EndpointOut]:
     rows = await service.list_endpoints(
-        session, principal, brand_id, cursor=decode_cursor(cursor), limit=limit + 1
+        session, principal, brand_id, cursor=decode_id_cursor(cursor), limit=limit + 1
     )
     health = await service.health_of(session, rows[:limit])
     return Page[EndpointOut].of(
