@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import (
 
 from discount_codes import telemetry
 from discount_codes.config import Settings
+from discount_codes.kit import wakeup
 from discount_codes.kit.dialect import Dialect
 from discount_codes.kit.fair import FairTurns
 from discount_codes.kit.tenants import current_tenant
@@ -97,6 +98,8 @@ class Database:
         else:
             event.listen(self.engine.sync_engine, "handle_error", _read_only_is_gone)
         telemetry.instrument_engine(self.engine)
+        # A transaction that recorded events wakes the worker after its commit.
+        wakeup.install(self.engine, self.events_written)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         #: Heavy reads (exports, the activity chart, a campaign's claims list) on
         #: ``DATABASE_READ_URL``'s replica when set, else this same engine; never the claim,
@@ -117,12 +120,11 @@ class Database:
         self._wakeup_task: asyncio.Task[None] | None = None
 
     def events_written(self) -> None:
-        """PostgreSQL: tell the dispatcher that events were committed, coalesced to one
-        NOTIFY per ``WAKEUP_INTERVAL_S`` per process, sent after the commit.
-
-        A NOTIFY inside the claim's transaction takes a cluster-wide lock at commit, which
-        serialises every notifying commit. A wake-up lost to a crash costs nothing: the
-        dispatcher also polls."""
+        """PostgreSQL: tell the worker's loops that events were committed, coalesced to one
+        NOTIFY per ``WAKEUP_INTERVAL_S`` per process, sent after the commit: the one way,
+        whoever commits (``kit/wakeup.py``; a NOTIFY inside the writing transaction would
+        serialise every notifying commit). A wake-up lost to a crash costs nothing: the
+        loops also poll."""
         if not self.dialect.notifies:
             return
         self._wakeup_wanted = True

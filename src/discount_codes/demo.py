@@ -25,7 +25,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -43,7 +42,13 @@ from rich.progress import (
 
 from discount_codes.auth import ensure_dev_key, mint_dev_token
 from discount_codes.config import DEFAULT_AUDIENCE, DEV_ISSUER, Settings
-from discount_codes.demo_story import DISCOUNT, TillOutcome, redeem_at_till, summary
+from discount_codes.demo_story import (
+    DISCOUNT,
+    DemoResult,
+    ShopperVisit,
+    redeem_at_till,
+    summary,
+)
 from discount_codes.webhook.receiver import Receiver
 
 BRAND_ID = "demo-brand"
@@ -148,54 +153,6 @@ def expect(response: httpx.Response, *statuses: int) -> dict[str, Any]:
 # --- the story ---------------------------------------------------------------------------
 
 
-@dataclass
-class Claim:
-    user_id: str
-    status: int
-    code: str | None = None
-    claim_id: str | None = None
-    problem: str | None = None
-    retries: int = 0
-
-
-@dataclass
-class Outcome:
-    codes: int
-    shoppers: list[Claim]
-    repeats_same: int
-    repeats: int
-    receiver: Receiver
-    feed_events: int
-    campaign: dict[str, Any]
-    base_url: str
-    till: TillOutcome | None = None
-
-    @property
-    def handed_out(self) -> list[str]:
-        """The code each shopper holds (every shopper is new: 201, or 200 on a retry)."""
-        return [c.code for c in self.shoppers if c.code]
-
-    @property
-    def duplicates(self) -> int:
-        codes = self.handed_out
-        return len(codes) - len(set(codes))
-
-    @property
-    def claim_ids(self) -> set[str]:
-        return {c.claim_id for c in self.shoppers if c.claim_id}
-
-    def latencies(self) -> list[float]:
-        """Seconds from each claim (its ``claimed_at``) to the first verified delivery."""
-        first: dict[str, float] = {}
-        for d in self.receiver.received:
-            if d.verified and d.type == "discount_code.claimed":
-                claim_id = str(d.data.get("claim_id"))
-                if claim_id not in first:
-                    claimed_at = datetime.fromisoformat(str(d.data["claimed_at"]))
-                    first[claim_id] = max(d.received_at - claimed_at.timestamp(), 0.0)
-        return sorted(first.values())
-
-
 def progress() -> Progress:
     return Progress(
         TextColumn("{task.description:<22}"),
@@ -233,7 +190,9 @@ async def generate(
             )
 
 
-async def claim(client: httpx.AsyncClient, campaign_id: str, token: str, user_id: str) -> Claim:
+async def claim(
+    client: httpx.AsyncClient, campaign_id: str, token: str, user_id: str
+) -> ShopperVisit:
     """One shopper asks for a code. A claim is safe to repeat (one code per shopper), so a
     dropped connection or a busy database (503) is simply asked again."""
     response: httpx.Response | None = None
@@ -253,16 +212,20 @@ async def claim(client: httpx.AsyncClient, campaign_id: str, token: str, user_id
             break
         await asyncio.sleep(float(response.headers.get("retry-after", "1")))
     if response is None:
-        return Claim(user_id, 0, problem="connection failed", retries=retries)
+        return ShopperVisit(user_id, 0, problem="connection failed", retries=retries)
     body = response.json()
     if response.status_code in (200, 201):
-        return Claim(user_id, response.status_code, body["code"], body["id"], retries=retries)
-    return Claim(user_id, response.status_code, problem=str(body.get("type")), retries=retries)
+        return ShopperVisit(
+            user_id, response.status_code, body["code"], body["id"], retries=retries
+        )
+    return ShopperVisit(
+        user_id, response.status_code, problem=str(body.get("type")), retries=retries
+    )
 
 
 async def shoppers_claim(
     client: httpx.AsyncClient, settings: Settings, campaign_id: str, n: int
-) -> tuple[list[Claim], int, int]:
+) -> tuple[list[ShopperVisit], int, int]:
     users = [f"demo-shopper-{i:05d}" for i in range(n)]
     tokens = {
         u: mint_dev_token(settings, u, email=f"{u}@example.com", name=f"Shopper {u[-5:]}")
@@ -272,7 +235,7 @@ async def shoppers_claim(
     with progress() as bar:
         task = bar.add_task(f"{n:,} shoppers claiming", total=n)
 
-        async def one(user: str) -> Claim:
+        async def one(user: str) -> ShopperVisit:
             await start.wait()  # every shopper is connected and waiting: then all at once
             result = await claim(client, campaign_id, tokens[user], user)
             bar.advance(task)
@@ -330,7 +293,7 @@ async def feed_size(client: httpx.AsyncClient, staff: dict[str, str]) -> int:
         after = page["next_cursor"]
 
 
-async def run_story(served: Served, settings: Settings, codes: int, shoppers: int) -> Outcome:
+async def run_story(served: Served, settings: Settings, codes: int, shoppers: int) -> DemoResult:
     base_url = served.url
     receiver = await Receiver(path=RECEIVER_PATH).start()
     limits = httpx.Limits(max_connections=shoppers + 10, max_keepalive_connections=shoppers + 10)
@@ -365,7 +328,7 @@ async def run_story(served: Served, settings: Settings, codes: int, shoppers: in
             console.print(f"campaign          {campaign['name']} ({campaign['id']})")
             await generate(client, staff, campaign["id"], codes)
             claims, same, repeats = await shoppers_claim(client, settings, campaign["id"], shoppers)
-            outcome = Outcome(codes, claims, same, repeats, receiver, 0, campaign, base_url)
+            outcome = DemoResult(codes, claims, same, repeats, receiver, 0, campaign, base_url)
             outcome.till = await redeem_at_till(client, BRAND_ID, staff, outcome.handed_out)
             console.print(f"till              {outcome.till.redeemed:,} codes redeemed with orders")
             await wait_for_events(receiver, outcome.claim_ids, patience_s=max(60.0, shoppers / 10))

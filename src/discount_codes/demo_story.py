@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import math
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import Any
 
 import httpx
 
-if TYPE_CHECKING:
-    from discount_codes.demo import Outcome
+from discount_codes.webhook.receiver import Receiver
 
 #: The campaign's offer, as a brand would set it.
 DISCOUNT = {"type": "percentage", "value": "20"}
@@ -32,6 +32,58 @@ class TillOutcome:
     refused: dict[str, int] = field(default_factory=dict)
     orders: Decimal = Decimal(0)
     discounts: Decimal = Decimal(0)
+
+
+@dataclass
+class ShopperVisit:
+    """One shopper's claim request in the demo, and what it got."""
+
+    user_id: str
+    status: int
+    code: str | None = None
+    claim_id: str | None = None
+    problem: str | None = None
+    retries: int = 0
+
+
+@dataclass
+class DemoResult:
+    """What the demo's story did, for the summary."""
+
+    codes: int
+    shoppers: list[ShopperVisit]
+    repeats_same: int
+    repeats: int
+    receiver: Receiver
+    feed_events: int
+    campaign: dict[str, Any]
+    base_url: str
+    till: TillOutcome | None = None
+
+    @property
+    def handed_out(self) -> list[str]:
+        """The code each shopper holds (every shopper is new: 201, or 200 on a retry)."""
+        return [c.code for c in self.shoppers if c.code]
+
+    @property
+    def duplicates(self) -> int:
+        codes = self.handed_out
+        return len(codes) - len(set(codes))
+
+    @property
+    def claim_ids(self) -> set[str]:
+        return {c.claim_id for c in self.shoppers if c.claim_id}
+
+    def latencies(self) -> list[float]:
+        """Seconds from each claim (its ``claimed_at``) to the first verified delivery."""
+        first: dict[str, float] = {}
+        for d in self.receiver.received:
+            if d.verified and d.type == "discount_code.claimed":
+                claim_id = str(d.data.get("claim_id"))
+                if claim_id not in first:
+                    claimed_at = datetime.fromisoformat(str(d.data["claimed_at"]))
+                    first[claim_id] = max(d.received_at - claimed_at.timestamp(), 0.0)
+        return sorted(first.values())
 
 
 def order_amount(n: int) -> str:
@@ -81,7 +133,7 @@ def _money(value: Decimal) -> str:
     return f"€{value:,.2f}"
 
 
-def summary(outcome: Outcome) -> tuple[list[str], bool]:
+def summary(outcome: DemoResult) -> tuple[list[str], bool]:
     """The brand's story in numbers, and whether everything a brand relies on held."""
     deliveries = outcome.receiver.received
     verified = [d for d in deliveries if d.verified]

@@ -1,8 +1,10 @@
 """The house plan, checked from the source: no import cycle anywhere in ``src/`` (counting
 imports inside functions, which only postpone a cycle to the first call), features never
-import each other both ways, ``kit/`` imports no feature, and within a feature only its
-repository names a dialect (services and jobs call the repository, which asks
-``kit.dialect``).
+import each other both ways, ``kit/`` imports no feature, no feature module names a
+database (every difference is a member of ``kit.dialect.Dialect``; only ``kit/dialect.py``,
+``db.py``, ``sqlite.py``, the migrations and ``models.py``'s column types may), and within
+a feature only its repository asks the dialect object (services and jobs call the
+repository).
 
 The graph is read with ``ast`` (nothing is imported), so a cycle is caught even in a
 module no test imports."""
@@ -21,9 +23,6 @@ SRC = ROOT / "src"
 PACKAGE = "discount_codes"
 #: The feature folders: each may build on others, never in both directions.
 FEATURES = ("campaign", "claim", "codes", "console", "outbox", "redemption", "webhook")
-#: Modules that still decide on the dialect themselves, until they are swept onto
-#: ``Database.dialect`` / their repository (each must still do so: remove it once swept).
-NOT_YET_SWEPT: set[str] = set()
 
 Graph = dict[str, set[str]]
 
@@ -186,6 +185,12 @@ def test_kit_imports_no_feature(graph: Graph) -> None:
     assert not bad, "kit/ is below the features:\n" + "\n".join(bad)
 
 
+def test_only_the_demo_runs_the_shipped_receiver(graph: Graph) -> None:
+    """``webhook/receiver.py`` is the demo's brand-side tool: the service never imports it."""
+    importers = {m for m, targets in graph.items() if "discount_codes.webhook.receiver" in targets}
+    assert importers <= {"discount_codes.demo", "discount_codes.demo_story"}, importers
+
+
 def dialect_mentions(tree: ast.AST) -> list[str]:
     """Where code decides on the database: a ``dialect`` / ``is_sqlite`` / ``is_postgres``
     name or attribute, ``Dialect``, a dialect's name as a string, sqlstate 23505, an
@@ -209,20 +214,61 @@ def dialect_mentions(tree: ast.AST) -> list[str]:
     return found
 
 
-def test_only_repositories_name_a_dialect() -> None:
-    offenders: dict[str, list[str]] = {}
-    for path in sorted((SRC / PACKAGE).rglob("*.py")):
-        name = module_name(path, SRC)
-        # A repository split by concern is a package: its modules are the repository too.
-        if folder(name) not in FEATURES or name.endswith(".repository") or ".repository." in name:
-            continue
-        mentions = dialect_mentions(ast.parse(path.read_text()))
-        if mentions:
-            offenders[name] = mentions
-    unexpected = {k: v for k, v in offenders.items() if k not in NOT_YET_SWEPT}
-    assert not unexpected, f"services and jobs deciding on the dialect: {unexpected}"
-    swept = NOT_YET_SWEPT - offenders.keys()
-    assert not swept, f"no dialect left in {sorted(swept)}: remove them from NOT_YET_SWEPT"
+def database_names(tree: ast.AST) -> list[str]:
+    """Where code names the database it runs on instead of asking the dialect object for a
+    capability: ``is_sqlite`` / ``is_postgres``, ``Dialect.POSTGRESQL`` / ``SQLITE``, a
+    dialect's ``.name``, a dialect's name as a string, sqlstate 23505, an import from
+    ``sqlalchemy.dialects``. Prose (docstrings) does not count."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id in {"is_sqlite", "is_postgres"}:
+            found.append(f"line {node.lineno}: {node.id}")
+        elif isinstance(node, ast.Attribute):
+            if node.attr in {"is_sqlite", "is_postgres", "POSTGRESQL", "SQLITE"}:
+                found.append(f"line {node.lineno}: .{node.attr}")
+            elif node.attr == "name" and "dialect" in ast.unparse(node.value).lower():
+                found.append(f"line {node.lineno}: {ast.unparse(node)}")
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if node.value in {"postgresql", "sqlite", "23505"} or node.value.startswith(
+                ("postgresql+", "sqlite+")
+            ):
+                found.append(f"line {node.lineno}: {node.value!r}")
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+            "sqlalchemy.dialects"
+        ):
+            found.append(f"line {node.lineno}: from {node.module}")
+        elif isinstance(node, ast.Import):
+            found += [
+                f"line {node.lineno}: import {a.name}"
+                for a in node.names
+                if a.name.startswith("sqlalchemy.dialects")
+            ]
+    return found
+
+
+def feature_modules() -> list[tuple[str, ast.AST]]:
+    return [
+        (module_name(path, SRC), ast.parse(path.read_text()))
+        for path in sorted((SRC / PACKAGE).rglob("*.py"))
+        if folder(module_name(path, SRC)) in FEATURES
+    ]
+
+
+def test_no_feature_module_names_a_database() -> None:
+    """No exception, repositories included: a difference is a member of ``Dialect``."""
+    offenders = {name: found for name, tree in feature_modules() if (found := database_names(tree))}
+    assert not offenders, f"feature modules naming a database: {offenders}"
+
+
+def test_only_repositories_ask_the_dialect() -> None:
+    offenders = {
+        name: found
+        for name, tree in feature_modules()
+        # A repository split by concern is a package, or modules named ``*_repository``.
+        if not (name.endswith("repository") or ".repository." in name)
+        and (found := dialect_mentions(tree))
+    }
+    assert not offenders, f"services and jobs asking the dialect: {offenders}"
 
 
 # --- the checks themselves fail on a bad tree ----------------------------------------------
@@ -272,7 +318,37 @@ def test_a_relative_import_and_a_feature_pair_are_found(tmp_path: Path) -> None:
     ]
 
 
-def test_the_idioms_of_deciding_on_a_dialect_are_seen() -> None:
+def test_the_idioms_of_naming_a_database_are_seen() -> None:
+    source = """
+\"\"\"On PostgreSQL, COPY; on SQLite, executemany (prose is fine).\"\"\"
+from sqlalchemy.dialects import postgresql
+import sqlalchemy.dialects.sqlite
+a = conn.dialect.name == "postgresql"
+b = db.is_sqlite
+c = is_postgres(conn)
+d = url.startswith("sqlite+aiosqlite")
+e = getattr(exc, "sqlstate", None) == "23505"
+f = db.dialect is Dialect.SQLITE
+g = Dialect.of(conn).copies and db.dialect.insert(table)
+h = telemetry.db_span(db.dialect.value, statement)
+"""
+    names = database_names(ast.parse(source))
+    assert sorted(m.split(": ", 1)[1] for m in names) == sorted(
+        [
+            "from sqlalchemy.dialects",
+            "import sqlalchemy.dialects.sqlite",
+            "conn.dialect.name",
+            "'postgresql'",
+            ".is_sqlite",
+            "is_postgres",
+            "'sqlite+aiosqlite'",
+            "'23505'",
+            ".SQLITE",
+        ]
+    )
+
+
+def test_the_idioms_of_asking_the_dialect_are_seen() -> None:
     source = """
 \"\"\"On PostgreSQL, COPY; on SQLite, executemany (prose is fine).\"\"\"
 from sqlalchemy.dialects import postgresql

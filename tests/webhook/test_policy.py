@@ -7,7 +7,7 @@ import random
 from datetime import UTC, datetime, timedelta
 
 from discount_codes.webhook import policy
-from discount_codes.webhook.outcome import Claimed, EndpointState, Outcome, endpoint_changes
+from discount_codes.webhook.outcome import EndpointState, Leased, Outcome, endpoint_changes
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -132,10 +132,10 @@ def test_the_back_off_grows_with_how_long_the_endpoint_has_been_failing() -> Non
 def test_a_batch_of_successes_to_a_healthy_endpoint_changes_nothing() -> None:
     """The common case writes no endpoint row; failures open the breaker, a success after
     them closes it and stops the failing clock."""
-    claimed = Claimed("d", 1, "e", "https://x", ("s",), "ev", 1, "t", {}, T0)
+    leased = Leased("d", 1, "e", "https://x", ("s",), "ev", 1, "t", {}, T0)
 
     def outcome(seconds: float, ok: bool) -> Outcome:
-        return Outcome(claimed, 200 if ok else 500, None, 1, at(seconds), ok, None)
+        return Outcome(leased, 200 if ok else 500, None, 1, at(seconds), ok, None)
 
     healthy = {"e": EndpointState(None, 0)}
     assert endpoint_changes([outcome(1, True), outcome(2, True)], healthy) == []

@@ -43,7 +43,7 @@ IDEMPOTENCY_TTL = timedelta(hours=24)
 
 Progress = Callable[[int], None]
 #: What each chunk of a batch runs in: ``nullcontext(conn)`` to write every chunk in the
-#: caller's transaction, ``db.begin`` for a transaction (and a commit) per chunk.
+#: caller's transaction, ``kit.worker.transaction`` for one (and a commit) per chunk.
 ChunkTransaction = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
 
 

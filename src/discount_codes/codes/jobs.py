@@ -30,7 +30,7 @@ from discount_codes.config import Settings
 from discount_codes.db import Database
 from discount_codes.ids import new_id
 from discount_codes.kit.timestamps import utcnow
-from discount_codes.kit.worker import Job, WorkerContext
+from discount_codes.kit.worker import Job, WorkerContext, transaction
 
 log = structlog.get_logger(__name__)
 
@@ -55,11 +55,10 @@ async def run_batch(
     next continues from ``generated``. Returns ``completed``, ``yielded`` (its turn is
     over, the lease ended), or ``released`` when asked to stop first."""
     lease = Lease(owner, timedelta(seconds=settings.batch_lease_seconds))
-    async with db.connect() as conn:
+    async with transaction(db) as conn:
         batch = await batches.read_batch(conn, batch_id)
-        await conn.rollback()
     outcome = await batches.fill_batch(
-        db.begin,
+        lambda: transaction(db),
         batch,
         chunk_size=settings.batch_chunk_size,
         randbytes=randbytes,
@@ -69,7 +68,7 @@ async def run_batch(
         turn=turn,
     )
     if outcome == "stopped":
-        async with db.begin() as conn:
+        async with transaction(db) as conn:
             await repo.release_lease(conn, batch_id, owner, utcnow())
         return "released"
     return outcome
@@ -95,9 +94,8 @@ async def generate_codes(
             session, campaign_id, count, length=length, prefix=prefix, lease=lease
         )
     await run_batch(db, settings, batch_id, owner, randbytes=randbytes, on_progress=on_progress)
-    async with db.connect() as conn:
+    async with transaction(db) as conn:
         row = await batches.read_batch(conn, batch_id)
-        await conn.rollback()
     return batches.to_out(row)
 
 
@@ -106,7 +104,7 @@ async def generate_codes(
 
 async def take_next(ctx: WorkerContext) -> str | None:
     lease = timedelta(seconds=ctx.settings.batch_lease_seconds)
-    async with ctx.db.begin() as conn:
+    async with ctx.transaction() as conn:
         return await repo.take_next_batch(conn, ctx.worker_id, utcnow(), lease)
 
 
@@ -143,7 +141,7 @@ async def run_batch_jobs(ctx: WorkerContext) -> None:
 
 async def _fail(ctx: WorkerContext, batch_id: str, exc: Exception) -> None:
     log.exception("code_batch_failed", batch_id=batch_id)
-    async with ctx.db.begin() as conn:
+    async with ctx.transaction() as conn:
         await repo.fail_batch(
             conn, batch_id, ctx.worker_id, f"generation failed ({type(exc).__name__})", utcnow()
         )

@@ -1,9 +1,10 @@
 """What differs between PostgreSQL and SQLite, decided here and nowhere else.
 
 ``Database.dialect`` is a ``Dialect``; a repository holding only a connection or a
-session asks ``Dialect.of(conn)``. Repositories use it; services and jobs never do: they
-call a repository function, which picks the statement (``tests/foundation/test_imports.py``
-refuses a dialect named in a service or job module).
+session asks ``Dialect.of(conn)``. A feature asks it for a capability or a construct
+(``insert``, ``copies``, ``one_writer``...), never which database it is: no feature
+module names one (``tests/foundation/test_imports.py``), and only a feature's repository
+asks the dialect at all; services and jobs call the repository, which picks the statement.
 
 Members, and what each is for:
 
@@ -19,24 +20,31 @@ Members, and what each is for:
     Bulk ``COPY`` in and out through the driver (asyncpg's ``copy_records_to_table`` and
     ``copy_from_query``): PostgreSQL. Elsewhere, ``executemany`` and keyset pages.
 ``notifies``
-    ``LISTEN``/``NOTIFY`` wakes a waiting loop at commit (``kit/wakeup.py``): PostgreSQL.
+    ``LISTEN``/``NOTIFY`` wakes a waiting loop after a commit (``kit/wakeup.py``): PostgreSQL.
 ``poll_interval_s``
-    How long a worker loop waits when nothing woke it: long where a NOTIFY wakes it
-    (the poll only backs up a lost wake-up), short where polling is all there is.
+    How long a worker loop waits when nothing woke it (``WorkerContext.poll_interval_s``):
+    long where a NOTIFY wakes it (the poll only backs up a lost wake-up), short where
+    polling is all there is.
+``driver_sql``
+    Hot statements go to the database as the driver's own SQL on
+    ``Database.driver_connection`` (asyncpg), without SQLAlchemy: PostgreSQL. Elsewhere
+    they are SQLAlchemy Core.
 ``one_writer``
     One write transaction at a time for the whole database (SQLite, ``BEGIN IMMEDIATE``):
     keep write transactions short, never hold one across a network call; commit order is
     insertion order.
 ``oldest_running_xid()``
     PostgreSQL: the id of the oldest transaction still running (everything below it has
-    committed or rolled back), the outbox's visibility horizon; None with one writer.
+    committed or rolled back), the outbox's visibility horizon (``outbox.repository.
+    visible``); None with one writer.
 ``bucket_start(bucket, column)`` (module function)
     The UTC hour or day a timestamp falls in, computed by the database; compiled per
     dialect, so a query using it is written once.
 
 Row locks need no member: ``select(...).with_for_update(skip_locked=True)`` is written the
 same for both; SQLite's compiler leaves ``FOR UPDATE`` out (its one writer serialises
-anyway), PostgreSQL's workers skip the rows another worker holds.
+anyway), PostgreSQL's workers skip the rows another worker holds. A span's
+``db.system`` is the dialect's value (``telemetry.db_span(dialect.value, ...)``).
 """
 
 from __future__ import annotations
@@ -102,6 +110,10 @@ class Dialect(StrEnum):
     @property
     def poll_interval_s(self) -> float:
         return 2.0 if self.notifies else 0.2
+
+    @property
+    def driver_sql(self) -> bool:
+        return self is Dialect.POSTGRESQL
 
     @property
     def one_writer(self) -> bool:

@@ -1,23 +1,32 @@
-"""The wake-up channel: a committed event NOTIFYs on PostgreSQL, a loop waiting on
-``LISTEN`` starts at once (SQLite has no such channel: its loops poll).
+"""The wake-up channel: after a transaction that recorded events commits, a NOTIFY on
+PostgreSQL starts the loops waiting on ``LISTEN`` at once (SQLite has no such channel: its
+loops poll).
 
-A dedicated raw asyncpg connection (not one from the SQLAlchemy pool: a pooled connection
-would be handed to other work and lose its LISTEN). Losing the connection costs only
-latency, because every loop also polls; it is re-opened with backoff.
+One way, whoever commits: ``record_event`` marks its transaction (``wake_after_commit``);
+the connection's return to the pool after the commit calls ``Database.events_written``,
+which sends one coalesced NOTIFY from outside the transaction (the claim's driver-level
+path, outside SQLAlchemy, calls it after its own commit). A rollback drops the mark. Never
+a NOTIFY inside the writing transaction: PostgreSQL takes a cluster-wide lock for it at
+commit, which serialises every notifying commit (``python -m benchmarks --only claims-ref``).
+
+The listener is a dedicated raw asyncpg connection (not one from the SQLAlchemy pool: a
+pooled connection would be handed to other work and lose its LISTEN). Losing it costs
+only latency, because every loop also polls; it is re-opened with backoff.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
 
 import asyncpg
 import structlog
-from sqlalchemy import text
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from discount_codes.kit.dialect import Dialect
 
@@ -27,11 +36,45 @@ log = structlog.get_logger(__name__)
 CHANNEL = "discount_codes_events"
 
 
-async def notify(conn: AsyncSession | AsyncConnection) -> None:
-    """Wake the loops listening, when this transaction commits (PostgreSQL delivers a NOTIFY
-    only then, and drops it on rollback); nothing where there is no channel (SQLite)."""
-    if Dialect.of(conn).notifies:
-        await conn.execute(text(f"NOTIFY {CHANNEL}"))
+#: The marks on a pooled connection: its open transaction recorded events / a transaction
+#: of it that recorded events committed.
+_RECORDED = "discount_codes_events_recorded"
+_COMMITTED = "discount_codes_events_committed"
+
+
+async def wake_after_commit(conn: AsyncSession | AsyncConnection) -> None:
+    """Wake the loops listening once this transaction commits; nothing if it rolls back,
+    or where there is no channel (SQLite)."""
+    if not Dialect.of(conn).notifies:
+        return
+    connection = await conn.connection() if isinstance(conn, AsyncSession) else conn
+    connection.info[_RECORDED] = True
+
+
+def install(engine: AsyncEngine, events_written: Callable[[], None]) -> None:
+    """Make ``engine`` call ``events_written`` when a connection goes back to the pool after
+    a transaction that recorded events committed (every transaction of a job, a request or
+    the CLI ends before its connection goes back)."""
+
+    # An invalidated connection (its server went away) has no ``info`` to read: its
+    # transaction is over, and the record's marks go with the DBAPI connection.
+    def committed(conn: Any) -> None:
+        if not conn.invalidated and conn.info.pop(_RECORDED, False):
+            conn.info[_COMMITTED] = True
+
+    def rolled_back(conn: Any) -> None:
+        if not conn.invalidated:
+            conn.info.pop(_RECORDED, None)
+
+    def returned(_dbapi_connection: Any, record: Any) -> None:
+        if record is None or not record.info.pop(_COMMITTED, False):
+            return
+        with suppress(RuntimeError):  # no running loop (the engine being disposed): polls
+            events_written()
+
+    event.listen(engine.sync_engine, "commit", committed)
+    event.listen(engine.sync_engine, "rollback", rolled_back)
+    event.listen(engine.sync_engine.pool, "checkin", returned)
 
 
 def raw_dsn(database_url: str) -> str:

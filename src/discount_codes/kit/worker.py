@@ -2,8 +2,10 @@
 the top, in ``discount_codes.worker``, from each feature's ``jobs`` module.
 
 A job is a coroutine ``job(ctx)`` that loops until ``ctx.stop`` is set. It owns its
-transactions (the way an endpoint's request does): it opens them on ``ctx.db`` and calls
-service and repository functions inside them.
+transactions the way a request does, through one helper, ``transaction``: it opens one,
+calls service and repository functions inside it (they take the connection and never
+commit), and the helper commits once at the end, or rolls back if the block raised. A
+transaction that recorded events wakes the worker's loops after its commit (``kit/wakeup``).
 """
 
 from __future__ import annotations
@@ -11,15 +13,26 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from discount_codes.config import Settings
 from discount_codes.db import Database
 
 log = structlog.get_logger(__name__)
+
+
+@asynccontextmanager
+async def transaction(db: Database) -> AsyncIterator[AsyncConnection]:
+    """A job's unit of work (also the CLI's, outside a worker): a connection in a
+    transaction that commits once when the block ends and rolls back if it raised, as
+    ``db.get_session`` does for a request."""
+    async with db.begin() as conn:
+        yield conn
 
 
 @dataclass
@@ -34,6 +47,10 @@ class WorkerContext:
     @property
     def stopping(self) -> bool:
         return self.stop.is_set()
+
+    def transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """``transaction(self.db)``."""
+        return transaction(self.db)
 
     @property
     def poll_interval_s(self) -> float:

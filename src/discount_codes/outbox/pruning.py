@@ -9,7 +9,7 @@ import structlog
 
 from discount_codes.db import Database
 from discount_codes.kit.timestamps import utcnow
-from discount_codes.kit.worker import WorkerContext
+from discount_codes.kit.worker import WorkerContext, transaction
 from discount_codes.outbox import repository
 
 log = structlog.get_logger(__name__)
@@ -25,7 +25,7 @@ async def prune(db: Database, *, now: datetime, require_published: bool) -> dict
     counts = {"attempts": 0, "deliveries": 0, "events": 0}
     for name in counts:
         while True:
-            async with db.begin() as conn:
+            async with transaction(db) as conn:
                 if name == "attempts":
                     n = await repository.prune_attempts(conn, now - ATTEMPT_RETENTION, CHUNK)
                 elif name == "deliveries":

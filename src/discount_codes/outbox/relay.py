@@ -128,7 +128,7 @@ async def run_relay(ctx: WorkerContext) -> None:
     url = ctx.settings.broker_url
     if not url:
         return
-    poll = repository.relay_poll_s(ctx.db)
+    poll = ctx.poll_interval_s
     wake, listener = start_listener(ctx.settings.listen_url, ctx.stop)
     backoff = 0.5
     try:

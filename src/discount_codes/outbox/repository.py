@@ -4,7 +4,7 @@ The visibility horizon. An event's ``seq`` is taken at insert but the row become
 visible at commit, so on PostgreSQL a reader past a committed ``seq`` could miss an
 earlier one committed a moment later. Readers therefore hand out events in (xid, seq)
 order (``xid`` = the writing transaction's id) and only below the oldest transaction
-still running (``pg_snapshot_xmin(pg_current_snapshot())``, the scheme of Emmett and
+still running (``Dialect.oldest_running_xid``, the scheme of Emmett and
 eugene-khyst/postgresql-event-sourcing): every transaction below it has committed or
 rolled back, and any later one gets a higher id, so nothing can appear behind a reader.
 The cost: a write transaction left open anywhere in the cluster holds the horizon, and
@@ -20,21 +20,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    Row,
-    delete,
-    exists,
-    func,
-    literal_column,
-    select,
-    text,
-    tuple_,
-    update,
-)
+from sqlalchemy import ColumnElement, Row, delete, exists, func, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from discount_codes.db import Database
+from discount_codes.kit.dialect import Bind, Dialect
+from discount_codes.kit.worker import transaction
 from discount_codes.models import DeliveryAttempt, Event, WebhookDelivery, WebhookEndpoint
 
 #: Key of the PostgreSQL advisory lock that makes one worker at a time the broker relay,
@@ -46,23 +37,15 @@ Position = tuple[int, int]
 FEED_ORDER = (Event.xid, Event.seq)
 
 
-def visible(dialect: str) -> list[ColumnElement[bool]]:
-    """The horizon as WHERE conditions: events that nothing uncommitted can precede."""
-    if dialect != "postgresql":
-        return []
-    xmin = select(
-        literal_column("pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-    ).scalar_subquery()
-    return [Event.xid < xmin]
+def visible(bind: Bind) -> list[ColumnElement[bool]]:
+    """The horizon as WHERE conditions: events that nothing uncommitted can precede (none
+    with one writer, where insertion order is commit order)."""
+    xmin = Dialect.of(bind).oldest_running_xid()
+    return [] if xmin is None else [Event.xid < xmin]
 
 
 def after(position: Position) -> ColumnElement[bool]:
     return tuple_(Event.xid, Event.seq) > tuple_(*position)
-
-
-def _dialect(conn: AsyncSession | AsyncConnection) -> str:
-    bind = conn.get_bind() if isinstance(conn, AsyncSession) else conn.engine
-    return bind.dialect.name
 
 
 async def position_of(session: AsyncSession, brand_id: str, event_id: str) -> Position | None:
@@ -74,7 +57,7 @@ async def position_of(session: AsyncSession, brand_id: str, event_id: str) -> Po
 async def brand_events(
     session: AsyncSession, brand_id: str, *, after_position: Position | None, limit: int
 ) -> list[Event]:
-    stmt = select(Event).where(Event.brand_id == brand_id, *visible(_dialect(session)))
+    stmt = select(Event).where(Event.brand_id == brand_id, *visible(session))
     if after_position is not None:
         stmt = stmt.where(after(after_position))
     stmt = stmt.order_by(*FEED_ORDER).limit(limit)
@@ -98,12 +81,12 @@ async def try_relay_lock(conn: AsyncConnection) -> bool:
 
 
 async def unpublished(conn: AsyncConnection, limit: int) -> Sequence[Row[Any]]:
-    """The oldest unpublished events below the horizon, in feed order (plain rows: an ORM
-    object per event cost a third of the relay's time)."""
+    """The oldest unpublished events below the horizon, in feed order (plain rows: the relay
+    needs no ORM object per event, ``python -m benchmarks --only relay``)."""
     e = Event
     stmt = (
         select(e.seq, e.id, e.type, e.data, e.created_at, e.traceparent)
-        .where(e.published_at.is_(None), *visible(conn.dialect.name))
+        .where(e.published_at.is_(None), *visible(conn))
         .order_by(*FEED_ORDER)
         .limit(limit)
     )
@@ -112,11 +95,6 @@ async def unpublished(conn: AsyncConnection, limit: int) -> Sequence[Row[Any]]:
 
 async def mark_published(conn: AsyncConnection, seqs: Sequence[int], at: datetime) -> None:
     await conn.execute(update(Event).where(Event.seq.in_(list(seqs))).values(published_at=at))
-
-
-#: An idle relay looks for events this often without a wake-up (SQLite has no NOTIFY).
-def relay_poll_s(db: Database) -> float:
-    return 0.2 if db.is_sqlite else 2.0
 
 
 @dataclass
@@ -133,7 +111,7 @@ class RelayBatch:
         if self._conn is not None:
             await mark_published(self._conn, [e.seq for e in events], at)
             return
-        async with self._db.begin() as conn:
+        async with transaction(self._db) as conn:
             await mark_published(conn, [e.seq for e in events], at)
 
     async def left(self, limit: int) -> bool:
@@ -148,13 +126,14 @@ async def relay_batch(db: Database, limit: int) -> AsyncIterator[RelayBatch | No
     """PostgreSQL: one transaction that holds the relay lock (None when another worker
     relays), so events are published in feed order and marked in the same transaction.
     SQLite: read in one short transaction and marked in others, as SQLite has one writer
-    and claims must not wait for the broker."""
-    if db.is_sqlite:
-        async with db.connect() as conn:
+    and claims must not wait for the broker. The dialect shapes these units of the relay's
+    job, so they are opened here, through the job's one helper."""
+    if db.dialect.one_writer:
+        async with transaction(db) as conn:
             events = await unpublished(conn, limit)
         yield RelayBatch(events, db, None)
         return
-    async with db.begin() as conn:
+    async with transaction(db) as conn:
         if not await try_relay_lock(conn):
             yield None
             return

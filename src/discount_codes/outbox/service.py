@@ -1,7 +1,8 @@
 """Recording events: a row in the outbox, in the caller's transaction.
 
 Nothing is sent here. The dispatcher and the broker relay read committed rows, so an
-event exists exactly when the change it reports exists.
+event exists exactly when the change it reports exists; they are woken after the commit
+(``kit/wakeup.py``).
 """
 
 from __future__ import annotations
@@ -44,5 +45,5 @@ async def record_event(
             traceparent=current_traceparent(),
         )
     )
-    await wakeup.notify(conn)
+    await wakeup.wake_after_commit(conn)
     return event_id

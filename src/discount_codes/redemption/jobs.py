@@ -24,10 +24,9 @@ async def run_hold_sweep(ctx: WorkerContext) -> None:
     while not ctx.stopping:
         try:
             while True:
-                async with ctx.db.begin() as conn:
+                async with ctx.transaction() as conn:
                     marked = await holds.expire_due(conn, utcnow(), CHUNK)
                 if marked:
-                    ctx.db.events_written()
                     log.info("holds_expired", count=marked)
                 if marked < CHUNK:
                     break

@@ -7,7 +7,7 @@ transaction is exclusive). A live worker extends its leases every few seconds; a
 that dies loses them within ``LEASE``, and another worker sends the delivery again with
 the same ``webhook-id``. Results are stored only by the lease holder.
 
-At the rate claims arrive: fan-out, claims and results each take one short transaction
+At the rate claims arrive: fan-out, leases and results each take one short transaction
 per batch (one statement each on PostgreSQL, see the repository); a worker sends up to
 ``webhook_max_in_flight`` deliveries to one endpoint at once (order best effort) over one
 keep-alive client (``transport``), and a strict endpoint's one at a time in feed order
@@ -35,7 +35,7 @@ from discount_codes.kit import signing
 from discount_codes.kit.timestamps import utcnow
 from discount_codes.problems import WebhookUrlRefused
 from discount_codes.webhook import policy, transport, urls
-from discount_codes.webhook.outcome import Claimed, Outcome
+from discount_codes.webhook.outcome import Leased, Outcome
 from discount_codes.webhook.repository import deliveries_pg
 from discount_codes.webhook.repository.deliveries import Deliveries
 
@@ -47,9 +47,9 @@ MAX_RESPONSE_BYTES = 64 * 1024
 LEASE = timedelta(seconds=15)
 HEARTBEAT_S = 4.0
 FAN_OUT_BATCH = 500
-CLAIM_BATCH = 200
+LEASE_BATCH = 200
 RECORD_BATCH = 500
-#: Claimed ahead per best-effort endpoint, in multiples of its in-flight limit: the next
+#: Leased ahead per best-effort endpoint, in multiples of its in-flight limit: the next
 #: ones are ready when a send ends, without a round trip to the database.
 READ_AHEAD = 2
 #: Events left (another worker holds them) or a strict head above the visibility horizon:
@@ -78,7 +78,7 @@ class Dispatcher:
     #: The retries this worker scheduled (a heap: when to wake up for them). Retries other
     #: workers scheduled, and leases of workers that died, are found by the poll.
     retries: list[datetime] = field(default_factory=list)
-    #: The last claim found a strict endpoint's next delivery above the visibility horizon.
+    #: The last lease found a strict endpoint's next delivery above the visibility horizon.
     strict_waiting: bool = False
     store: Deliveries = field(init=False)
 
@@ -93,8 +93,8 @@ class Dispatcher:
         """Events handled, and whether events not fanned out remain beyond them."""
         return await self.store.fan_out(self.clock(), limit=FAN_OUT_BATCH)
 
-    async def claim(self, limit: int, exclude: Sequence[str] = ()) -> list[Claimed]:
-        claimed, self.strict_waiting = await self.store.claim(
+    async def lease(self, limit: int, exclude: Sequence[str] = ()) -> list[Leased]:
+        leased, self.strict_waiting = await self.store.lease(
             self.worker_id,
             self.clock(),
             lease=LEASE,
@@ -102,19 +102,19 @@ class Dispatcher:
             per_endpoint=self.max_in_flight * READ_AHEAD,
             exclude_endpoints=exclude,
         )
-        self.held.update(c.delivery_id for c in claimed)
-        return claimed
+        self.held.update(c.delivery_id for c in leased)
+        return leased
 
     async def heartbeat(self) -> None:
         if self.held:
             await self.store.extend_leases(self.worker_id, list(self.held), self.clock() + LEASE)
 
-    async def release(self, claimed: Sequence[Claimed]) -> None:
+    async def release(self, leased: Sequence[Leased]) -> None:
         """Give back deliveries not sent (shutting down), so another worker sends them now."""
-        if not claimed:
+        if not leased:
             return
-        await self.store.release(self.worker_id, [c.delivery_id for c in claimed])
-        self.held.difference_update(c.delivery_id for c in claimed)
+        await self.store.release(self.worker_id, [c.delivery_id for c in leased])
+        self.held.difference_update(c.delivery_id for c in leased)
 
     async def target(self, url: str) -> urls.Target:
         """The checked target, reused for ``TARGET_TTL_S``: the connection still goes to the
@@ -133,7 +133,7 @@ class Dispatcher:
         self.targets[url] = (now + TARGET_TTL_S, target)
         return target
 
-    async def send(self, c: Claimed) -> Outcome:
+    async def send(self, c: Leased) -> Outcome:
         """One HTTP attempt, traced as part of the originating request's trace."""
         with telemetry.span(
             "webhook deliver",
@@ -146,7 +146,7 @@ class Dispatcher:
                 telemetry.fail(span, outcome.error or "failed")
             return outcome
 
-    async def _send(self, c: Claimed) -> Outcome:
+    async def _send(self, c: Leased) -> Outcome:
         """One HTTP attempt; never raises for the receiver's faults."""
         at = self.clock()
         started = time.monotonic()
@@ -197,12 +197,12 @@ class Dispatcher:
         try:
             stored = await self.store.record(self.worker_id, outcomes)
         finally:
-            self.held.difference_update(o.claimed.delivery_id for o in outcomes)
+            self.held.difference_update(o.leased.delivery_id for o in outcomes)
         for o in outcomes:
-            if o.next_attempt_at is not None and o.claimed.delivery_id in stored:
+            if o.next_attempt_at is not None and o.leased.delivery_id in stored:
                 heapq.heappush(self.retries, o.next_attempt_at)
         for o in outcomes:
-            c = o.claimed
+            c = o.leased
             if o.succeeded and c.attempt == 1 and c.delivery_id in stored:
                 continue  # the common case: one line per delivery would cost more than it
             log.info(
@@ -229,18 +229,18 @@ class Dispatcher:
                 break
             await asyncio.sleep(HORIZON_RETRY_S)
         while True:
-            claimed = await self.claim(CLAIM_BATCH)
-            if claimed or not self.strict_waiting or time.monotonic() > deadline:
+            leased = await self.lease(LEASE_BATCH)
+            if leased or not self.strict_waiting or time.monotonic() > deadline:
                 break
             await asyncio.sleep(HORIZON_RETRY_S)
         limits: dict[str, asyncio.Semaphore] = {}
 
-        async def one(c: Claimed) -> Outcome:
+        async def one(c: Leased) -> Outcome:
             limit = limits.setdefault(
                 c.endpoint_id, asyncio.Semaphore(1 if c.strict else self.max_in_flight)
             )
             async with limit:
                 return await self.send(c)
 
-        await self.record(await asyncio.gather(*(one(c) for c in claimed)))
-        return len(claimed)
+        await self.record(await asyncio.gather(*(one(c) for c in leased)))
+        return len(leased)

@@ -1,17 +1,17 @@
 """The worker's delivery loop: one lane per endpoint.
 
-Each endpoint's claimed deliveries wait in its own lane and go out up to its own limit
+Each endpoint's leased deliveries wait in its own lane and go out up to its own limit
 (``WEBHOOK_MAX_IN_FLIGHT``, one for a strict endpoint); a send that ends starts the next
 of the same lane. Nothing is shared that one endpoint can fill: a slow, timing-out or
 failing endpoint holds at most its read-ahead (``READ_AHEAD`` times its limit) of this
-worker's deliveries, is left out of the claims while it holds that much, and claims take
-endpoints in turns (the repository), so another endpoint's deliveries are claimed and sent
+worker's deliveries, is left out of the leases while it holds that much, and leases take
+endpoints in turns (the repository), so another endpoint's deliveries are leased and sent
 at once. Results go to one recorder that stores what has arrived, without waiting for
 sends still under way.
 
 The circuit breaker: a lane whose attempts fail ``policy.BREAKER_THRESHOLD`` times in a
 row gives back what it holds but has not sent (the attempts do not count) and is not
-claimed for until its sends under way end; the database keeps the breaker (the endpoint's
+leased for until its sends under way end; the database keeps the breaker (the endpoint's
 ``backed_off_until``), so every worker leaves the endpoint alone until the back-off ends,
 then sends it one delivery, and a success closes it.
 """
@@ -32,17 +32,17 @@ from discount_codes.kit.wakeup import start_listener
 from discount_codes.kit.worker import WorkerContext
 from discount_codes.webhook import policy
 from discount_codes.webhook.dispatcher import (
-    CLAIM_BATCH,
     FAN_OUT_BATCH,
     HEARTBEAT_S,
     HORIZON_RETRY_S,
+    LEASE_BATCH,
     READ_AHEAD,
     RECORD_BATCH,
     TIMEOUT_S,
     Dispatcher,
     new_client,
 )
-from discount_codes.webhook.outcome import Claimed, Outcome
+from discount_codes.webhook.outcome import Leased, Outcome
 
 log = structlog.get_logger(__name__)
 
@@ -50,10 +50,9 @@ log = structlog.get_logger(__name__)
 #: on memory, far above what one endpoint may hold (its read-ahead), so one slow endpoint
 #: never takes another's room (only many at once can reach it).
 MAX_HELD = 4096
-#: After a wake-up, wait this long before a turn: a burst of NOTIFYs (one per committed
-#: claim, coalesced per API process to one per 20 ms) becomes one turn of two statements.
-#: In an API process the worker's turns take the claims' CPU: at 200 claims/s, 50 ms
-#: makes about 10 events a turn.
+#: After a wake-up, wait this long before a turn: a burst of NOTIFYs (one per commit that
+#: recorded events, coalesced per process by ``Database.events_written``) becomes one turn
+#: of two statements; in an API process the worker's turns take the claims' CPU.
 COALESCE_S = 0.05
 #: Results are stored this long after the first of a batch while sends are under way.
 RECORD_COALESCE_S = 0.02
@@ -61,11 +60,11 @@ RECORD_COALESCE_S = 0.02
 
 @dataclass
 class Lane:
-    """One endpoint's deliveries in this worker: queued (leased, in claim order) and sending."""
+    """One endpoint's deliveries in this worker: queued (in the order leased) and sending."""
 
-    queued: deque[Claimed] = field(default_factory=deque)
+    queued: deque[Leased] = field(default_factory=deque)
     active: int = 0
-    #: The breaker opened: send nothing more, claim nothing more until the last result is
+    #: The breaker opened: send nothing more, lease nothing more until the last result is
     #: stored (with it the database's back-off).
     open: bool = False
 
@@ -75,7 +74,7 @@ class Lane:
 
 
 class Lanes:
-    """Sends claimed deliveries lane by lane; results go to one recorder that stores them
+    """Sends leased deliveries lane by lane; results go to one recorder that stores them
     in batches."""
 
     def __init__(self, d: Dispatcher, wake: asyncio.Event) -> None:
@@ -101,15 +100,15 @@ class Lanes:
         return sum(lane.load for lane in self.lanes.values())
 
     def saturated(self) -> list[str]:
-        """Endpoints not to claim for now: as much as they may have is already here, or
+        """Endpoints not to lease for now: as much as they may have is already here, or
         their breaker opened and their last sends are under way."""
         cap = self.read_ahead
         return [e for e, lane in self.lanes.items() if lane.load >= cap or lane.open]
 
-    def add(self, claimed: Sequence[Claimed]) -> None:
-        for c in claimed:
+    def add(self, leased: Sequence[Leased]) -> None:
+        for c in leased:
             self.lanes.setdefault(c.endpoint_id, Lane()).queued.append(c)
-        for endpoint_id in {c.endpoint_id for c in claimed}:
+        for endpoint_id in {c.endpoint_id for c in leased}:
             self._start(endpoint_id)
 
     def _start(self, endpoint_id: str) -> None:
@@ -130,7 +129,7 @@ class Lanes:
         if not lane.load and not lane.open:
             del self.lanes[endpoint_id]  # a lane lives while it holds something
 
-    async def _send(self, lane: Lane, c: Claimed) -> None:
+    async def _send(self, lane: Lane, c: Leased) -> None:
         try:
             outcome = await self.d.send(c)
             self._count(lane, c.endpoint_id, outcome.succeeded)
@@ -142,7 +141,7 @@ class Lanes:
         finally:
             lane.active -= 1
             self._start(c.endpoint_id)
-            # Down to half of what it may hold (it had more): claim more of it now, before
+            # Down to half of what it may hold (it had more): lease more of it now, before
             # its sends run dry.
             if lane.load == self.read_ahead // 2:
                 self._room()
@@ -168,7 +167,7 @@ class Lanes:
         self.releasing.add(task)
         task.add_done_callback(self.releasing.discard)
 
-    async def _release(self, waiting: list[Claimed]) -> None:
+    async def _release(self, waiting: list[Leased]) -> None:
         try:
             await self.d.release(waiting)
         except Exception:
@@ -191,7 +190,7 @@ class Lanes:
         closing = False
         while not closing:
             item = await self.results.get()
-            if item is not None and not item.claimed.strict and self.sending:
+            if item is not None and not item.leased.strict and self.sending:
                 await asyncio.sleep(RECORD_COALESCE_S)
             batch: list[Outcome] = []
             while True:
@@ -207,14 +206,14 @@ class Lanes:
             except Exception:
                 # Not stored: the leases run out and the deliveries go again (at least once).
                 log.exception("webhook_record_failed", deliveries=len(batch))
-            self._forget_open({o.claimed.endpoint_id for o in batch})
-            if any(o.claimed.strict or not o.succeeded for o in batch):
+            self._forget_open({o.leased.endpoint_id for o in batch})
+            if any(o.leased.strict or not o.succeeded for o in batch):
                 # A strict endpoint's next delivery is its head now; a breaker may have
                 # opened (or closed) in the database.
                 self._room()
 
     def _forget_open(self, endpoint_ids: set[str]) -> None:
-        """A lane whose breaker opened stays (and is not claimed for) until its last result
+        """A lane whose breaker opened stays (and is not leased for) until its last result
         is stored: from then on the database's back-off keeps every worker away."""
         for endpoint_id in endpoint_ids:
             lane = self.lanes.get(endpoint_id)
@@ -239,38 +238,38 @@ class Lanes:
             log.warning("webhook_results_not_stored")
 
 
-def filled(claimed: Sequence[Claimed], room: int) -> bool:
+def filled(leased: Sequence[Leased], room: int) -> bool:
     """Some endpoint got as many as it may hold: it may have more due, which can have hidden
-    other endpoints' deliveries from this claim; it is left out of the next one."""
-    counts = Counter(c.endpoint_id for c in claimed)
+    other endpoints' deliveries from this lease; it is left out of the next one."""
+    counts = Counter(c.endpoint_id for c in leased)
     return bool(counts) and max(counts.values()) >= room
 
 
 async def run_dispatcher(ctx: WorkerContext) -> None:
     """The worker loop: wakes on NOTIFY (PostgreSQL) or polls; each turn does a bounded
-    amount of work (one fan-out batch, one claim batch) and yields, so an in-process
+    amount of work (one fan-out batch, one lease batch) and yields, so an in-process
     worker never holds the API's event loop for long; on stop it finishes the sends
     under way."""
     wake, listener = start_listener(ctx.settings.listen_url, ctx.stop)
     async with new_client() as client:
         d = Dispatcher(ctx.settings, ctx.db, ctx.worker_id, client)
-        poll = d.store.poll_s
+        poll = ctx.poll_interval_s
         lanes = Lanes(d, wake)
         beat = asyncio.create_task(_heartbeat(ctx, d))
         retry = HORIZON_RETRY_S
         try:
             while not ctx.stopping:
                 fanned, fan_left = await d.fan_out()
-                claimed: list[Claimed] = []
+                leased: list[Leased] = []
                 free = MAX_HELD - lanes.load()
                 if free > 0:
-                    limit = min(CLAIM_BATCH, free)
-                    claimed = await d.claim(limit, exclude=lanes.saturated())
-                    lanes.add(claimed)
+                    limit = min(LEASE_BATCH, free)
+                    leased = await d.lease(limit, exclude=lanes.saturated())
+                    lanes.add(leased)
                 if (
                     fanned == FAN_OUT_BATCH
-                    or (claimed and len(claimed) >= min(CLAIM_BATCH, free))
-                    or filled(claimed, lanes.read_ahead)
+                    or (leased and len(leased) >= min(LEASE_BATCH, free))
+                    or filled(leased, lanes.read_ahead)
                 ):
                     await asyncio.sleep(0)  # busy: go on, after letting the API run
                     continue
@@ -305,7 +304,7 @@ async def _sleep(ctx: WorkerContext, seconds: float, wake: asyncio.Event) -> boo
 
 def _idle_for(d: Dispatcher, poll: float) -> float:
     """Sleep until the next retry this worker scheduled falls due, at most one poll (the
-    turn that ended claimed the ones due by then)."""
+    turn that ended leased the ones due by then)."""
     now = d.clock()
     while d.retries and d.retries[0] <= now:
         heapq.heappop(d.retries)

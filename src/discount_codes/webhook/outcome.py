@@ -1,4 +1,4 @@
-"""What the dispatcher holds and learns: a claimed delivery, the outcome of one attempt,
+"""What the dispatcher holds and learns: a leased delivery, the outcome of one attempt,
 and what stored outcomes change on their endpoints (a rule, testable without a database)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from discount_codes.webhook import policy
 
 
 @dataclass(frozen=True)
-class Claimed:
+class Leased:
     """A delivery this worker holds the lease of, with what is needed to send it."""
 
     delivery_id: str
@@ -33,7 +33,7 @@ class Claimed:
 
 @dataclass(frozen=True)
 class Outcome:
-    claimed: Claimed
+    leased: Leased
     status_code: int | None
     error: str | None
     duration_ms: int
@@ -85,7 +85,7 @@ def endpoint_changes(
     successes to a healthy endpoint changes nothing (the common case writes no endpoint)."""
     by_endpoint: dict[str, list[Outcome]] = {}
     for o in stored:
-        by_endpoint.setdefault(o.claimed.endpoint_id, []).append(o)
+        by_endpoint.setdefault(o.leased.endpoint_id, []).append(o)
     changes = []
     for endpoint_id, results in by_endpoint.items():
         if endpoint_id not in current:
@@ -107,12 +107,12 @@ def endpoint_changes(
     return changes
 
 
-def claimed_row(r: Sequence[Any], now: datetime) -> Claimed:
+def leased_row(r: Sequence[Any], now: datetime) -> Leased:
     """(id, attempts, endpoint_id, url, secret, previous_secret, previous_secret_expires_at,
-    ordering, event_id, seq, type, data, created_at, traceparent) -> Claimed."""
+    ordering, event_id, seq, type, data, created_at, traceparent) -> Leased."""
     (did, attempts, endpoint_id, url, secret, previous, expires, ordering) = r[:8]
     (event_id, seq, type_, data, created_at, traceparent) = r[8:]
-    return Claimed(
+    return Leased(
         delivery_id=did,
         attempt=attempts,
         endpoint_id=endpoint_id,

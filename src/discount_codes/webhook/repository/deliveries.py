@@ -1,8 +1,11 @@
 """The dispatcher's statements as SQLAlchemy Core, on either database (SQLite runs these;
-``deliveries_pg`` replaces the hot ones on PostgreSQL).
+``deliveries_pg`` replaces the hot ones on PostgreSQL, docs/design.md says why there are
+two).
 
-They work on batches: fan-out, claim and result recording each take one short
-transaction, never one held across an HTTP call.
+They work on batches: fan-out, lease and result recording each take one short
+transaction, never one held across an HTTP call. The functions take the caller's
+connection; the store (``Deliveries``) runs each as one unit of the dispatcher's job,
+through ``kit.worker.transaction``.
 """
 
 from __future__ import annotations
@@ -12,26 +15,28 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import case, exists, func, insert, or_, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from discount_codes.db import Database
 from discount_codes.ids import new_id
+from discount_codes.kit.dialect import Bind, Dialect
+from discount_codes.kit.worker import transaction
 from discount_codes.models import DeliveryAttempt, Event, WebhookDelivery, WebhookEndpoint
 from discount_codes.outbox.repository import FEED_ORDER, unhandled_left, visible
 from discount_codes.webhook import policy
 from discount_codes.webhook.outcome import (
-    Claimed,
     EndpointState,
+    Leased,
     Outcome,
-    claimed_row,
     endpoint_changes,
+    leased_row,
 )
 
 
-def insert_deliveries(dialect: str) -> Any:
-    """INSERT into webhook_deliveries in this dialect (for its ON CONFLICT clause)."""
-    return (postgresql if dialect == "postgresql" else sqlite).insert(WebhookDelivery)
+def insert_deliveries(bind: Bind) -> Any:
+    """INSERT into webhook_deliveries in this database's dialect (for its ON CONFLICT
+    clause)."""
+    return Dialect.of(bind).insert(WebhookDelivery)
 
 
 def wants(event_types: Sequence[str] | None, type_: str) -> bool:
@@ -54,27 +59,23 @@ def new_delivery(
 
 
 class Deliveries:
-    """The dispatcher's statements: SQLAlchemy Core, on either database (SQLite runs
-    these). ``PostgresDeliveries`` replaces the hot ones. Each method is its own short
-    transaction, never one held across an HTTP call."""
-
-    #: An idle dispatcher looks for work this often without a wake-up (SQLite has no
-    #: NOTIFY: this is its latency floor).
-    poll_s = 0.2
+    """The dispatcher's units of work: each method is one short transaction of the
+    dispatcher's job (``kit.worker.transaction``), never one held across an HTTP call.
+    SQLAlchemy Core, on either database; ``PostgresDeliveries`` replaces the hot ones."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
     async def fan_out(self, now: datetime, *, limit: int) -> tuple[int, bool]:
         """Events handled, and whether events not fanned out remain beyond them."""
-        async with self.db.begin() as conn:
+        async with transaction(self.db) as conn:
             n = await fan_out(conn, now, limit=limit)
         if n == limit:
             return n, True
-        async with self.db.connect() as conn:
+        async with transaction(self.db) as conn:
             return n, await unhandled_left(conn, Event.fanned_out_at)
 
-    async def claim(
+    async def lease(
         self,
         worker_id: str,
         now: datetime,
@@ -83,11 +84,11 @@ class Deliveries:
         limit: int,
         per_endpoint: int,
         exclude_endpoints: Sequence[str] = (),
-    ) -> tuple[list[Claimed], bool]:
+    ) -> tuple[list[Leased], bool]:
         """Deliveries now leased to ``worker_id``, and whether a strict endpoint's next one
         waits for an older transaction to end (the caller looks again soon)."""
-        async with self.db.begin() as conn:
-            claimed = await claim_due(
+        async with transaction(self.db) as conn:
+            leased = await lease_due(
                 conn,
                 worker_id,
                 now,
@@ -96,7 +97,7 @@ class Deliveries:
                 per_endpoint=per_endpoint,
                 exclude_endpoints=exclude_endpoints,
             )
-        return claimed, False  # SQLite: one writer, nothing waits above a horizon
+        return leased, False  # SQLite: one writer, nothing waits above a horizon
 
     async def record(
         self,
@@ -105,15 +106,15 @@ class Deliveries:
         *,
         failing_limit: timedelta = policy.FAILING_LIMIT,
     ) -> set[str]:
-        async with self.db.begin() as conn:
+        async with transaction(self.db) as conn:
             return await record_outcomes(conn, worker_id, outcomes, failing_limit=failing_limit)
 
     async def extend_leases(self, worker_id: str, ids: Sequence[str], until: datetime) -> None:
-        async with self.db.begin() as conn:
+        async with transaction(self.db) as conn:
             await extend_leases(conn, worker_id, ids, until)
 
     async def release(self, worker_id: str, ids: Sequence[str]) -> None:
-        async with self.db.begin() as conn:
+        async with transaction(self.db) as conn:
             await release(conn, worker_id, ids)
 
 
@@ -126,15 +127,13 @@ async def fan_out(conn: AsyncConnection, now: datetime, *, limit: int) -> int:
     horizon: a best-effort endpoint need not wait for an older transaction still running
     (anywhere in the cluster), and a strict endpoint's queue hands out only deliveries
     below the horizon (``_strict_heads``). Returns how many events were handled."""
-    dialect = conn.dialect.name
     stmt = (
         select(Event.seq, Event.id, Event.type, Event.brand_id)
         .where(Event.fanned_out_at.is_(None))
         .order_by(*FEED_ORDER)
         .limit(limit)
+        .with_for_update(skip_locked=True)
     )
-    if dialect == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True)
     events = (await conn.execute(stmt)).all()
     if not events:
         return 0
@@ -160,7 +159,7 @@ async def fan_out(conn: AsyncConnection, now: datetime, *, limit: int) -> int:
     ]
     if rows:
         await conn.execute(
-            insert_deliveries(dialect).on_conflict_do_nothing(
+            insert_deliveries(conn).on_conflict_do_nothing(
                 index_elements=["endpoint_id", "event_id"]
             ),
             rows,
@@ -173,7 +172,7 @@ async def fan_out(conn: AsyncConnection, now: datetime, *, limit: int) -> int:
 
 def _after_back_off(now: datetime, until: datetime | None) -> datetime:
     """A new delivery to an endpoint whose breaker is open is due when the back-off ends
-    (it waits out of the due index instead of being skipped by every claim)."""
+    (it waits out of the due index instead of being skipped by every lease)."""
     return now if until is None or until <= now else until
 
 
@@ -191,7 +190,7 @@ def _due(now: datetime) -> list[Any]:
     ]
 
 
-async def claim_due(
+async def lease_due(
     conn: AsyncConnection,
     worker_id: str,
     now: datetime,
@@ -201,7 +200,7 @@ async def claim_due(
     per_endpoint: int,
     exclude_endpoints: Sequence[str] = (),
     scan: int = 1000,
-) -> list[Claimed]:
+) -> list[Leased]:
     """Take up to ``limit`` due deliveries of enabled endpoints under a lease: at most
     ``per_endpoint`` of a best-effort endpoint (the most due first), and the head of each
     strict endpoint's queue when nothing of it is in flight. Endpoints take turns (each
@@ -211,7 +210,7 @@ async def claim_due(
 
     PostgreSQL: ``FOR UPDATE SKIP LOCKED`` so concurrent workers take disjoint rows;
     SQLite: the write transaction is exclusive (``BEGIN IMMEDIATE``). A lease that ran
-    out (its worker died) makes the row due again; the attempt counter goes up at claim
+    out (its worker died) makes the row due again; the attempt counter goes up at lease
     time, so an attempt cut short by a crash still counts."""
     d, ep = WebhookDelivery, WebhookEndpoint
     # The window runs over a bounded slice of the due index, not over the whole backlog.
@@ -247,9 +246,7 @@ async def claim_due(
     candidates += await _strict_heads(conn, now, exclude_endpoints)
     if not candidates:
         return []
-    lock = select(d.id).where(d.id.in_(candidates), *_due(now))
-    if conn.dialect.name == "postgresql":
-        lock = lock.with_for_update(skip_locked=True)
+    lock = select(d.id).where(d.id.in_(candidates), *_due(now)).with_for_update(skip_locked=True)
     ids = list((await conn.execute(lock)).scalars())
     if not ids:
         return []
@@ -258,7 +255,7 @@ async def claim_due(
         .where(d.id.in_(ids))
         .values(lease_owner=worker_id, lease_expires_at=now + lease, attempts=d.attempts + 1)
     )
-    return await _claimed(conn, ids, now)
+    return await _leased_rows(conn, ids, now)
 
 
 async def _strict_heads(
@@ -296,7 +293,7 @@ async def _strict_heads(
             ep.enabled.is_(True),
             ep.ordering == "strict",
             _not_backed_off(now),
-            *visible(conn.dialect.name),
+            *visible(conn),
         )
     )
     if first_unfanned is not None:
@@ -312,7 +309,7 @@ async def _strict_heads(
     return list((await conn.execute(heads)).scalars())
 
 
-async def _claimed(conn: AsyncConnection, ids: Sequence[str], now: datetime) -> list[Claimed]:
+async def _leased_rows(conn: AsyncConnection, ids: Sequence[str], now: datetime) -> list[Leased]:
     d, ep = WebhookDelivery, WebhookEndpoint
     rows = (
         await conn.execute(
@@ -338,7 +335,7 @@ async def _claimed(conn: AsyncConnection, ids: Sequence[str], now: datetime) -> 
             .order_by(*FEED_ORDER)
         )
     ).all()
-    return [claimed_row(tuple(r), now) for r in rows]
+    return [leased_row(tuple(r), now) for r in rows]
 
 
 async def extend_leases(
@@ -373,7 +370,7 @@ async def record_outcomes(
     ok = [o for o in outcomes if o.succeeded]
     if ok:
         at = max(o.at for o in ok)
-        keys = [(o.claimed.delivery_id, o.claimed.attempt) for o in ok]
+        keys = [(o.leased.delivery_id, o.leased.attempt) for o in ok]
         result = await conn.execute(
             update(d)
             .where(tuple_(d.id, d.attempts).in_(keys), d.lease_owner == worker_id)
@@ -390,7 +387,7 @@ async def record_outcomes(
     for o in outcomes:
         if o.succeeded:
             continue
-        c = o.claimed
+        c = o.leased
         status, next_at, completed = o.state
         result = await conn.execute(
             update(d)
@@ -405,7 +402,7 @@ async def record_outcomes(
         )
         if result.rowcount == 1:
             stored.add(c.delivery_id)
-    done = [o for o in outcomes if o.claimed.delivery_id in stored]
+    done = [o for o in outcomes if o.leased.delivery_id in stored]
     if not done:
         return stored
     # executemany: one cached statement whatever the batch size.
@@ -415,7 +412,7 @@ async def record_outcomes(
         r.id: EndpointState(r.failing_since, r.consecutive_failures)
         for r in await conn.execute(
             select(ep.id, ep.failing_since, ep.consecutive_failures).where(
-                ep.id.in_({o.claimed.endpoint_id for o in done}), ep.enabled.is_(True)
+                ep.id.in_({o.leased.endpoint_id for o in done}), ep.enabled.is_(True)
             )
         )
     }
@@ -447,7 +444,7 @@ async def record_outcomes(
 
 
 def _attempt_row(outcome: Outcome) -> dict[str, Any]:
-    c = outcome.claimed
+    c = outcome.leased
     return {
         "delivery_id": c.delivery_id,
         "endpoint_id": c.endpoint_id,
@@ -462,7 +459,7 @@ def _attempt_row(outcome: Outcome) -> dict[str, Any]:
 
 
 async def release(conn: AsyncConnection, worker_id: str, delivery_ids: Sequence[str]) -> None:
-    """Undo a claim that was never sent: the lease goes, and the attempt does not count."""
+    """Undo the lease of a delivery never sent: the lease goes, the attempt does not count."""
     d = WebhookDelivery
     await conn.execute(
         update(d)

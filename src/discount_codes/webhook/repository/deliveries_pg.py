@@ -1,12 +1,15 @@
 """The dispatcher on PostgreSQL: driver-level statements, and the choice of store.
 
-The three statements of every delivery (fan-out, claim, result) as one asyncpg statement
-each, on the driver pool the claim uses: through SQLAlchemy Core they were a dozen
-statements a turn, and compiling them (cache keys, expanding IN lists) cost an API
-process with an in-process worker more CPU than the claims it answered (issue #13).
-Constant texts with array parameters, so they prepare once per connection (and stay
-unnamed behind PgBouncer, statement_cache_size 0). Each runs in its own transaction;
-data-modifying CTEs make each one atomic.
+The three statements of every delivery (fan-out, lease, result) as one asyncpg statement
+each, on the driver pool the claim uses: through SQLAlchemy Core they are a dozen
+statements a turn, and compiling them (cache keys, expanding IN lists) takes an API
+process with an in-process worker CPU its claims need (``python -m benchmarks --only
+deliveries``). Constant texts with array parameters, so they prepare once per connection
+(and stay unnamed behind PgBouncer, statement_cache_size 0). Each is one unit of the
+dispatcher's job: one statement, atomic by itself (data-modifying CTEs), outside
+SQLAlchemy's transactions; ``record`` with failures is the one two-statement transaction.
+The rules the two stores share (``policy``, ``outcome``) are written once; the tests run
+every behaviour on both databases, which holds the twins together.
 """
 
 from __future__ import annotations
@@ -20,11 +23,11 @@ from discount_codes import telemetry
 from discount_codes.db import Database
 from discount_codes.webhook import policy
 from discount_codes.webhook.outcome import (
-    Claimed,
     EndpointState,
+    Leased,
     Outcome,
-    claimed_row,
     endpoint_changes,
+    leased_row,
 )
 from discount_codes.webhook.repository.deliveries import Deliveries
 
@@ -67,13 +70,13 @@ SELECT (SELECT count(*) FROM marked) AS handled,
 
 #: $1 now, $2 worker, $3 lease until, $4 limit, $5 per best-effort endpoint, $6 endpoints
 #: to leave out, $7 how much of the due index to look at, $8 the breaker's threshold.
-#: ``claim_due`` in one statement: the most due deliveries of best-effort endpoints (at
+#: ``lease_due`` in one statement: the most due deliveries of best-effort endpoints (at
 #: most $5 each, taking turns; one while its breaker is half open), the head of each
 #: strict endpoint's queue (below the horizon and the first event not fanned out), locked
 #: SKIP LOCKED and re-checked, leased, and returned with what sending them needs, in feed
 #: order; then one row that says whether a strict endpoint's delivery waits above the
 #: horizon (look again soon).
-_CLAIM = """
+_LEASE = """
 WITH due AS (
     SELECT d.id, d.endpoint_id, d.next_attempt_at, d.event_seq, ep.consecutive_failures
     FROM webhook_deliveries d JOIN webhook_endpoints ep ON ep.id = d.endpoint_id
@@ -203,18 +206,15 @@ class PostgresDeliveries(Deliveries):
     """The hot statements at driver level (see above); leases' heartbeat and release stay
     Core (a few a minute)."""
 
-    #: NOTIFY wakes the dispatcher; the poll only catches a lost wake-up and retries.
-    poll_s = 2.0
-
     async def fan_out(self, now: datetime, *, limit: int) -> tuple[int, bool]:
-        with telemetry.db_span("postgresql", _FAN_OUT):
+        with telemetry.db_span(self.db.dialect.value, _FAN_OUT):
             async with self.db.driver_connection() as con:
                 row = await con.fetchrow(_FAN_OUT, limit, now)
         assert row is not None
         handled = int(row["handled"])
         return handled, handled == limit or bool(row["left_over"])
 
-    async def claim(
+    async def lease(
         self,
         worker_id: str,
         now: datetime,
@@ -223,22 +223,22 @@ class PostgresDeliveries(Deliveries):
         limit: int,
         per_endpoint: int,
         exclude_endpoints: Sequence[str] = (),
-    ) -> tuple[list[Claimed], bool]:
-        with telemetry.db_span("postgresql", _CLAIM):
+    ) -> tuple[list[Leased], bool]:
+        with telemetry.db_span(self.db.dialect.value, _LEASE):
             async with self.db.driver_connection() as con:
                 rows = await con.fetch(
-                    _CLAIM,
+                    _LEASE,
                     now,
                     worker_id,
                     now + lease,
                     limit,
                     per_endpoint,
                     list(exclude_endpoints),
-                    CLAIM_SCAN,
+                    LEASE_SCAN,
                     policy.BREAKER_THRESHOLD,
                 )
         *leased, last = rows
-        return [claimed_row(tuple(r)[:14], now) for r in leased], bool(last[15])
+        return [leased_row(tuple(r)[:14], now) for r in leased], bool(last[15])
 
     async def record(
         self,
@@ -251,7 +251,7 @@ class PostgresDeliveries(Deliveries):
             return set()
         columns: list[list[Any]] = [[] for _ in range(12)]
         for o in outcomes:
-            c = o.claimed
+            c = o.leased
             status, next_at, completed = o.state
             row = (
                 c.delivery_id,
@@ -279,16 +279,16 @@ class PostgresDeliveries(Deliveries):
                 con.transaction() if failures else contextlib.nullcontext()
             )
             async with tx:
-                with telemetry.db_span("postgresql", _RECORD):
+                with telemetry.db_span(self.db.dialect.value, _RECORD):
                     rows = await con.fetch(_RECORD, worker_id, *columns)
                 stored = {r[0] for r in rows}
                 current = {
                     r[1]: EndpointState(r[2], r[4]) for r in rows if r[1] is not None and r[3]
                 }
-                done = [o for o in outcomes if o.claimed.delivery_id in stored]
+                done = [o for o in outcomes if o.leased.delivery_id in stored]
                 changes = endpoint_changes(done, current, failing_limit=failing_limit)
                 if changes:
-                    with telemetry.db_span("postgresql", _CHANGE_ENDPOINTS):
+                    with telemetry.db_span(self.db.dialect.value, _CHANGE_ENDPOINTS):
                         await con.execute(
                             _CHANGE_ENDPOINTS,
                             [ch.endpoint_id for ch in changes],
@@ -301,10 +301,10 @@ class PostgresDeliveries(Deliveries):
         return stored
 
 
-#: How much of the due index one claim looks at (the per-endpoint window runs over it).
-CLAIM_SCAN = 1000
+#: How much of the due index one lease looks at (the per-endpoint window runs over it).
+LEASE_SCAN = 1000
 
 
 def deliveries(db: Database) -> Deliveries:
     """The dispatcher's store for this database: the one place its dialect is decided."""
-    return Deliveries(db) if db.is_sqlite else PostgresDeliveries(db)
+    return PostgresDeliveries(db) if db.dialect.driver_sql else Deliveries(db)

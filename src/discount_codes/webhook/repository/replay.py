@@ -21,7 +21,6 @@ async def requeue_since(
 ) -> int:
     """Owe the endpoint every brand event since ``since`` again (replay): new deliveries for
     events it never had, and finished ones reset to pending with a fresh retry schedule."""
-    dialect = session.get_bind().dialect.name
     # An endpoint whose breaker is open gets them when its back-off ends.
     due = max(now, endpoint.backed_off_until or now)
     after = (-1, 0)
@@ -45,7 +44,7 @@ async def requeue_since(
         after = (rows[-1].xid, rows[-1].seq)
         wanted = [r for r in rows if wants(endpoint.event_types, r.type)]
         if wanted:
-            ins = insert_deliveries(dialect).values(
+            ins = insert_deliveries(session).values(
                 [new_delivery(endpoint.id, r.seq, r.id, now, due=due) for r in wanted]
             )
             ins = ins.on_conflict_do_update(
