@@ -8,72 +8,30 @@ import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.async_api import Browser, BrowserContext, Dialog, Page, expect
+from playwright.async_api import Browser, Dialog, expect
 
 from discount_codes.webhook.receiver import Receiver
 
 from ..conftest import LiveServer, ServerFactory, Tokens
 from .conftest import INLINE_LIMIT, add_codes, create_campaign, new_context, sign_in
+from .helpers import (
+    CODE,
+    PHONE,
+    accept,
+    claim,
+    open_campaign,
+    shopper_signs_in,
+    stayed_local,
+    watched,
+)
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.parametrize("backend", ["sqlite"], indirect=True),  # the browser is the subject
 ]
-CODE = re.compile(r"^[0-9A-HJKMNP-TV-Z]{4}(-[0-9A-HJKMNP-TV-Z]{4})+$")
-PHONE = {"width": 390, "height": 844}
-
-
-async def accept(dialog: Dialog) -> None:
-    await dialog.accept()
-
-
-async def watched(context: BrowserContext) -> tuple[Page, list[str], list[str]]:
-    """A page whose requests and script errors (a CSP refusal is one) are recorded."""
-    page = await context.new_page()
-    requested: list[str] = []
-    errors: list[str] = []
-    page.on("request", lambda r: requested.append(r.url))
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    # A 4xx the test provokes is logged by the browser too: only script errors count.
-    page.on(
-        "console",
-        lambda m: (
-            errors.append(m.text)
-            if m.type == "error" and not m.text.startswith("Failed to load resource")
-            else None
-        ),
-    )
-    return page, requested, errors
-
-
-def stayed_local(requested: list[str]) -> bool:
-    hosts = {urlsplit(u).hostname for u in requested if not u.startswith(("data:", "blob:"))}
-    return hosts == {"127.0.0.1"}
-
-
-async def claim(api: httpx.AsyncClient, tokens: Tokens, campaign: dict[str, Any]) -> str:
-    r = await api.post(
-        f"/v1/campaigns/{campaign['id']}/claims",
-        json={"share_contact": True},
-        headers=tokens.shopper(),
-    )
-    assert r.status_code == 201, r.text
-    return str(r.json()["code"])
-
-
-async def shopper_signs_in(page: Page, server: LiveServer, campaign_id: str) -> None:
-    await page.goto(f"{server.url}/console/shop/{campaign_id}")
-    await page.get_by_role("button", name="Sign in as a demo shopper").click()
-
-
-async def open_campaign(page: Page, server: LiveServer, campaign: dict[str, Any]) -> None:
-    await page.goto(f"{server.url}/console/#/campaigns/{campaign['id']}")
-    await expect(page.get_by_role("heading", level=1)).to_have_text(campaign["name"])
 
 
 # 1 ------------------------------------------------------------------------------------------

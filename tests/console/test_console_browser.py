@@ -12,29 +12,18 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Dialog, Page, expect
+from playwright.async_api import Browser, Page, expect
 
 from discount_codes.webhook.receiver import Receiver
 
 from ..conftest import LiveServer, Tokens, poll
 from .conftest import add_codes, create_campaign, new_context, sign_in
+from .helpers import CODE, accept, no_horizontal_scroll
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.parametrize("backend", ["sqlite"], indirect=True),  # the browser is the subject
 ]
-CODE = re.compile(r"^[0-9A-HJKMNP-TV-Z]{4}(-[0-9A-HJKMNP-TV-Z]{4})+$")
-
-
-async def accept(dialog: Dialog) -> None:
-    await dialog.accept()
-
-
-async def no_horizontal_scroll(page: Page) -> bool:
-    overflow = await page.evaluate(
-        "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
-    )
-    return int(overflow) <= 0
 
 
 async def test_brand_creates_a_campaign_and_watches_its_codes_being_made(

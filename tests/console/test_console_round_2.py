@@ -15,15 +15,15 @@ from playwright.async_api import Browser, expect
 
 from ..conftest import LiveServer, Tokens
 from .conftest import add_codes, create_campaign, new_context, sign_in
-from .test_console_as_people_use_it import (
+from .helpers import (
     PHONE,
     claim,
+    no_horizontal_scroll,
     open_campaign,
     shopper_signs_in,
     stayed_local,
     watched,
 )
-from .test_console_browser import no_horizontal_scroll
 
 pytestmark = [
     pytest.mark.browser,

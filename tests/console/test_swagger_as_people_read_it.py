@@ -11,7 +11,7 @@ from playwright.async_api import Browser, expect
 
 from ..conftest import LiveServer
 from .conftest import new_context
-from .test_console_as_people_use_it import watched
+from .helpers import watched
 
 pytestmark = [
     pytest.mark.browser,

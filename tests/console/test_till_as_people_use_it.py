@@ -14,8 +14,7 @@ from playwright.async_api import Browser, Page, expect
 
 from ..conftest import LiveServer, Tokens
 from .conftest import create_campaign, new_context, sign_in
-from .test_console_as_people_use_it import PHONE, accept, stayed_local, watched
-from .test_console_browser import no_horizontal_scroll
+from .helpers import PHONE, accept, no_horizontal_scroll, stayed_local, watched
 
 pytestmark = [
     pytest.mark.browser,

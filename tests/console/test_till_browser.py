@@ -14,7 +14,7 @@ from playwright.async_api import Browser, ConsoleMessage, Page, expect
 
 from ..conftest import LiveServer, Tokens
 from .conftest import create_campaign, new_context
-from .test_console_browser import accept, no_horizontal_scroll
+from .helpers import accept, no_horizontal_scroll
 
 pytestmark = [
     pytest.mark.browser,

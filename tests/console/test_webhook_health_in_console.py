@@ -27,11 +27,9 @@ from playwright.async_api import Browser, Page, expect
 
 from discount_codes.webhook.receiver import Received, Receiver, Reply
 
-from ..conftest import LiveServer, Tokens, free_port
-from ..robustness.helpers import poll
+from ..conftest import LiveServer, Tokens, free_port, poll
 from .conftest import add_codes, create_campaign, new_context, sign_in
-from .test_console_as_people_use_it import PHONE, claim, stayed_local, watched
-from .test_console_browser import no_horizontal_scroll
+from .helpers import PHONE, claim, no_horizontal_scroll, stayed_local, watched
 
 pytestmark = [
     pytest.mark.browser,
