@@ -117,8 +117,13 @@ async def test_the_visibility_horizon_is_a_running_transaction(db: Database) -> 
 
 def test_what_differs_is_stated_once() -> None:
     pg, lite = Dialect.POSTGRESQL, Dialect.SQLITE
-    assert (pg.copies, pg.notifies, pg.one_writer) == (True, True, False)
-    assert (lite.copies, lite.notifies, lite.one_writer) == (False, False, True)
+    assert (pg.copies, pg.notifies, pg.one_writer, pg.driver_sql) == (True, True, False, True)
+    assert (lite.copies, lite.notifies, lite.one_writer, lite.driver_sql) == (
+        False,
+        False,
+        True,
+        False,
+    )
     assert lite.poll_interval_s < pg.poll_interval_s  # NOTIFY wakes PostgreSQL's loops
     upsert = {
         d: str(
