@@ -30,6 +30,10 @@ from .helpers import (
     set_status,
 )
 
+#: These races test who wins, not the service's deadlines: on a loaded machine a claim
+#: may wait longer than the default turn deadline (which would answer 503) for a connection.
+RACE_POOL_TIMEOUT_S = "60"
+
 
 # Through PgBouncer too: two real processes, each with its own pool, sharing its servers.
 @THROUGH_PGBOUNCER
@@ -41,7 +45,12 @@ async def test_2000_users_race_for_500_codes_through_two_server_processes(
     live_server: ServerFactory,
 ) -> None:
     campaign_id = await campaign_with_codes(client, tokens, brand_id, 500)
-    server = live_server("--workers", "2", DISCOUNT_CODES_DB_POOL_SIZE="10")
+    server = live_server(
+        "--workers",
+        "2",
+        DISCOUNT_CODES_DB_POOL_SIZE="10",
+        DISCOUNT_CODES_DATABASE_POOL_TIMEOUT_S=RACE_POOL_TIMEOUT_S,
+    )
     run = uuid.uuid4().hex[:8]
     shoppers = [tokens.shopper(f"racer-{run}-{i}") for i in range(2000)]
 
@@ -139,6 +148,7 @@ async def test_claims_while_a_batch_is_still_being_generated(
         DISCOUNT_CODES_INLINE_BATCH_LIMIT="10",
         DISCOUNT_CODES_BATCH_CHUNK_SIZE="20",
         DISCOUNT_CODES_DB_POOL_SIZE="10",
+        DISCOUNT_CODES_DATABASE_POOL_TIMEOUT_S=RACE_POOL_TIMEOUT_S,
     )
     campaign_id = await new_campaign(client, tokens, brand_id)
     users = [tokens.shopper() for _ in range(400)]
