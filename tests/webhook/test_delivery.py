@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -15,7 +16,7 @@ from discount_codes.db import Database
 from discount_codes.webhook.dispatcher import Dispatcher, new_client
 from discount_codes.webhook.policy import parse_retry_after
 
-from ..conftest import THROUGH_PGBOUNCER, Tokens, worker_running
+from ..conftest import THROUGH_PGBOUNCER, Tokens, poll, worker_running
 from .helpers import (
     FakeClock,
     WakeUpsOnly,
@@ -103,23 +104,18 @@ async def test_410_gone_disables_the_endpoint(
     async with worker_running(settings, db):
         await record(db, brand_id)
         await receiver.wait_for(1)
-        for _ in range(100):
+
+        async def disabled() -> dict[str, Any] | None:
             r = await client.get(
                 f"/v1/webhook-endpoints/{endpoint['id']}", headers=tokens.brand(brand_id)
             )
-            if not r.json()["enabled"]:
-                break
-            await _sleep(0.05)
-    assert r.json()["enabled"] is False
-    assert "410" in r.json()["disabled_reason"]
+            body: dict[str, Any] = r.json()
+            return None if body["enabled"] else body
+
+        shown = await poll(disabled, what="the endpoint disabled after its 410")
+    assert shown["enabled"] is False and "410" in shown["disabled_reason"]
     items = await attempts(client, tokens, brand_id, endpoint["id"])
     assert items[0]["status_code"] == 410 and items[0]["next_attempt_at"] is None
-
-
-async def _sleep(s: float) -> None:
-    import asyncio
-
-    await asyncio.sleep(s)
 
 
 async def test_retry_schedule_then_give_up_then_disable_after_5_days(

@@ -4,7 +4,6 @@ many endpoints are failing or backed off."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -17,7 +16,7 @@ from discount_codes.db import Database
 from discount_codes.outbox import metrics
 from discount_codes.outbox.repository import OutboxFigures
 
-from ..conftest import Tokens, worker_running
+from ..conftest import Tokens, poll, worker_running
 from .helpers import make_endpoint, record
 from .receiver import Received, Receiver, Reply
 
@@ -49,14 +48,14 @@ async def test_gauges_show_a_failing_endpoints_backlog_and_its_age(
         for i in range(3):
             await record(db, brand_id, i)
         await receiver.wait_for(3)
-        async with asyncio.timeout(15):
-            while True:
-                text = (await client.get("/metrics")).text
-                backlog = sample(text, "webhook_delivery_backlog", endpoint["id"])
-                failing = sample(text, "webhook_endpoints_failing")
-                if backlog == 3 and failing is not None and failing >= 1:
-                    break
-                await asyncio.sleep(0.05)
+
+        async def failing_with_its_backlog() -> str | None:
+            text = (await client.get("/metrics")).text
+            backlog = sample(text, "webhook_delivery_backlog", endpoint["id"])
+            failing = sample(text, "webhook_endpoints_failing")
+            return text if backlog == 3 and failing is not None and failing >= 1 else None
+
+        text = await poll(failing_with_its_backlog, what="a backlog of 3 on a failing endpoint")
         age = sample(text, "webhook_oldest_undelivered_event_age_seconds", endpoint["id"])
         assert age is not None and 0 <= age < 60
         assert sample(text, "events_oldest_not_fanned_out_age_seconds") is not None
@@ -66,14 +65,12 @@ async def test_gauges_show_a_failing_endpoints_backlog_and_its_age(
             f"/v1/webhook-endpoints/{endpoint['id']}", headers=tokens.brand(brand_id)
         )
         assert r.status_code == 204
-        async with asyncio.timeout(15):
-            while (
-                sample(
-                    (await client.get("/metrics")).text, "webhook_delivery_backlog", endpoint["id"]
-                )
-                is not None
-            ):
-                await asyncio.sleep(0.05)
+
+        async def series_gone() -> bool:
+            text = (await client.get("/metrics")).text
+            return sample(text, "webhook_delivery_backlog", endpoint["id"]) is None
+
+        await poll(series_gone, what="the deleted endpoint's series gone from /metrics")
 
 
 def test_endpoint_series_are_bounded_to_the_furthest_behind_and_other() -> None:
