@@ -13,7 +13,6 @@ import asyncpg
 import httpx
 
 from ..conftest import PG_ADMIN_DSN, Tokens
-from ..conftest import poll as poll  # the suite's one wait; import it from tests.conftest
 
 PROBLEM = "application/problem+json"
 UNAVAILABLE = "/problems/service-unavailable"

@@ -16,13 +16,12 @@ import pwd
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from ..conftest import REQUIRE_SERVICES, free_port, refuse_in_fast_tier
+from ..conftest import REQUIRE_SERVICES, free_port, poll, refuse_in_fast_tier
 from .helpers import TcpProxy
 
 PG_BIN = Path(os.environ.get("DISCOUNT_CODES_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -163,8 +162,10 @@ class Pair:
             await self._wait_streaming("sync")
 
     async def _wait_streaming(self, sync_state: str) -> None:
-        deadline = time.monotonic() + 60
-        while True:
+        state: str | None = None
+
+        async def streaming() -> bool:
+            nonlocal state
             conn = await asyncpg.connect(self.primary.dsn("postgres"), timeout=10)
             try:
                 state = await conn.fetchval(
@@ -172,11 +173,13 @@ class Pair:
                 )
             finally:
                 await conn.close()
-            if state == sync_state:
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"standby not streaming ({state}):\n{self.standby.logs()}")
-            await asyncio.sleep(0.1)
+            return state == sync_state
+
+        await poll(
+            streaming,
+            every=0.1,
+            what=lambda: f"standby streaming {sync_state} ({state}):\n{self.standby.logs()}",
+        )
 
     async def kill_primary(self) -> None:
         """Every process of the primary ends at once, nothing flushed or said goodbye."""

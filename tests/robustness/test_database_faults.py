@@ -376,12 +376,16 @@ async def test_generation_in_the_worker_survives_killed_sessions_with_the_exact_
         """Watch on its own, closely: a chunk is written in a few tens of milliseconds, and
         a watch paced by the batch's status requests missed every one on a fast machine."""
         nonlocal interrupted
-        while interrupted < 2 and not done.is_set():
-            if await _inserting_codes(fault_db):
-                await terminate_backends(fault_db)  # a chunk is being written: kill it
-                interrupted += 1
-            else:
-                await asyncio.sleep(0.002)
+
+        async def writing_or_done() -> bool:
+            return done.is_set() or await _inserting_codes(fault_db)
+
+        while interrupted < 2:
+            await poll(writing_or_done, timeout=180, every=0.002, what="a chunk being written")
+            if done.is_set():
+                return
+            await terminate_backends(fault_db)  # a chunk is being written: kill it
+            interrupted += 1
 
     async with httpx.AsyncClient(base_url=server.url, timeout=TIMEOUT) as c:
         campaign_id = await new_campaign(c, tokens, brand_id)

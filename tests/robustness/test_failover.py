@@ -30,8 +30,8 @@ import pytest
 from discount_codes.migrate import upgrade_to_head
 from discount_codes.webhook.receiver import Receiver
 
-from ..conftest import LiveServer, ServerFactory, Tokens, gather_limited
-from .helpers import campaign_with_codes, describe, fetch, is_clean_503, poll
+from ..conftest import LiveServer, ServerFactory, Tokens, gather_limited, poll
+from .helpers import campaign_with_codes, describe, fetch, is_clean_503
 from .replication import Pair, require_pg_bin
 
 pytestmark = [
@@ -162,22 +162,30 @@ async def follow_feed(
     staff = tokens.brand(launch.brand_id)
     url = f"/v1/brands/{launch.brand_id}/events"
     cursor: str | None = None
-    while not stop.is_set():
+
+    async def moved_on() -> bool:
+        """Reads the page after the cursor: true once it held events, or the launch is over
+        (caught up, the reader asks again shortly)."""
+        nonlocal cursor
+        if stop.is_set():
+            return True
         params = {"limit": "500", **({"after": cursor} if cursor else {})}
         r = await answered(launch, functools.partial(c.get, url, params=params, headers=staff))
         if r.status_code == 422 and not strict and cursor is not None:
             launch.feed_cursor_lost += 1
             at = launch.feed.index(cursor)
             cursor = launch.feed[at - 1] if at else None
-            continue
+            return True  # read again at once, from the earlier event
         assert r.status_code == 200, describe(r)
         items = [e["id"] for e in r.json()["items"]]
         known = set() if strict else set(launch.feed)
         launch.feed.extend(i for i in items if i not in known)
         if items:
             cursor = items[-1]
-        else:
-            await asyncio.sleep(0.05)  # caught up: ask again shortly
+        return bool(items)
+
+    while not stop.is_set():
+        await poll(moved_on, what="the brand's events feed moving on during the launch")
 
 
 async def run_launch(

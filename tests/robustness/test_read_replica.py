@@ -23,8 +23,8 @@ from discount_codes.config import Settings, SettingsError, load_settings
 from discount_codes.db import Database
 from discount_codes.migrate import upgrade_to_head
 
-from ..conftest import ServerFactory, Tokens
-from .helpers import campaign_with_codes, describe, fetch, fetchval, is_clean_503, poll
+from ..conftest import ServerFactory, Tokens, poll
+from .helpers import campaign_with_codes, describe, fetch, fetchval, is_clean_503
 from .replication import Pair, require_pg_bin
 
 ON_POSTGRESQL = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
