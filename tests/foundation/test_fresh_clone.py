@@ -7,13 +7,12 @@ import os
 import re
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from ..conftest import ROOT, free_port
+from ..conftest import ROOT, free_port, wait_until
 
 
 @pytest.mark.slow
@@ -37,15 +36,16 @@ def test_make_run_from_a_fresh_clone(tmp_path: Path) -> None:
         )
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 600  # includes building .venv from the lock file
-        ready = False
-        while time.monotonic() < deadline and not ready:
+
+        def ready() -> bool:
             assert process.poll() is None, log_path.read_text()
             try:
-                ready = httpx.get(f"{base}/readyz", timeout=2).status_code == 200
+                return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
             except httpx.HTTPError:
-                time.sleep(0.5)
-        assert ready, log_path.read_text()
+                return False
+
+        # The wait includes building .venv from the lock file.
+        wait_until(ready, timeout=600, every=0.5, what=log_path.read_text)
         assert (clone / "var" / "discount-codes.db").exists()
         output = log_path.read_text()
         brand_token = re.search(r"export BRAND_TOKEN=(\S+)", output)
