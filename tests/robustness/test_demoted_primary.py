@@ -11,14 +11,8 @@ import asyncpg
 import httpx
 import pytest
 
-from ..conftest import PG_ADMIN_DSN, ServerFactory, Tokens, create_pg_database
-from .helpers import (
-    campaign_with_codes,
-    database_name,
-    is_clean_503,
-    poll,
-    terminate_backends,
-)
+from ..conftest import PG_ADMIN_DSN, ServerFactory, Tokens, create_pg_database, poll
+from .helpers import campaign_with_codes, database_name, is_clean_503, terminate_backends
 
 pytestmark = [pytest.mark.parametrize("backend", ["postgresql"], indirect=True)]
 
