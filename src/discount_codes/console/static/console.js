@@ -904,31 +904,9 @@ function generateSection(signal, campaign, onProgress) {
   return form;
 }
 
-/** Files read in the browser to tell repeats within them from codes the brand already has. */
-const READ_LIMIT = 8_000_000;
-
 /** A code as the service compares them: case, hyphens and spaces aside, O as 0, I and L as 1. */
 function sameCode(text) {
   return text.replace(/^"|"$/g, "").toUpperCase().replace(/[\s-]/g, "").replace(/O/g, "0").replace(/[IL]/g, "1");
-}
-
-/** The codes written more than once in one import (its first column, or its `code` column). */
-function repeatsWithin(text) {
-  const lines = text.split(/\r?\n/).filter((l) => l.trim());
-  if (!lines.length) return [];
-  const split = (l) => l.split(/[,;\t]/);
-  const header = split(lines[0]).map((h) => h.trim().replace(/^"|"$/g, "").toLowerCase());
-  const column = Math.max(header.indexOf("code"), 0);
-  const counts = new Map();
-  const written = new Map();
-  for (const line of header.includes("code") ? lines.slice(1) : lines) {
-    const raw = (split(line)[column] || "").trim();
-    const code = sameCode(raw);
-    if (!code) continue;
-    counts.set(code, (counts.get(code) || 0) + 1);
-    if (!written.has(code)) written.set(code, raw.replace(/^"|"$/g, ""));
-  }
-  return [...counts].filter(([, n]) => n > 1).map(([code, n]) => ({ code, written: written.get(code), extra: n - 1 }));
 }
 
 /** A picture or other binary file chosen by mistake: its first bytes say so. */
@@ -983,8 +961,6 @@ function codesSection(initial, onImported) {
         if (chosen && (await looksBinary(chosen))) {
           return showError(importError, `“${chosen.name}” is not a text file: choose the CSV or text file of codes your shop exported.`);
         }
-        const readable = !chosen || chosen.size <= READ_LIMIT;
-        const repeats = readable ? repeatsWithin(chosen ? await chosen.text() : pasted.value) : [];
         busy(submit, true);
         const r = await call(`/v1/campaigns/${enc(campaign.id)}/code-imports`, {
           method: "POST",
@@ -993,14 +969,13 @@ function codesSection(initial, onImported) {
         });
         busy(submit, false);
         if (!r.ok) return showError(importError, r.problem);
-        const { imported, duplicates, duplicate_codes: named = [], rejected } = r.data;
-        // The service counts a code written twice in the file as a duplicate too: say which is which.
-        const repeated = repeats.reduce((n, x) => n + x.extra, 0);
-        const repeatedCodes = new Set(repeats.map((x) => x.code));
-        const alreadyKnown = Math.max(duplicates - repeated, 0);
-        const known = [...new Set(named.filter((c) => !repeatedCodes.has(sameCode(c))))];
+        // The service tells codes the brand already had (duplicates) from lines repeating a
+        // code of the same file (repeated).
+        const { imported, duplicates: alreadyKnown, duplicate_codes: named = [], repeated_codes: again = [], rejected } = r.data;
+        const known = [...new Set(named)];
+        const repeatedCodes = new Set(again.map(sameCode));
         const parts = [`Imported ${plural(imported, "code", "codes")}.`];
-        if (repeats.length) parts.push(`${plural(repeats.length, "code appears", "codes appear")} more than once in the file: each was taken once.`);
+        if (repeatedCodes.size) parts.push(`${plural(repeatedCodes.size, "code appears", "codes appear")} more than once in the file: each was taken once.`);
         if (alreadyKnown) parts.push(`${plural(alreadyKnown, "code was", "codes were")} already known to the brand and left as they are.`);
         if (rejected.length) parts.push(`${plural(rejected.length, "line was", "lines were")} not a code.`);
         append(
