@@ -344,9 +344,7 @@ class WebhookEndpoint(Base):
     failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The circuit breaker (webhook/policy.py): attempts failed in a row since the last
     # success, and while it is open no attempt before backed_off_until.
-    consecutive_failures: Mapped[int] = mapped_column(
-        Integer, default=0, server_default=text("0")
-    )
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     backed_off_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # best_effort: up to WEBHOOK_MAX_IN_FLIGHT at once; strict: one at a time, feed order.
     ordering: Mapped[str] = mapped_column(
