@@ -5,10 +5,10 @@ Beyond ``MAX_REQUESTS_IN_FLIGHT`` a request is answered ``503 service-unavailabl
 ``Retry-After`` at once (before any database work), so the requests accepted keep a
 bounded latency when the offer exceeds capacity. Within that bound, one brand's requests
 hold at most ``TENANT_IN_FLIGHT_SHARE`` of the slots: a brand flooding its launch is shed
-first (by its own cap), and the rest of the slots stay free for every other brand. This is
-the per-tenant quota of Amazon's fair load shedding, without a queue: answering at once
-costs a shed request next to nothing, and a queue would add waiting to the latency of
-exactly the requests that are admitted.
+first (by its own cap: answered 503 after the ``Retry-After`` it is given, so a flood's
+retries cost next to nothing), and the rest of the slots stay free for every other brand.
+This is the per-tenant quota of Amazon's fair load shedding, without a queue: a queue
+would add waiting to the latency of exactly the requests that are admitted.
 
 The brand of a request comes from its path: ``/v1/brands/{brand_id}/...``, or for
 ``/v1/campaigns/{campaign_id}/...`` the campaign's brand as the features remembered it
@@ -19,6 +19,7 @@ bounded by the process total only; health checks and metrics are never shed.
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 from prometheus_client import Counter
@@ -33,6 +34,8 @@ from discount_codes.problems import problem_body
 #: but healthy process killed.
 UNSHED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 RETRY_AFTER_S = "1"
+#: Answers to a brand past its share held back at once (each until its Retry-After).
+MAX_HELD_SHEDS = 1024
 #: Brands with a shed series of their own, per process; any further brand is ``other``.
 SHED_BRAND_LABELS = 20
 
@@ -67,6 +70,7 @@ class AdmissionMiddleware:
         max_in_flight: int = 0,
         tenant_share: float = 0.5,
         brands: CampaignBrands | None = None,
+        brand_shed_delay_s: float = float(RETRY_AFTER_S),
     ) -> None:
         if max_in_flight < 0 or not 0 < tenant_share <= 1:
             raise ValueError("max_in_flight >= 0 and 0 < tenant_share <= 1")
@@ -80,6 +84,8 @@ class AdmissionMiddleware:
         #: requests in flight, whatever the number of brands).
         self.by_tenant: dict[str, int] = {}
         self._labelled: set[str] = set()
+        self.brand_shed_delay_s = brand_shed_delay_s
+        self._held_sheds = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.max_in_flight:
@@ -116,6 +122,17 @@ class AdmissionMiddleware:
                     del self.by_tenant[tenant]
 
     async def _shed(self, send: Send, tenant: str | None, reason: str) -> None:
+        if reason == "brand" and self._held_sheds < MAX_HELD_SHEDS:
+            # A brand past its share is answered when its Retry-After would have it come
+            # back anyway: a client retrying at once (a flood's closed loop) then asks once
+            # a second per connection instead of thousands of times, and the process's CPU
+            # stays with the requests it admitted, other brands' among them. The wait holds
+            # no slot; at most MAX_HELD_SHEDS wait at once, past that the answer is at once.
+            self._held_sheds += 1
+            try:
+                await asyncio.sleep(self.brand_shed_delay_s)
+            finally:
+                self._held_sheds -= 1
         await send_problem(
             send,
             problem_body(
