@@ -285,8 +285,10 @@ def install(app: FastAPI) -> None:
 
 #: SQLSTATEs of a server that cannot serve us right now: connection exceptions (08),
 #: shutdown or start-up (57P), no connection slot left (53300), a server that no longer
-#: takes writes (25006: a demoted primary, still reached through a pooler).
-_UNAVAILABLE_SQLSTATES = ("08", "57P", "53300", "25006")
+#: takes writes (25006: a demoted primary, still reached through a pooler), and a
+#: transaction the server rolled back to break a deadlock or a serialization conflict (40):
+#: nothing was stored, and the same request a moment later succeeds.
+_UNAVAILABLE_SQLSTATES = ("08", "57P", "53300", "25006", "40")
 
 
 async def _on_driver(request: Request, exc: Exception) -> JSONResponse:
