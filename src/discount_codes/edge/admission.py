@@ -5,10 +5,11 @@ Beyond ``MAX_REQUESTS_IN_FLIGHT`` a request is answered ``503 service-unavailabl
 ``Retry-After`` at once (before any database work), so the requests accepted keep a
 bounded latency when the offer exceeds capacity. Within that bound, one brand's requests
 hold at most ``TENANT_IN_FLIGHT_SHARE`` of the slots: a brand flooding its launch is shed
-first (by its own cap: answered 503 after the ``Retry-After`` it is given, so a flood's
-retries cost next to nothing), and the rest of the slots stay free for every other brand.
-This is the per-tenant quota of Amazon's fair load shedding, without a queue: a queue
-would add waiting to the latency of exactly the requests that are admitted.
+first (by its own cap; while other brands are served, answered 503 after the
+``Retry-After`` it is given, so a flood's retries cost next to nothing), and the rest of
+the slots stay free for every other brand. This is the per-tenant quota of Amazon's fair
+load shedding, without a queue: a queue would add waiting to the latency of exactly the
+requests that are admitted.
 
 The brand of a request comes from its path: ``/v1/brands/{brand_id}/...``, or for
 ``/v1/campaigns/{campaign_id}/...`` the campaign's brand as the features remembered it
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 
 from prometheus_client import Counter
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -34,6 +36,9 @@ from discount_codes.problems import problem_body
 #: but healthy process killed.
 UNSHED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 RETRY_AFTER_S = "1"
+#: A brand past its share is held back only while another brand was admitted this
+#: recently (seconds): a brand alone is told at once.
+OTHERS_RECENT_S = 5.0
 #: Answers to a brand past its share held back at once (each until its Retry-After).
 MAX_HELD_SHEDS = 1024
 #: Brands with a shed series of their own, per process; any further brand is ``other``.
@@ -86,6 +91,9 @@ class AdmissionMiddleware:
         self._labelled: set[str] = set()
         self.brand_shed_delay_s = brand_shed_delay_s
         self._held_sheds = 0
+        #: The last tenant admitted and the one before it (of another tenant), with when.
+        self._last: tuple[str | None, float] = (None, 0.0)
+        self._other: tuple[str | None, float] = (None, 0.0)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.max_in_flight:
@@ -108,6 +116,7 @@ class AdmissionMiddleware:
         self.in_flight += 1
         if tenant is not None:
             self.by_tenant[tenant] = held + 1
+            self._note_admitted(tenant)
         marked = current_tenant.set(tenant)
         try:
             await self.app(scope, receive, send)
@@ -122,12 +131,17 @@ class AdmissionMiddleware:
                     del self.by_tenant[tenant]
 
     async def _shed(self, send: Send, tenant: str | None, reason: str) -> None:
-        if reason == "brand" and self._held_sheds < MAX_HELD_SHEDS:
-            # A brand past its share is answered when its Retry-After would have it come
-            # back anyway: a client retrying at once (a flood's closed loop) then asks once
-            # a second per connection instead of thousands of times, and the process's CPU
-            # stays with the requests it admitted, other brands' among them. The wait holds
-            # no slot; at most MAX_HELD_SHEDS wait at once, past that the answer is at once.
+        if (
+            reason == "brand"
+            and self._held_sheds < MAX_HELD_SHEDS
+            and self._another_tenant_served(tenant)
+        ):
+            # While other brands are being served, a brand past its share is answered when
+            # its Retry-After would have it come back anyway: a client retrying at once (a
+            # flood's closed loop) then asks once a second per connection instead of
+            # thousands of times, and the process's CPU stays with the requests it
+            # admitted, the other brands' among them. The wait holds no slot; at most
+            # MAX_HELD_SHEDS wait at once, past that the answer is at once.
             self._held_sheds += 1
             try:
                 await asyncio.sleep(self.brand_shed_delay_s)
@@ -147,6 +161,22 @@ class AdmissionMiddleware:
             retry_after=RETRY_AFTER_S,
         )
         SHED.labels(self._label(tenant), reason).inc()
+
+    def _note_admitted(self, tenant: str) -> None:
+        """Remember the last two different tenants admitted, and when."""
+        now = time.monotonic()
+        if tenant != self._last[0]:
+            self._other = self._last
+        self._last = (tenant, now)
+
+    def _another_tenant_served(self, tenant: str | None) -> bool:
+        """Whether another brand's requests were admitted within ``OTHERS_RECENT_S``: only
+        then is a brand past its share held back (alone, it is told at once)."""
+        now = time.monotonic()
+        return any(
+            other is not None and other != tenant and now - at < OTHERS_RECENT_S
+            for other, at in (self._last, self._other)
+        )
 
     def _label(self, tenant: str | None) -> str:
         if tenant is None or tenant.startswith("campaign:"):

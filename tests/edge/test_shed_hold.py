@@ -1,0 +1,64 @@
+"""A brand past its share is told at once while it is alone, and held until its
+Retry-After while other brands are being served (so a flood's retries cannot take the
+process's CPU from them)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from discount_codes.edge.admission import AdmissionMiddleware
+from discount_codes.kit.tenants import CampaignBrands
+
+
+class Blocking:
+    """An app whose requests wait until released (what a busy database does)."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+
+async def _request(app: AdmissionMiddleware, brand: str) -> int:
+    answered: list[int] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            answered.append(message["status"])
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {"type": "http", "path": f"/v1/brands/{brand}/campaigns", "method": "GET"}
+    await app(scope, receive, send)
+    return answered[0]
+
+
+async def _settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+async def test_a_brand_alone_is_told_at_once_and_held_back_while_others_are_served() -> None:
+    inner = Blocking()
+    app = AdmissionMiddleware(
+        inner, max_in_flight=4, tenant_share=0.5, brands=CampaignBrands(), brand_shed_delay_s=60
+    )
+    held = [asyncio.create_task(_request(app, "a")) for _ in range(2)]
+    await _settle()
+    # Alone: past its share, brand a is answered 503 at once.
+    assert await asyncio.wait_for(_request(app, "a"), 5) == 503
+
+    other = asyncio.create_task(_request(app, "b"))  # another brand is served
+    await _settle()
+    shed = asyncio.create_task(_request(app, "a"))
+    await _settle()
+    assert not shed.done()  # held back (until its Retry-After), holding no slot
+    assert app.in_flight == 3
+    inner.release.set()
+    assert await asyncio.gather(*held, other) == [200, 200, 200]
+    shed.cancel()
