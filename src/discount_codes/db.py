@@ -60,8 +60,8 @@ class Database:
         if self.is_sqlite:
             kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
             # One connection per process: SQLite has one writer anyway, and waiters queue
-            # fairly on the pool instead of in SQLite's busy handler, which sleeps up to
-            # 100 ms between retries (it starved the dispatcher).
+            # fairly on the pool instead of in SQLite's busy handler, whose sleeps between
+            # retries starved the dispatcher.
             kwargs.update(
                 pool_size=1, max_overflow=0, pool_timeout=settings.database_pool_timeout_s
             )

@@ -1,5 +1,6 @@
 """Making codes nobody can guess: CSPRNG bytes, base32-encoded in bulk, translated to
-Crockford. The per-symbol ``secrets.choice`` loop is 17x slower (see docs/limits).
+Crockford: the same randomness as a per-symbol ``secrets.choice`` loop, for much less
+Python.
 
 A pattern batch (``SPRING-####-####``) draws each ``#`` from its charset by rejection
 sampling whole bytes (``bytes.translate`` keeps the bytes below the largest multiple of

@@ -43,8 +43,8 @@ async def asyncpg_of(conn: AsyncConnection) -> Any:
 
 
 async def copy_new_codes(conn: AsyncConnection, target: Target, codes: Sequence[str]) -> bool:
-    """Write all the codes with COPY straight into ``codes`` (twice the staging path's
-    speed), under a savepoint. False when nothing was written: this database has no COPY,
+    """Write all the codes with COPY straight into ``codes`` (no staging table), under a
+    savepoint. False when nothing was written: this database has no COPY,
     or one of the codes exists already (the savepoint is rolled back) and the caller takes
     the conflict-tolerant path, ``insert_codes_ignoring``."""
     dialect = Dialect.of(conn)
