@@ -7,8 +7,9 @@ worker killed mid-batch stops renewing, and once the lease expires another takes
 
 Brands take turns: the worker writes one chunk (``TURN_CHUNKS``) of the batch it took, ends
 its lease with that chunk's commit, and takes the next batch of the brand served least
-recently (``repository.take_next_batch``). A brand's small batch so waits for at most one
-chunk per other brand with work, never behind another brand's millions; within a brand,
+recently (``repository.take_next_batch``), and a brand is written by one worker at a
+time. A brand's small batch so waits for at most one chunk per other brand with work, and
+not at all while a worker is free, never behind another brand's millions; within a brand,
 batches go oldest first.
 """
 

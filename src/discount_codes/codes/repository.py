@@ -251,12 +251,31 @@ async def take_next_batch(
     """Lease a batch for its next chunk: pending, or running with no live lease (between
     two chunks, or its worker stopped renewing). The brand served least recently comes
     first (a brand never served before it all), then its oldest batch: one brand's
-    millions take turns with another's thousands instead of going before them."""
+    millions take turns with another's thousands instead of going before them.
+
+    A brand's batches are written one after another, its oldest unfinished one only, so
+    by one worker at a time: a second worker is free for the next brand that asks, at
+    once, instead of writing more of the same brand's millions. (Only the oldest is a
+    candidate, so two workers taking at the same moment cannot both take one of A's: the
+    second skips the first's locked row and finds none other of A's.)"""
     served = aliased(CodeBatch)
     brand_served = (
         select(func.max(served.served_at))
         .where(served.brand_id == CodeBatch.brand_id)
         .scalar_subquery()
+    )
+    other = aliased(CodeBatch)
+    older_unfinished = (
+        select(other.id)
+        .where(
+            other.brand_id == CodeBatch.brand_id,
+            other.status.in_(("pending", "running")),
+            or_(
+                other.created_at < CodeBatch.created_at,
+                and_(other.created_at == CodeBatch.created_at, other.id < CodeBatch.id),
+            ),
+        )
+        .exists()
     )
     candidate = (
         select(CodeBatch.id)
@@ -264,7 +283,8 @@ async def take_next_batch(
             or_(
                 CodeBatch.status == "pending",
                 and_(CodeBatch.status == "running", CodeBatch.lease_expires_at <= now),
-            )
+            ),
+            ~older_unfinished,
         )
         .order_by(brand_served.asc().nulls_first(), CodeBatch.created_at, CodeBatch.id)
         .limit(1)
