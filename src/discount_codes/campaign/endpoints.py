@@ -14,17 +14,11 @@ from discount_codes.campaign.schemas import (
     CampaignOut,
     CampaignPublic,
     CampaignUpdate,
-    discount_of,
 )
+from discount_codes.campaign.views import public, to_out
 from discount_codes.db import SessionDep
-from discount_codes.kit.pagination import (
-    CursorQuery,
-    LimitQuery,
-    Page,
-    decode_id_cursor,
-)
+from discount_codes.kit.pagination import CursorQuery, LimitQuery, Page
 from discount_codes.kit.timestamps import Bucket
-from discount_codes.models import Campaign
 from discount_codes.problems import problem_responses
 from discount_codes.reads import ReadSessionDep
 
@@ -32,36 +26,6 @@ router = APIRouter(tags=["campaigns"])
 BrandId = Annotated[
     str, Path(max_length=128, description="The brand's id (issued by the marketplace).")
 ]
-
-
-def to_out(campaign: Campaign, counts: rules.Counts) -> CampaignOut:
-    return CampaignOut(
-        **_public(campaign, codes_left=counts.available > 0).model_dump(),
-        codes_total=counts.total,
-        codes_available=counts.available,
-        codes_claimed=counts.claimed,
-        codes_redeemed=counts.redeemed,
-        low_stock_threshold=campaign.low_stock_threshold,
-    )
-
-
-def _public(campaign: Campaign, *, staff: bool = True, codes_left: bool = True) -> CampaignPublic:
-    status = rules.effective_status(campaign)
-    full = rules.shows_details(status, staff=staff)
-    return CampaignPublic(
-        id=campaign.id,
-        brand_id=campaign.brand_id,
-        name=campaign.name,
-        description=campaign.description if full else None,
-        terms=campaign.terms if full else None,
-        status=status,
-        starts_at=campaign.starts_at,
-        ends_at=campaign.ends_at,
-        redeem_until=campaign.redeem_until,
-        created_at=campaign.created_at,
-        discount=discount_of(campaign.discount) if full else None,
-        codes_left=codes_left,
-    )
 
 
 @router.post(
@@ -97,13 +61,7 @@ async def list_campaigns(
     limit: LimitQuery = 50,
     cursor: CursorQuery = None,
 ) -> Page[CampaignOut]:
-    campaigns = await service.list_campaigns(
-        session, principal, brand_id, before_id=decode_id_cursor(cursor), limit=limit + 1
-    )
-    counts = await service.counts(session, campaigns[:limit])
-    return Page[CampaignOut].of(
-        campaigns, limit, key=lambda c: c.id, item=lambda c: to_out(c, counts[c.id])
-    )
+    return await service.list_campaigns(session, principal, brand_id, cursor=cursor, limit=limit)
 
 
 @router.get(
@@ -122,7 +80,7 @@ async def get_campaign(
     campaign, is_staff = await service.get_visible(session, principal, campaign_id)
     if not is_staff:
         left = await service.codes_left(session, campaign)
-        return _public(campaign, staff=False, codes_left=left)
+        return public(campaign, staff=False, codes_left=left)
     counts = await service.counts(session, [campaign])
     return to_out(campaign, counts[campaign.id])
 

@@ -6,12 +6,18 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from discount_codes.auth import Principal, require_brand
-from discount_codes.campaign import repository, rules
+from discount_codes.campaign import repository, rules, views
 from discount_codes.campaign.rules import Counts
 from discount_codes.campaign.rules import effective_status as effective_status  # codes asks here
 from discount_codes.campaign.rules import ensure_claimable as ensure_claimable  # claim asks here
-from discount_codes.campaign.schemas import CampaignCreate, CampaignUpdate, stored_discount
+from discount_codes.campaign.schemas import (
+    CampaignCreate,
+    CampaignOut,
+    CampaignUpdate,
+    stored_discount,
+)
 from discount_codes.ids import is_id, new_id
+from discount_codes.kit.pagination import Page, decode_id_cursor
 from discount_codes.kit.tenants import campaign_brands
 from discount_codes.kit.timestamps import utcnow
 from discount_codes.models import Campaign
@@ -106,10 +112,16 @@ async def create_campaign(
 
 
 async def list_campaigns(
-    session: AsyncSession, principal: Principal, brand_id: str, *, before_id: str | None, limit: int
-) -> list[Campaign]:
+    session: AsyncSession, principal: Principal, brand_id: str, *, cursor: str | None, limit: int
+) -> Page[CampaignOut]:
+    """The brand's campaigns, newest first, each with its counts."""
     require_brand(principal, brand_id)
-    return await repository.list_for_brand(session, brand_id, before_id=before_id, limit=limit)
+    before = decode_id_cursor(cursor)
+    rows = await repository.list_for_brand(session, brand_id, before_id=before, limit=limit + 1)
+    tallies = await counts(session, rows[:limit])
+    return Page[CampaignOut].of(
+        rows, limit, key=lambda c: c.id, item=lambda c: views.to_out(c, tallies[c.id])
+    )
 
 
 async def update_campaign(

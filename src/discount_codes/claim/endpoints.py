@@ -19,10 +19,9 @@ from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send
 
 from discount_codes.auth import CurrentPrincipal, Principal, authenticate, bearer_principal
-from discount_codes.campaign.schemas import discount_of
 from discount_codes.claim import service
-from discount_codes.claim.repository import ClaimRecord
-from discount_codes.claim.schemas import CampaignClaimOut, ClaimCreate, ClaimOut, Contact
+from discount_codes.claim.schemas import CampaignClaimOut, ClaimCreate, ClaimOut
+from discount_codes.claim.views import claim_out
 from discount_codes.db import DatabaseDep, SessionDep, get_db
 from discount_codes.kit.pagination import CursorQuery, LimitQuery, Page
 from discount_codes.problems import problem_responses
@@ -43,46 +42,13 @@ _CLAIM_BODY_EXAMPLES: dict[str, Any] = {
 }
 
 
-def _claim_out(claim: ClaimRecord) -> ClaimOut:
-    withdrawn = claim.consent_withdrawn_at is not None
-    return ClaimOut(
-        id=claim.id,
-        campaign_id=claim.campaign_id,
-        brand_id=claim.brand_id,
-        code=claim.code,
-        claimed_at=claim.claimed_at,
-        shared_contact=None
-        if withdrawn
-        else Contact(email=claim.contact_email, name=claim.contact_name),
-        consent_withdrawn_at=claim.consent_withdrawn_at,
-        redeemed_at=claim.redeemed_at,
-        discount=discount_of(claim.discount),
-    )
-
-
 def _claim_response(result: service.ClaimResult) -> Response:
     """The claim's answer, serialised once by its model, not validated a second time: 201
     for a new claim, 200 for the one the caller already held."""
     return Response(
-        _claim_out(result.claim).model_dump_json() + "\n",
+        claim_out(result.claim).model_dump_json() + "\n",
         status_code=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
         media_type="application/json",
-    )
-
-
-def _campaign_claim_out(claim: ClaimRecord) -> CampaignClaimOut:
-    withdrawn = claim.consent_withdrawn_at is not None
-    return CampaignClaimOut(
-        id=claim.id,
-        user_id=claim.user_id,
-        code=claim.code,
-        claimed_at=claim.claimed_at,
-        shared_contact=None
-        if withdrawn
-        else Contact(email=claim.contact_email, name=claim.contact_name),
-        consent_withdrawn=withdrawn,
-        consent_withdrawn_at=claim.consent_withdrawn_at,
-        redeemed_at=claim.redeemed_at,
     )
 
 
@@ -137,8 +103,7 @@ async def list_my_claims(
     limit: LimitQuery = 50,
     cursor: CursorQuery = None,
 ) -> Page[ClaimOut]:
-    claims = await service.list_my_claims(session, principal, cursor=cursor, limit=limit)
-    return Page[ClaimOut].of(claims, limit, key=service.claim_cursor_key, item=_claim_out)
+    return await service.list_my_claims(session, principal, cursor=cursor, limit=limit)
 
 
 @router.delete(
@@ -188,11 +153,8 @@ async def list_campaign_claims(
     limit: LimitQuery = 50,
     cursor: CursorQuery = None,
 ) -> Page[CampaignClaimOut]:
-    claims = await service.list_campaign_claims(
+    return await service.list_campaign_claims(
         session, reads, principal, campaign_id, cursor=cursor, limit=limit
-    )
-    return Page[CampaignClaimOut].of(
-        claims, limit, key=service.claim_cursor_key, item=_campaign_claim_out
     )
 
 

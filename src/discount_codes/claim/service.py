@@ -16,10 +16,12 @@ from discount_codes.campaign import rules
 from discount_codes.campaign import service as campaign_service
 from discount_codes.claim import repository
 from discount_codes.claim.repository import ClaimRecord
+from discount_codes.claim.schemas import CampaignClaimOut, ClaimOut
+from discount_codes.claim.views import campaign_claim_out, claim_out
 from discount_codes.db import Database
 from discount_codes.ids import is_id
 from discount_codes.kit.downloads import started
-from discount_codes.kit.pagination import decode_time_id_cursor
+from discount_codes.kit.pagination import Page, decode_time_id_cursor
 from discount_codes.kit.tenants import campaign_brands
 from discount_codes.kit.timestamps import rfc3339, utcnow
 from discount_codes.outbox import payloads
@@ -78,18 +80,19 @@ async def claim_code(
 # --- the shopper's claims ---------------------------------------------------------------------
 
 
-def claim_cursor_key(claim: ClaimRecord) -> str:
+def _cursor_key(claim: ClaimRecord) -> str:
     """A claims page's position: newest first by time, then id (``decode_time_id_cursor``)."""
     return f"{claim.claimed_at.isoformat()}|{claim.id}"
 
 
 async def list_my_claims(
     session: AsyncSession, principal: Principal, *, cursor: str | None, limit: int
-) -> list[ClaimRecord]:
-    """Up to ``limit + 1`` claims (the extra one tells the page builder there is more)."""
+) -> Page[ClaimOut]:
+    """The caller's claims, newest first, each with its discount and redemption."""
     before = decode_time_id_cursor(cursor)
     conn = await session.connection()
-    return await repository.list_for_user(conn, principal.user_id, before=before, limit=limit + 1)
+    rows = await repository.list_for_user(conn, principal.user_id, before=before, limit=limit + 1)
+    return Page[ClaimOut].of(rows, limit, key=_cursor_key, item=claim_out)
 
 
 async def withdraw_consent(session: AsyncSession, principal: Principal, claim_id: str) -> None:
@@ -154,14 +157,15 @@ async def list_campaign_claims(
     *,
     cursor: str | None,
     limit: int,
-) -> list[ClaimRecord]:
-    """Up to ``limit + 1`` claims, as ``list_my_claims``. Access is decided on the primary
-    (``session``); the page is read from ``reads`` (the replica when one is set: shoppers'
-    claims, never the staff's own writes, so a page a second behind reads as current)."""
+) -> Page[CampaignClaimOut]:
+    """The campaign's claims, newest first. Access is decided on the primary (``session``);
+    the page is read from ``reads`` (the replica when one is set: shoppers' claims, never
+    the staff's own writes, so a page a second behind reads as current)."""
     await campaign_service.get_for_staff(session, principal, campaign_id)
     before = decode_time_id_cursor(cursor)
     conn = await reads.connection()
-    return await repository.list_for_campaign(conn, campaign_id, before=before, limit=limit + 1)
+    rows = await repository.list_for_campaign(conn, campaign_id, before=before, limit=limit + 1)
+    return Page[CampaignClaimOut].of(rows, limit, key=_cursor_key, item=campaign_claim_out)
 
 
 async def authorize_export(session: AsyncSession, principal: Principal, campaign_id: str) -> None:

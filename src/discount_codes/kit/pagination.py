@@ -3,16 +3,19 @@
 
 The one way, for every list (as Polar's ``paginate_has_more``):
 
-1. The endpoint takes ``LimitQuery`` and ``CursorQuery`` and passes the cursor on as it
-   came; the layer that knows the list's order decodes it with the decoder of its key
-   (``decode_id_cursor``, ``decode_int_cursor``, ``decode_time_id_cursor``: each refuses
-   a cursor this service did not hand out with a 422, never a 500 or a silent first page).
-2. The repository runs its query through ``keyset``: rows past the decoded key, in key
+1. The endpoint takes ``LimitQuery`` and ``CursorQuery`` and hands both, the cursor as it
+   came, to one service function; it returns that function's ``Page`` as it is.
+2. The service function authorises the caller, then decodes the cursor with the decoder
+   of its list's key (``decode_id_cursor``, ``decode_int_cursor``,
+   ``decode_time_id_cursor``: each refuses a cursor this service did not hand out with a
+   422, never a 500 or a silent first page).
+3. The repository runs the query through ``keyset``: rows past the decoded key, in key
    order (one column or several, as claims' time then id), ``limit + 1`` of them. The one
    extra row is how a page knows there is a next one without a ``COUNT`` or a second
    query, and so a client is never handed a cursor to an empty page.
-3. ``Page.of`` (or ``split_page``, for a list that builds its items later) keeps ``limit``
-   rows and encodes the next cursor from the last one kept.
+4. The service fetches what the kept rows' items need (counts, health, event types) and
+   builds the answer with ``Page.of``, which keeps ``limit`` rows and encodes the next
+   cursor from the last one kept.
 
 The event feed is the exception on purpose: its ``after`` is an event's ``seq``, not a
 cursor, because a reader following it at the tip always needs a position to continue from.
@@ -101,7 +104,7 @@ def split_page(
     rows: Sequence[T], limit: int, key: Callable[[T], str]
 ) -> tuple[list[T], str | None]:
     """Rows fetched with ``limit + 1``: the page, and the cursor to the next one (None when
-    this is the last page). ``Page.of``'s cut, for lists that build their items later."""
+    this is the last page). ``Page.of``'s cut."""
     page = list(rows[:limit])
     return page, key(page[-1]) if len(rows) > limit else None
 
@@ -117,9 +120,9 @@ def _not_ours() -> ValidationFailed:
     )
 
 
-def decode_cursor(cursor: str | None) -> str | None:
+def _decode_cursor(cursor: str | None) -> str | None:
     """The cursor's text, checked only for being ours in form: the first step of the typed
-    decoders below, which lists use (each also checks the key's kind)."""
+    decoders below, the only ones lists use (each also checks the key's kind)."""
     if cursor is None:
         return None
     try:
@@ -132,7 +135,7 @@ def decode_cursor(cursor: str | None) -> str | None:
 
 
 def decode_int_cursor(cursor: str | None) -> int | None:
-    raw = decode_cursor(cursor)
+    raw = _decode_cursor(cursor)
     if raw is None:
         return None
     if not raw.isdigit():
@@ -142,7 +145,7 @@ def decode_int_cursor(cursor: str | None) -> int | None:
 
 def decode_id_cursor(cursor: str | None) -> str | None:
     """A cursor holding one of this service's ids (``ids.new_id``)."""
-    raw = decode_cursor(cursor)
+    raw = _decode_cursor(cursor)
     if raw is not None and not is_id(raw):
         raise _not_ours()
     return raw
@@ -150,7 +153,7 @@ def decode_id_cursor(cursor: str | None) -> str | None:
 
 def decode_time_id_cursor(cursor: str | None) -> tuple[datetime, str] | None:
     """A cursor holding ``<time with zone>|<id>``: a list ordered by time, then id."""
-    raw = decode_cursor(cursor)
+    raw = _decode_cursor(cursor)
     if raw is None:
         return None
     at, _, row_id = raw.partition("|")

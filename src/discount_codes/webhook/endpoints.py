@@ -10,22 +10,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from discount_codes.auth import CurrentPrincipal
 from discount_codes.config import SettingsDep
 from discount_codes.db import SessionDep
-from discount_codes.kit.pagination import (
-    CursorQuery,
-    LimitQuery,
-    Page,
-    decode_id_cursor,
-    decode_int_cursor,
-)
+from discount_codes.kit.pagination import CursorQuery, LimitQuery, Page
 from discount_codes.kit.timestamps import Bucket
-from discount_codes.models import DeliveryAttempt, WebhookEndpoint
+from discount_codes.models import WebhookEndpoint
 from discount_codes.problems import problem_responses
 from discount_codes.webhook import service, stats
 from discount_codes.webhook.schemas import (
     AttemptOut,
     DeliveryStats,
     EndpointCreate,
-    EndpointHealth,
     EndpointOut,
     EndpointUpdate,
     EndpointWithSecret,
@@ -33,6 +26,7 @@ from discount_codes.webhook.schemas import (
     ReplayRequest,
     ReplayResult,
 )
+from discount_codes.webhook.views import with_health
 
 router = APIRouter(tags=["webhooks"])
 BrandId = Annotated[
@@ -47,16 +41,7 @@ _REFUSED = "The URL is not https, carries credentials, or its host is not public
 
 async def _out(session: AsyncSession, endpoint: WebhookEndpoint) -> EndpointOut:
     health = await service.health_of(session, [endpoint])
-    return _with_health(endpoint, health)
-
-
-def _with_health(endpoint: WebhookEndpoint, health: dict[str, EndpointHealth]) -> EndpointOut:
-    return EndpointOut.model_validate(
-        {
-            **{f: getattr(endpoint, f) for f in EndpointOut.model_fields if f != "health"},
-            "health": health[endpoint.id],
-        }
-    )
+    return with_health(endpoint, health)
 
 
 async def _with_secret(session: AsyncSession, endpoint: WebhookEndpoint) -> EndpointWithSecret:
@@ -98,13 +83,7 @@ async def list_endpoints(
     limit: LimitQuery = 50,
     cursor: CursorQuery = None,
 ) -> Page[EndpointOut]:
-    rows = await service.list_endpoints(
-        session, principal, brand_id, cursor=decode_id_cursor(cursor), limit=limit + 1
-    )
-    health = await service.health_of(session, rows[:limit])
-    return Page[EndpointOut].of(
-        rows, limit, key=lambda r: r.id, item=lambda r: _with_health(r, health)
-    )
+    return await service.list_endpoints(session, principal, brand_id, cursor=cursor, limit=limit)
 
 
 @router.get(
@@ -163,21 +142,6 @@ async def rotate_secret(
     return await _with_secret(session, await service.rotate_secret(session, principal, endpoint_id))
 
 
-def _attempt(a: DeliveryAttempt, events: dict[str, tuple[str, str | None]]) -> AttemptOut:
-    event_type, code = events.get(a.event_id, (None, None))
-    return AttemptOut(
-        event_id=a.event_id,
-        event_type=event_type,
-        code=code,
-        attempt=a.attempt,
-        status_code=a.status_code,
-        error=a.error,
-        duration_ms=a.duration_ms,
-        at=a.at,
-        next_attempt_at=a.next_attempt_at,
-    )
-
-
 @router.get(
     "/webhook-endpoints/{endpoint_id}/deliveries",
     summary="Delivery attempts to this endpoint",
@@ -192,11 +156,7 @@ async def list_deliveries(
     limit: LimitQuery = 50,
     cursor: CursorQuery = None,
 ) -> Page[AttemptOut]:
-    rows = await service.list_attempts(
-        session, principal, endpoint_id, cursor=decode_int_cursor(cursor), limit=limit + 1
-    )
-    events = await service.describe_events(session, rows[:limit])
-    return Page[AttemptOut].of(rows, limit, key=lambda r: r.id, item=lambda a: _attempt(a, events))
+    return await service.list_attempts(session, principal, endpoint_id, cursor=cursor, limit=limit)
 
 
 @router.get(

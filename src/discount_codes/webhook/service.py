@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from discount_codes.auth import Principal, require_brand
 from discount_codes.config import Settings
 from discount_codes.ids import is_id, new_id
+from discount_codes.kit.pagination import Page, decode_id_cursor, decode_int_cursor
 from discount_codes.kit.signing import new_secret
 from discount_codes.kit.timestamps import utcnow
 from discount_codes.models import DeliveryAttempt, WebhookEndpoint
@@ -18,12 +19,15 @@ from discount_codes.problems import NotFound, ValidationFailed
 from discount_codes.webhook import policy, repository
 from discount_codes.webhook.repository import replay as replays
 from discount_codes.webhook.schemas import (
+    AttemptOut,
     EndpointCreate,
     EndpointHealth,
+    EndpointOut,
     EndpointUpdate,
     EventDelivery,
 )
 from discount_codes.webhook.urls import check_url
+from discount_codes.webhook.views import attempt_out, with_health
 
 log = structlog.get_logger(__name__)
 
@@ -81,9 +85,15 @@ async def get_endpoint(
 
 async def list_endpoints(
     session: AsyncSession, principal: Principal, brand_id: str, *, cursor: str | None, limit: int
-) -> list[WebhookEndpoint]:
+) -> Page[EndpointOut]:
+    """The brand's endpoints, newest first, each with its health (secrets not shown)."""
     require_brand(principal, brand_id)
-    return await repository.list_endpoints(session, brand_id, before_id=cursor, limit=limit)
+    before = decode_id_cursor(cursor)
+    rows = await repository.list_endpoints(session, brand_id, before_id=before, limit=limit + 1)
+    health = await health_of(session, rows[:limit])
+    return Page[EndpointOut].of(
+        rows, limit, key=lambda r: r.id, item=lambda r: with_health(r, health)
+    )
 
 
 async def update_endpoint(
@@ -153,14 +163,20 @@ async def rotate_secret(
 
 
 async def list_attempts(
-    session: AsyncSession, principal: Principal, endpoint_id: str, *, cursor: int | None, limit: int
-) -> list[DeliveryAttempt]:
+    session: AsyncSession, principal: Principal, endpoint_id: str, *, cursor: str | None, limit: int
+) -> Page[AttemptOut]:
+    """The endpoint's delivery attempts, newest first, each with its event's type and code."""
     endpoint = await get_endpoint(session, principal, endpoint_id)
-    return await repository.list_attempts(session, endpoint.id, before_id=cursor, limit=limit)
+    before = decode_int_cursor(cursor)
+    rows = await repository.list_attempts(session, endpoint.id, before_id=before, limit=limit + 1)
+    events = await _describe_events(session, rows[:limit])
+    return Page[AttemptOut].of(
+        rows, limit, key=lambda r: r.id, item=lambda a: attempt_out(a, events)
+    )
 
 
-async def describe_events(
-    session: AsyncSession, attempts: list[DeliveryAttempt]
+async def _describe_events(
+    session: AsyncSession, attempts: Sequence[DeliveryAttempt]
 ) -> dict[str, tuple[str, str | None]]:
     """Type and code of the events these attempts carried (attempts already authorised)."""
     return await repository.event_summaries(session, [a.event_id for a in attempts])

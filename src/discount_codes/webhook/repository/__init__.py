@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from discount_codes.kit.pagination import keyset
 from discount_codes.models import DeliveryAttempt, Event, WebhookDelivery, WebhookEndpoint
 
 # --- endpoints ---------------------------------------------------------------------------
@@ -23,10 +24,9 @@ async def get_endpoint(session: AsyncSession, endpoint_id: str) -> WebhookEndpoi
 async def list_endpoints(
     session: AsyncSession, brand_id: str, *, before_id: str | None, limit: int
 ) -> list[WebhookEndpoint]:
+    """The brand's endpoints, newest first (ids are UUIDv7: time-ordered)."""
     stmt = select(WebhookEndpoint).where(WebhookEndpoint.brand_id == brand_id)
-    if before_id is not None:
-        stmt = stmt.where(WebhookEndpoint.id < before_id)
-    stmt = stmt.order_by(WebhookEndpoint.id.desc()).limit(limit)
+    stmt = keyset(stmt, WebhookEndpoint.id, after=before_id, limit=limit, descending=True)
     return list((await session.execute(stmt)).scalars())
 
 
@@ -38,10 +38,9 @@ async def delete_endpoint(session: AsyncSession, endpoint_id: str) -> None:
 async def list_attempts(
     session: AsyncSession, endpoint_id: str, *, before_id: int | None, limit: int
 ) -> list[DeliveryAttempt]:
+    """The endpoint's attempts, newest first (ids only grow)."""
     stmt = select(DeliveryAttempt).where(DeliveryAttempt.endpoint_id == endpoint_id)
-    if before_id is not None:
-        stmt = stmt.where(DeliveryAttempt.id < before_id)
-    stmt = stmt.order_by(DeliveryAttempt.id.desc()).limit(limit)
+    stmt = keyset(stmt, DeliveryAttempt.id, after=before_id, limit=limit, descending=True)
     return list((await session.execute(stmt)).scalars())
 
 

@@ -1,0 +1,41 @@
+"""A claim as the API shows it: to the shopper who holds it, and to the campaign's brand.
+Shared by the claim's answer and the lists the service pages."""
+
+from __future__ import annotations
+
+from discount_codes.campaign.schemas import discount_of
+from discount_codes.claim.records import ClaimRecord
+from discount_codes.claim.schemas import CampaignClaimOut, ClaimOut, Contact
+
+
+def claim_out(claim: ClaimRecord) -> ClaimOut:
+    withdrawn = claim.consent_withdrawn_at is not None
+    return ClaimOut(
+        id=claim.id,
+        campaign_id=claim.campaign_id,
+        brand_id=claim.brand_id,
+        code=claim.code,
+        claimed_at=claim.claimed_at,
+        shared_contact=None
+        if withdrawn
+        else Contact(email=claim.contact_email, name=claim.contact_name),
+        consent_withdrawn_at=claim.consent_withdrawn_at,
+        redeemed_at=claim.redeemed_at,
+        discount=discount_of(claim.discount),
+    )
+
+
+def campaign_claim_out(claim: ClaimRecord) -> CampaignClaimOut:
+    withdrawn = claim.consent_withdrawn_at is not None
+    return CampaignClaimOut(
+        id=claim.id,
+        user_id=claim.user_id,
+        code=claim.code,
+        claimed_at=claim.claimed_at,
+        shared_contact=None
+        if withdrawn
+        else Contact(email=claim.contact_email, name=claim.contact_name),
+        consent_withdrawn=withdrawn,
+        consent_withdrawn_at=claim.consent_withdrawn_at,
+        redeemed_at=claim.redeemed_at,
+    )
