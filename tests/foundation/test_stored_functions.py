@@ -1,7 +1,7 @@
 """Each stored function is one object in the package (``claim/functions.py``,
-``codes/functions.py``): a database migrated to head holds exactly those texts and no other
-function of ours. A change to the package's text without a migration (or a migration that
-changes a function without the package) fails here."""
+``codes/functions.py``, ``redemption/functions.py``): a database migrated to head holds
+exactly those texts and no other function of ours. A change to the package's text without
+a migration (or a migration that changes a function without the package) fails here."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def package_functions() -> list[StoredFunction]:
 
 def test_the_package_defines_the_functions_the_claim_calls() -> None:
     names = {f.name for f in package_functions()}
-    assert {"dc_claim", "dc_display", "dc_fill_pattern"} <= names
+    assert {"dc_claim", "dc_display", "dc_fill_pattern", "dc_redeem"} <= names
     assert len(names) == len(package_functions())  # one definition each
 
 

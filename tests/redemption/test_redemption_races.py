@@ -11,7 +11,7 @@ import httpx
 from discount_codes.db import Database
 
 from ..claim.helpers import events, http_client
-from ..conftest import ServerFactory, Tokens
+from ..conftest import THROUGH_PGBOUNCER, ServerFactory, Tokens
 from .helpers import claimed_code, live_redemptions, redeem, redeemed_counter, redemption_rows
 
 #: These races test who wins, not the service's deadlines: on a loaded machine a claim
@@ -19,6 +19,7 @@ from .helpers import claimed_code, live_redemptions, redeem, redeemed_counter, r
 RACE_POOL_TIMEOUT_S = "60"
 
 
+@THROUGH_PGBOUNCER
 async def test_50_orders_race_for_one_code_and_exactly_one_wins(
     client: httpx.AsyncClient,
     tokens: Tokens,

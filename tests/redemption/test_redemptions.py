@@ -19,7 +19,7 @@ from discount_codes.codes.alphabet import CROCKFORD
 from discount_codes.db import Database
 
 from ..claim.helpers import add_codes, claim, events, new_campaign
-from ..conftest import Tokens
+from ..conftest import THROUGH_PGBOUNCER, Tokens
 from .helpers import (
     claimed_code,
     code_url,
@@ -30,6 +30,10 @@ from .helpers import (
     redemption_rows,
     reverse,
 )
+
+#: Also behind PgBouncer in transaction mode, where clients share server connections: the
+#: PostgreSQL redemption's driver-level statements must not collide there.
+pytestmark = THROUGH_PGBOUNCER
 
 
 async def _campaign(client: httpx.AsyncClient, tokens: Tokens, brand_id: str, cid: str) -> Any:

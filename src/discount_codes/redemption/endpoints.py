@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Path, Response, status
 
 from discount_codes.auth import CurrentPrincipal
 from discount_codes.campaign.schemas import discount_of
-from discount_codes.db import SessionDep
+from discount_codes.db import DatabaseDep, SessionDep
 from discount_codes.kit.timestamps import utcnow
 from discount_codes.problems import from_error, problem_responses
 from discount_codes.redemption import holds, rules, service
@@ -154,12 +154,12 @@ async def redeem_code(
     code: TypedCode,
     body: RedemptionCreate,
     principal: CurrentPrincipal,
-    session: SessionDep,
+    db: DatabaseDep,
     response: Response,
     now: Now,
 ) -> RedemptionOut:
     result = await service.redeem_code(
-        session,
+        db,
         principal,
         brand_id,
         code,

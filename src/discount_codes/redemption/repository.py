@@ -11,6 +11,7 @@ the row, the others find it changed, so each is recorded once.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -89,8 +90,9 @@ _REDEMPTION_COLUMNS = (
 )
 
 
-def _redemption(row: Any, prefix: str = "") -> RedemptionRecord:
-    m = row._mapping
+def redemption_of(m: Any, prefix: str = "") -> RedemptionRecord:
+    """A redemption from a row's mapping: SQLAlchemy's ``row._mapping`` or an asyncpg
+    record (both read by column name)."""
     return RedemptionRecord(
         id=m[prefix + "id"],
         brand_id=m[prefix + "brand_id"],
@@ -117,7 +119,7 @@ def _sql_normalise(column: Any) -> Any:
 
 
 @cache
-def _lookup_statement() -> Select[Any]:
+def lookup_statement() -> Select[Any]:
     """The brand's code by its stored form, with its batch (to show it grouped), campaign
     (``redeem_until``), claim and live redemption. Probes ``uq_codes_brand_id_code`` under
     the path's brand: another brand's code and a code that does not exist take the same
@@ -157,7 +159,7 @@ def _lookup_statement() -> Select[Any]:
 
 
 @cache
-def _prefixed_statement() -> Select[Any]:
+def prefixed_statement() -> Select[Any]:
     """The stored form of a code typed without its prefix: the same symbols after one of
     the brand's batch prefixes (normalised as ``alphabet.normalise`` would)."""
     brand_id = bindparam("p_brand_id", type_=String())
@@ -179,27 +181,33 @@ async def find_code(conn: AsyncConnection, brand_id: str, code: str) -> FoundCod
     """The code as typed (normalised), else the same symbols after one of the brand's
     prefixes. A code of another brand and no code at all both run both statements."""
     params = {"p_brand_id": brand_id, "p_code": code}
-    row = (await conn.execute(_lookup_statement(), params)).one_or_none()
+    row = (await conn.execute(lookup_statement(), params)).one_or_none()
     if row is None:
-        stored = (await conn.execute(_prefixed_statement(), params)).scalar_one_or_none()
+        stored = (await conn.execute(prefixed_statement(), params)).scalar_one_or_none()
         if stored is None:
             return None
         params["p_code"] = stored
-        row = (await conn.execute(_lookup_statement(), params)).one_or_none()
+        row = (await conn.execute(lookup_statement(), params)).one_or_none()
         if row is None:  # pragma: no cover - the code was just found
             return None
-    shown = row.claim_code or display(row.stored, row.batch_length, row.batch_prefix or "")
+    return found_code(row._mapping, row.discount)
+
+
+def found_code(m: Any, discount: dict[str, Any] | None) -> FoundCode:
+    """A ``FoundCode`` from a row of ``lookup_statement`` (SQLAlchemy's ``row._mapping`` or
+    an asyncpg record) and the campaign's discount, decoded."""
+    shown = m["claim_code"] or display(m["stored"], m["batch_length"], m["batch_prefix"] or "")
     return FoundCode(
-        code_id=int(row.code_id),
+        code_id=int(m["code_id"]),
         code=shown,
-        campaign_id=row.campaign_id,
-        campaign_name=row.campaign_name,
-        discount=row.discount,
-        redeem_until=row.redeem_until,
-        claim_id=row.claim_id,
-        claimed_at=row.claimed_at,
-        user_id=row.user_id,
-        redemption=None if row.r_id is None else _redemption(row, "r_"),
+        campaign_id=m["campaign_id"],
+        campaign_name=m["campaign_name"],
+        discount=discount,
+        redeem_until=m["redeem_until"],
+        claim_id=m["claim_id"],
+        claimed_at=m["claimed_at"],
+        user_id=m["user_id"],
+        redemption=None if m["r_id"] is None else redemption_of(m, "r_"),
     )
 
 
@@ -244,14 +252,14 @@ async def live_redemption(conn: AsyncConnection, code_id: int) -> RedemptionReco
             )
         )
     ).one_or_none()
-    return None if row is None else _redemption(row)
+    return None if row is None else redemption_of(row._mapping)
 
 
 async def get_redemption(conn: AsyncConnection, redemption_id: str) -> RedemptionRecord | None:
     row = (
         await conn.execute(select(*_REDEMPTION_COLUMNS).where(Redemption.id == redemption_id))
     ).one_or_none()
-    return None if row is None else _redemption(row)
+    return None if row is None else redemption_of(row._mapping)
 
 
 async def reverse(conn: AsyncConnection, redemption_id: str, now: datetime) -> str | None:
@@ -330,6 +338,11 @@ async def expired_holds(conn: AsyncConnection, now: datetime, limit: int) -> lis
 async def campaign_discount(conn: AsyncConnection, campaign_id: str) -> dict[str, Any] | None:
     stmt = select(Campaign.discount).where(Campaign.id == campaign_id)
     return cast("dict[str, Any] | None", (await conn.execute(stmt)).scalar_one_or_none())
+
+
+def counter_shard() -> int:
+    """The counter shard a redemption or reversal adds to: any, at random."""
+    return random.randrange(COUNTER_SHARDS)
 
 
 async def count(conn: AsyncConnection, campaign_id: str, shard: int, delta: int) -> None:

@@ -10,15 +10,15 @@ The time is passed in (``now``): the routes take it from their clock dependency.
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from discount_codes.auth import Principal, require_brand
 from discount_codes.campaign import discount as money
+from discount_codes.db import Database
 from discount_codes.ids import new_id
 from discount_codes.kit.timestamps import rfc3339
 from discount_codes.outbox import payloads
@@ -32,7 +32,7 @@ from discount_codes.problems import (
     MinimumOrderNotMet,
     ValidationFailed,
 )
-from discount_codes.redemption import repository, rules
+from discount_codes.redemption import driver_repository, repository, rules
 from discount_codes.redemption.repository import FoundCode, RedemptionRecord
 from discount_codes.redemption.schemas import Amount
 
@@ -75,11 +75,7 @@ def _state(found: FoundCode, now: datetime) -> rules.CodeState:
     )
 
 
-async def _find(
-    conn: AsyncConnection, principal: Principal, brand_id: str, typed: str
-) -> FoundCode:
-    require_brand(principal, brand_id)
-    found = await repository.find_code(conn, brand_id, rules.parse_code(typed))
+def _found(found: FoundCode | None) -> FoundCode:
     if found is None:
         raise CodeNotFound("This brand has no such code.")
     return found
@@ -90,8 +86,9 @@ async def look_up(
 ) -> CodeView:
     """What the till needs to know, read only: a hold past its time reads as none (it is
     marked expired, and its event recorded, by the next redemption or the worker)."""
+    require_brand(principal, brand_id)
     conn = await session.connection()
-    found = await _find(conn, principal, brand_id, typed)
+    found = _found(await repository.find_code(conn, brand_id, rules.parse_code(typed)))
     state = _state(found, now)
     live = _running(found.redemption, now)
     return CodeView(found, rules.status(state), rules.reason(state, now), live)
@@ -119,8 +116,31 @@ def price(discount: dict[str, Any] | None, amount: Amount | None) -> str | None:
     return money.discount_amount(discount, amount.value, amount.currency)
 
 
+class _Store(Protocol):
+    """Where a redemption is written: ``driver_repository.DriverRedemptions`` (one call of
+    its own) or ``_InTransaction`` (statements of the transaction ``redeem_code`` opens)."""
+
+    async def insert(
+        self, record: RedemptionRecord, event: dict[str, Any] | None
+    ) -> tuple[bool, RedemptionRecord | None]: ...
+
+
+@dataclass(frozen=True)
+class _InTransaction:
+    conn: AsyncConnection
+
+    async def insert(
+        self, record: RedemptionRecord, event: dict[str, Any] | None
+    ) -> tuple[bool, RedemptionRecord | None]:
+        if not await repository.insert_redemption(self.conn, record):
+            return False, await repository.live_redemption(self.conn, record.code_id)
+        if event is not None:
+            await record_redeemed_event(self.conn, record, event)
+        return True, None
+
+
 async def redeem_code(
-    session: AsyncSession,
+    db: Database,
     principal: Principal,
     brand_id: str,
     typed: str,
@@ -133,13 +153,49 @@ async def redeem_code(
     """Redeem the code with the order (or hold it for ``hold_ttl_s`` seconds): a new
     redemption (``created``), or the one this order already made. The partial unique
     index decides between concurrent redemptions and holds; a hold past its time is
-    marked expired first (its event recorded once: by whoever marks it)."""
-    conn = await session.connection()
-    found = await _find(conn, principal, brand_id, typed)
+    marked expired first (its event recorded once: by whoever marks it).
+
+    Where the driver path exists (``driver_repository``) the lookup and the write are one
+    round trip each, outside any transaction; a hold past its time, rare, is left to the
+    transaction below, which marks it expired with the redemption that replaces it."""
+    require_brand(principal, brand_id)
+    code = rules.parse_code(typed)
+    order = _Order(order_id, amount, hold_ttl_s)
+    async with driver_repository.connection(db) as driver:
+        if driver is not None:
+            found = _found(await driver.find_code(brand_id, code))
+            done = await _redeem(driver, None, brand_id, found, order, now)
+            if done is not None:
+                return done
+    async with db.begin() as conn:
+        found = _found(await repository.find_code(conn, brand_id, code))
+        done = await _redeem(_InTransaction(conn), conn, brand_id, found, order, now)
+        assert done is not None  # a transaction marks a hold past its time itself
+        return done
+
+
+@dataclass(frozen=True)
+class _Order:
+    order_id: str
+    amount: Amount | None
+    #: A hold's length; None: a redemption.
+    hold_ttl_s: int | None
+
+
+async def _redeem(
+    store: _Store,
+    conn: AsyncConnection | None,
+    brand_id: str,
+    found: FoundCode,
+    order: _Order,
+    now: datetime,
+) -> RedeemResult | None:
+    """The rules, then the write; None if a hold past its time must be marked expired
+    first and there is no transaction (``conn``) to do it in."""
     for _ in range(3):
         running = _running(found.redemption, now)
         if running is not None:
-            return _same_order(running, order_id)
+            return _same_order(running, order.order_id)
         reason = rules.reason(_state(found, now), now)
         if reason == "not-claimed":
             raise CodeNotClaimed("This code was never handed out to a shopper.")
@@ -147,11 +203,13 @@ async def redeem_code(
             raise CodeExpired(
                 f"This campaign's codes could be redeemed until {rfc3339(found.redeem_until)}."
             )
-        off = price(found.discount, amount)
+        off = price(found.discount, order.amount)
         if found.redemption is not None:  # a hold past its time: the code is free
+            if conn is None:
+                return None
             await expire_hold(conn, found.redemption, now)
         assert found.claim_id is not None and found.user_id is not None
-        held = hold_ttl_s is not None
+        amount, ttl = order.amount, order.hold_ttl_s
         record = RedemptionRecord(
             id=new_id(),
             brand_id=brand_id,
@@ -160,22 +218,22 @@ async def redeem_code(
             claim_id=found.claim_id,
             user_id=found.user_id,
             code=found.code,
-            order_id=order_id,
+            order_id=order.order_id,
             amount_value=amount.value if amount else None,
             amount_currency=amount.currency if amount else None,
             redeemed_at=now,
             reversed_at=None,
-            status="held" if held else "redeemed",
-            expires_at=now + timedelta(seconds=hold_ttl_s) if hold_ttl_s is not None else None,
+            status="redeemed" if ttl is None else "held",
+            expires_at=None if ttl is None else now + timedelta(seconds=ttl),
             discount_amount_value=off,
         )
-        if await repository.insert_redemption(conn, record):
-            if not held:  # a hold is recorded as redeemed only once confirmed
-                await record_redeemed(conn, record, found.discount, now)
+        # A hold is recorded as redeemed only once confirmed.
+        event = redeemed_payload(record, found.discount, now) if ttl is None else None
+        stored, live = await store.insert(record, event)
+        if stored:
             return RedeemResult(record, created=True)
         # A concurrent redemption or hold of this code committed first: answer from it.
         # (Gone again means it was reversed or released meanwhile: try once more.)
-        live = await repository.live_redemption(conn, found.code_id)
         found = replace(found, redemption=live)
     raise CodeAlreadyRedeemed("This code is being redeemed and reversed concurrently; retry.")
 
@@ -200,39 +258,53 @@ def money_of(value: str | None, currency: str | None) -> dict[str, str] | None:
     return None if value is None or currency is None else {"value": value, "currency": currency}
 
 
+def redeemed_payload(
+    record: RedemptionRecord, discount: dict[str, Any] | None, now: datetime
+) -> dict[str, Any]:
+    """``discount_code.redeemed``'s data: a redemption, or a confirmed hold (never a hold
+    still running, released or expired)."""
+    return payloads.redeemed(
+        redemption_id=record.id,
+        claim_id=record.claim_id,
+        brand_id=record.brand_id,
+        campaign_id=record.campaign_id,
+        code=record.code,
+        order_id=record.order_id,
+        user_id=record.user_id,
+        redeemed_at=now,
+        discount=discount,
+        amount=money_of(record.amount_value, record.amount_currency),
+        discount_amount=money_of(record.discount_amount_value, record.amount_currency),
+    )
+
+
 async def record_redeemed(
     conn: AsyncConnection,
     record: RedemptionRecord,
     discount: dict[str, Any] | None,
     now: datetime,
 ) -> None:
-    """``discount_code.redeemed`` and the campaign's count: a redemption, or a confirmed
-    hold (never a hold still running, released or expired)."""
+    """``discount_code.redeemed`` and the campaign's count, in the transaction."""
+    await record_redeemed_event(conn, record, redeemed_payload(record, discount, now))
+
+
+async def record_redeemed_event(
+    conn: AsyncConnection, record: RedemptionRecord, data: dict[str, Any]
+) -> None:
+    """What ``dc_redeem`` writes after its insert, as statements of the transaction."""
     await record_event(
         conn,
         REDEEMED_EVENT,
         brand_id=record.brand_id,
         campaign_id=record.campaign_id,
-        data=payloads.redeemed(
-            redemption_id=record.id,
-            claim_id=record.claim_id,
-            brand_id=record.brand_id,
-            campaign_id=record.campaign_id,
-            code=record.code,
-            order_id=record.order_id,
-            user_id=record.user_id,
-            redeemed_at=now,
-            discount=discount,
-            amount=money_of(record.amount_value, record.amount_currency),
-            discount_amount=money_of(record.discount_amount_value, record.amount_currency),
-        ),
-        at=now,
+        data=data,
+        at=record.redeemed_at,
     )
     await count(conn, record.campaign_id, 1)
 
 
 async def count(conn: AsyncConnection, campaign_id: str, delta: int) -> None:
-    await repository.count(conn, campaign_id, random.randrange(repository.COUNTER_SHARDS), delta)
+    await repository.count(conn, campaign_id, repository.counter_shard(), delta)
 
 
 async def expire_hold(conn: AsyncConnection, record: RedemptionRecord, now: datetime) -> bool:
