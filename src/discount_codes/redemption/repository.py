@@ -127,7 +127,7 @@ def lookup_statement() -> Select[Any]:
 
     Kept to plain equalities on purpose: PostgreSQL then caches one generic plan for the
     prepared statement. (A version that also matched prefixed forms through a UNION was
-    re-planned on every call, at 5 to 10 ms a plan on a busy machine.)"""
+    re-planned on every call, which cost more than the lookup itself.)"""
     brand_id = bindparam("p_brand_id", type_=String())
     code = bindparam("p_code", type_=String())
     stmt: Any = (
