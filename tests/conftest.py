@@ -36,6 +36,7 @@ from discount_codes.app import create_app
 from discount_codes.auth import mint_dev_token
 from discount_codes.config import Settings
 from discount_codes.db import Database
+from discount_codes.kit.wakeup import raw_dsn
 from discount_codes.migrate import upgrade_to_head
 from discount_codes.worker import WorkerContext, run_worker
 
@@ -349,6 +350,34 @@ def pgbouncer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgBouncer]:
     bouncer = start_pgbouncer(tmp_path_factory.mktemp("pgbouncer"))
     yield bouncer
     bouncer.stop()
+
+
+@pytest.fixture
+def one_server(tmp_path: Path) -> Iterator[PgBouncer]:
+    """A PgBouncer with ONE server connection: every client's transactions run on it, so
+    whatever a client leaves on the server is seen by the next."""
+    bouncer = start_pgbouncer(tmp_path / "pgbouncer", pool_size=1)
+    yield bouncer
+    bouncer.stop()
+
+
+@pytest.fixture
+def own_pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database of this test's own (direct URL), dropped after it."""
+    direct, drop = create_pg_database("dc_own")
+    yield direct
+    drop()
+
+
+async def prepared_on_server(bouncer: PgBouncer, database: str) -> list[str]:
+    """The prepared statements left on the server behind ``bouncer`` (ONE server: what a
+    client left there is what the next one would collide with)."""
+    conn = await asyncpg.connect(raw_dsn(bouncer.url(database)), statement_cache_size=0)
+    try:
+        rows = await conn.fetch("SELECT name FROM pg_prepared_statements")
+    finally:
+        await conn.close()
+    return [r["name"] for r in rows]
 
 
 @dataclass(frozen=True)

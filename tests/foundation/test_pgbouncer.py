@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -23,52 +22,26 @@ from ..conftest import (
     _pg_url,
     asgi_client,
     cli,
-    create_pg_database,
     make_settings,
     poll,
+    prepared_on_server,
     running_app,
     service_env,
-    start_pgbouncer,
     worker_running,
 )
 from ..webhook.receiver import Receiver
 
 
-@pytest.fixture
-def one_server(tmp_path: Path) -> Iterator[PgBouncer]:
-    """A PgBouncer with ONE server connection: every client's transactions run on it, so
-    whatever a client leaves on the server is seen by the next."""
-    bouncer = start_pgbouncer(tmp_path / "pgbouncer", pool_size=1)
-    yield bouncer
-    bouncer.stop()
-
-
-@pytest.fixture
-def database() -> Iterator[str]:
-    direct, drop = create_pg_database("dc_pgb1")
-    yield direct
-    drop()
-
-
-async def prepared_on_server(bouncer: PgBouncer, database: str) -> list[str]:
-    conn = await asyncpg.connect(raw_dsn(bouncer.url(database)), statement_cache_size=0)
-    try:
-        rows = await conn.fetch("SELECT name FROM pg_prepared_statements")
-    finally:
-        await conn.close()
-    return [r["name"] for r in rows]
-
-
 @pytest.mark.services  # its own PgBouncer and database
 async def test_concurrent_claims_share_one_server_and_leave_no_prepared_statement(
-    one_server: PgBouncer, database: str, data_dir: Path, tokens: Tokens, brand_id: str
+    one_server: PgBouncer, own_pg_database: str, data_dir: Path, tokens: Tokens, brand_id: str
 ) -> None:
-    name = database.rsplit("/", 1)[1]
+    name = own_pg_database.rsplit("/", 1)[1]
     settings = make_settings(
         one_server.url(name),
         data_dir,
         database_pooler="pgbouncer",
-        database_direct_url=database,
+        database_direct_url=own_pg_database,
         db_pool_size=8,
     )
     async with running_app(settings) as app, asgi_client(app) as client:
@@ -83,11 +56,11 @@ async def test_concurrent_claims_share_one_server_and_leave_no_prepared_statemen
 
 @pytest.mark.services  # its own PgBouncer and database
 async def test_a_service_not_told_of_the_pooler_leaves_named_statements_behind(
-    one_server: PgBouncer, database: str, data_dir: Path, tokens: Tokens, brand_id: str
+    one_server: PgBouncer, own_pg_database: str, data_dir: Path, tokens: Tokens, brand_id: str
 ) -> None:
     """The control for the test above: asyncpg's default named, cached statements stay on
     the server connection, where another client's ``__asyncpg_stmt_1__`` collides."""
-    name = database.rsplit("/", 1)[1]
+    name = own_pg_database.rsplit("/", 1)[1]
     settings = make_settings(one_server.url(name), data_dir, db_pool_size=1)
     async with running_app(settings) as app, asgi_client(app) as client:
         campaign_id = await campaign_with_codes(client, tokens, brand_id, 5)
@@ -96,10 +69,10 @@ async def test_a_service_not_told_of_the_pooler_leaves_named_statements_behind(
 
 
 async def test_without_a_direct_url_the_worker_polls_and_still_delivers(
-    pgbouncer: PgBouncer, database: str, data_dir: Path, tokens: Tokens, brand_id: str
+    pgbouncer: PgBouncer, own_pg_database: str, data_dir: Path, tokens: Tokens, brand_id: str
 ) -> None:
     settings = make_settings(
-        pgbouncer.url(database.rsplit("/", 1)[1]), data_dir, database_pooler="pgbouncer"
+        pgbouncer.url(own_pg_database.rsplit("/", 1)[1]), data_dir, database_pooler="pgbouncer"
     )
     assert settings.listen_url is None
     receiver = await Receiver().start()

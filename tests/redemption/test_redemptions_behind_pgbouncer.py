@@ -5,59 +5,31 @@ another's collision; the redemptions all land and nothing is left on the server.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
-
-from discount_codes.kit.wakeup import raw_dsn
 
 from ..conftest import (
     PgBouncer,
     Tokens,
     asgi_client,
-    create_pg_database,
     make_settings,
+    prepared_on_server,
     running_app,
-    start_pgbouncer,
 )
 from .helpers import claimed_code, redeem
 
 
-@pytest.fixture
-def one_server(tmp_path: Path) -> Iterator[PgBouncer]:
-    bouncer = start_pgbouncer(tmp_path / "pgbouncer", pool_size=1)
-    yield bouncer
-    bouncer.stop()
-
-
-@pytest.fixture
-def database() -> Iterator[str]:
-    direct, drop = create_pg_database("dc_pgb_redeem")
-    yield direct
-    drop()
-
-
-async def prepared_on_server(bouncer: PgBouncer, database: str) -> list[str]:
-    conn = await asyncpg.connect(raw_dsn(bouncer.url(database)), statement_cache_size=0)
-    try:
-        rows = await conn.fetch("SELECT name FROM pg_prepared_statements")
-    finally:
-        await conn.close()
-    return [r["name"] for r in rows]
-
-
 @pytest.mark.services  # its own PgBouncer and database
 async def test_concurrent_redemptions_share_one_server_and_leave_no_prepared_statement(
-    one_server: PgBouncer, database: str, data_dir: Path, tokens: Tokens, brand_id: str
+    one_server: PgBouncer, own_pg_database: str, data_dir: Path, tokens: Tokens, brand_id: str
 ) -> None:
-    name = database.rsplit("/", 1)[1]
+    name = own_pg_database.rsplit("/", 1)[1]
     settings = make_settings(
         one_server.url(name),
         data_dir,
         database_pooler="pgbouncer",
-        database_direct_url=database,
+        database_direct_url=own_pg_database,
         db_pool_size=8,
     )
     till = tokens.brand(brand_id)
