@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import platform
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -194,6 +195,73 @@ def _met(m: bool | None) -> str:
     return "–" if m is None else ("yes" if m else "**no**")
 
 
+def figure_cells(f: Figure) -> list[str]:
+    """A figure's cells as results.md shows them: name, ours, reference, ratio, target, met."""
+    raw = with_span(f.raw, f.unit, f.raw_span) + (f" ({f.raw_name})" if f.raw_name else "")
+    if f.raw is None:
+        raw = f.raw_name or "–"
+    name = f.name + (f" — {f.note}" if f.note else "")
+    return [
+        cell(name),
+        with_span(f.value, f.unit, f.span),
+        cell(raw),
+        _ratio(f.ratio, f.ratio_span),
+        f.target.show(f.unit) if f.target else "–",
+        _met(f.met),
+    ]
+
+
+def short_title(title: str) -> str:
+    """A scenario's title without its parenthesis: ``3. Claims beside fair reference apps``."""
+    return title.split(" (", 1)[0]
+
+
+def is_check(f: Figure) -> bool:
+    """A count that must be 0 (errors, events lost, codes twice), not a performance target."""
+    t = f.target
+    return t is not None and f.unit == "count" and t.on == "value" and t.op == "==" and not t.limit
+
+
+def at_a_glance(
+    results: list[ScenarioResult], keep: Callable[[Figure], bool] = lambda f: True
+) -> list[str]:
+    """One row per figure with a target (and ``keep``), under its scenario's number and
+    short title, in the order run; the cells are those of the scenario's own table."""
+    lines = [
+        "| scenario | figure | ours | reference | ours/reference | target | met |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for res in results:
+        shown = ""
+        for f in res.figures:
+            if f.target is None or not keep(f):
+                continue
+            scenario = "" if shown == res.key else cell(short_title(res.title))
+            shown = res.key
+            lines.append("| " + " | ".join([scenario, *figure_cells(f)]) + " |")
+    return lines
+
+
+def tally(results: list[ScenarioResult]) -> str:
+    """``31 of 45 targets met, **14 not**``, and the scenarios that gave no figure."""
+    targeted = [f for r in results for f in r.figures if f.target is not None]
+    met = sum(f.met is True for f in targeted)
+    missed = sum(f.met is False for f in targeted)
+    line = f"{met} of {len(targeted)} targets met"
+    if missed:
+        line += f", **{missed} not**"
+    if unmeasured := len(targeted) - met - missed:
+        line += f", {unmeasured} not measured"
+    line += "."
+    silent = [r for r in results if r.status != "ok"]
+    if silent:
+        line += " Did not run to its end: " + "; ".join(
+            f"{short_title(r.title)} ({cell(r.status)})" for r in silent
+        )
+        line += "."
+    return line
+
+
 def machine() -> dict[str, Any]:
     return {
         "python": platform.python_version(),
@@ -215,6 +283,9 @@ def markdown(title: str, results: list[ScenarioResult], meta: dict[str, Any]) ->
         "those of the measured windows only. See benchmarks/README.md."
     )
     lines.append("")
+    lines += ["## Every target at a glance", "", tally(results), ""]
+    lines += at_a_glance(results)
+    lines.append("")
     for res in results:
         lines.append(f"## {res.title}")
         lines.append("")
@@ -227,18 +298,7 @@ def markdown(title: str, results: list[ScenarioResult], meta: dict[str, Any]) ->
             lines.append("| figure | ours | reference | ours/reference | target | met |")
             lines.append("| --- | --- | --- | --- | --- | --- |")
             for f in res.figures:
-                raw = with_span(f.raw, f.unit, f.raw_span) + (
-                    f" ({f.raw_name})" if f.raw_name else ""
-                )
-                if f.raw is None:
-                    raw = f.raw_name or "–"
-                target = f.target.show(f.unit) if f.target else "–"
-                name = f.name + (f" — {f.note}" if f.note else "")
-                lines.append(
-                    f"| {cell(name)} | {with_span(f.value, f.unit, f.span)} | {cell(raw)} "
-                    f"| {_ratio(f.ratio, f.ratio_span)} "
-                    f"| {target} | {_met(f.met)} |"
-                )
+                lines.append("| " + " | ".join(figure_cells(f)) + " |")
             lines.append("")
         for t in res.tables:
             lines.append(f"**{t.title}**")

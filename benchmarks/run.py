@@ -4,9 +4,10 @@ PNG plots).
 
 Every measurement runs ``--runs`` times (3 by default), ours and its reference taking
 turns, and every figure is the median with its range. A whole run (no ``--only``, no
-``--quick``) replaces benchmarks/results/ whole, so its files carry one date; a partial
-or quick run writes elsewhere (``results/partial``, ``results/quick``) and never mixes
-into them.
+``--quick``) replaces benchmarks/results/ whole, so its files carry one date, and rewrites
+the blocks of docs/design.md and README.md that quote them (``benchmarks.quote``); a
+partial or quick run writes elsewhere (``results/partial``, ``results/quick``) and never
+mixes into them.
 
 A scenario that cannot run (a route missing, a service failing) is recorded as
 ``not run: <why>`` or ``failed: <why>``; the others still run.
@@ -28,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import report
+from benchmarks import quote, report
 from benchmarks.api import Tokens
 from benchmarks.report import ScenarioResult
 from benchmarks.services import NotRun, RssSampler, Stack
@@ -331,4 +332,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"[bench] logs and files kept in {workdir}")
     print(f"[bench] wrote {md} and {js}")
+    if whole and args.out.resolve() == RESULTS:
+        try:
+            for doc in quote.refresh():
+                print(f"[bench] rewrote the results block of {doc}")
+        except ValueError as exc:
+            print(f"[bench] docs not rewritten: {exc}")
     return 0
