@@ -40,6 +40,8 @@ from discount_codes.kit.wakeup import raw_dsn
 from discount_codes.migrate import upgrade_to_head
 from discount_codes.worker import WorkerContext, run_worker
 
+from .sweep import SWEEPER
+
 REQUIRE_SERVICES = os.environ.get("DISCOUNT_CODES_REQUIRE_SERVICES") == "1"
 PG_ADMIN_DSN = os.environ.get(
     "DISCOUNT_CODES_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -223,6 +225,7 @@ def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     refuse_in_fast_tier("The suite's database")
     url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sqlite') / 'test.db'}"
     upgrade_to_head(url)
+    SWEEPER.add(url)
     return url
 
 
@@ -262,8 +265,17 @@ def create_pg_database(prefix: str = "dc_test") -> tuple[str, Callable[[], None]
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     url, drop = create_pg_database()
+    SWEEPER.add(url)
     yield url
+    SWEEPER.forget(url)
     drop()
+
+
+@pytest.fixture(autouse=True)
+def _endpoints_do_not_outlive_their_test() -> Iterator[None]:
+    """``tests/sweep.py``: a later test's worker must not deliver this test's events."""
+    yield
+    SWEEPER.sweep()
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
@@ -390,7 +402,9 @@ class PooledDatabase:
 def pgbouncer_db(pgbouncer: PgBouncer) -> Iterator[PooledDatabase]:
     """A fresh database (migrated on the direct URL) and its URL through PgBouncer."""
     direct, drop = create_pg_database("dc_pgb")
+    SWEEPER.add(direct)
     yield PooledDatabase(pgbouncer.url(direct.rsplit("/", 1)[1]), direct)
+    SWEEPER.forget(direct)
     drop()
 
 
