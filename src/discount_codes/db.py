@@ -116,29 +116,30 @@ class Database:
         self._driver_pool_lock = asyncio.Lock()
         #: Turns for a driver connection (``driver_connection``), first come first served.
         self._driver_turn = FairTurns(settings.db_pool_size)
-        self._wakeup_wanted = False
+        self._wakeups_wanted: set[str] = set()
         self._wakeup_task: asyncio.Task[None] | None = None
 
-    def events_written(self) -> None:
-        """PostgreSQL: tell the worker's loops that events were committed, coalesced to one
-        NOTIFY per ``WAKEUP_INTERVAL_S`` per process, sent after the commit: the one way,
-        whoever commits (``kit/wakeup.py``; a NOTIFY inside the writing transaction would
-        serialise every notifying commit). A wake-up lost to a crash costs nothing: the
-        loops also poll."""
+    def events_written(self, channel: str = CHANNEL) -> None:
+        """PostgreSQL: tell the worker's loops listening on ``channel`` (events by default,
+        ``wakeup.BATCHES`` for a queued batch) that work was committed, coalesced to one
+        NOTIFY per channel per ``WAKEUP_INTERVAL_S`` per process, sent after the commit: the
+        one way, whoever commits (``kit/wakeup.py``; a NOTIFY inside the writing transaction
+        would serialise every notifying commit). A wake-up lost to a crash costs nothing:
+        the loops also poll."""
         if not self.dialect.notifies:
             return
-        self._wakeup_wanted = True
+        self._wakeups_wanted.add(channel)
         if self._wakeup_task is None or self._wakeup_task.done():
             self._wakeup_task = asyncio.get_running_loop().create_task(self._send_wakeups())
 
     async def _send_wakeups(self) -> None:
-        while self._wakeup_wanted:
-            self._wakeup_wanted = False
+        while self._wakeups_wanted:
+            channels, self._wakeups_wanted = sorted(self._wakeups_wanted), set()
             try:
                 async with self.driver_connection() as con:
-                    await con.execute(f"NOTIFY {CHANNEL}")
+                    await con.execute("; ".join(f"NOTIFY {c}" for c in channels))
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                return  # the dispatcher's polling picks the events up
+                return  # the loops' polling picks the work up
             await asyncio.sleep(WAKEUP_INTERVAL_S)
 
     @contextlib.asynccontextmanager

@@ -28,6 +28,7 @@ from discount_codes.codes.schemas import BatchCreate, BatchOut
 from discount_codes.codes.space import check_density, check_pattern_space
 from discount_codes.config import Settings
 from discount_codes.ids import is_id, new_id
+from discount_codes.kit import wakeup
 from discount_codes.kit.pagination import Page, decode_id_cursor
 from discount_codes.kit.timestamps import utcnow
 from discount_codes.outbox import payloads
@@ -302,6 +303,8 @@ async def create_batch(
             raise RuntimeError("idempotency key conflict without a batch holding it")
         return BatchAnswer(to_out(earlier), created=False)
     batch = await repo.get_batch(conn, batch_id)
+    if not inline:  # a worker starts it once this commits, not at its next poll
+        await wakeup.wake_after_commit(conn, wakeup.BATCHES)
     if inline:
         await fill_batch(
             lambda: nullcontext(conn),

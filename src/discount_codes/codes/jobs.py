@@ -15,8 +15,10 @@ batches go oldest first.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import timedelta
 
 import structlog
@@ -31,6 +33,7 @@ from discount_codes.config import Settings
 from discount_codes.db import Database
 from discount_codes.ids import new_id
 from discount_codes.kit.timestamps import utcnow
+from discount_codes.kit.wakeup import BATCHES, start_listener
 from discount_codes.kit.worker import Job, WorkerContext, transaction
 
 log = structlog.get_logger(__name__)
@@ -110,10 +113,23 @@ async def take_next(ctx: WorkerContext) -> str | None:
 
 
 async def run_batch_jobs(ctx: WorkerContext) -> None:
+    """Take batches in turn until stopped; with nothing to take, wait for a queued batch's
+    wake-up (PostgreSQL: ``wakeup.BATCHES``) or the next poll."""
+    wake, listener = start_listener(ctx.settings.listen_url, ctx.stop, BATCHES)
+    try:
+        await _take_turns(ctx, wake)
+    finally:
+        if listener is not None:
+            listener.cancel()
+            with suppress(asyncio.CancelledError, Exception):
+                await listener
+
+
+async def _take_turns(ctx: WorkerContext, wake: asyncio.Event) -> None:
     while not ctx.stopping:
         batch_id = await take_next(ctx)
         if batch_id is None:
-            if not await ctx.sleep(POLL_SECONDS):
+            if not await ctx.sleep(POLL_SECONDS, wake):
                 return
             continue
         try:

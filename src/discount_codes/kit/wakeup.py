@@ -1,6 +1,7 @@
-"""The wake-up channel: after a transaction that recorded events commits, a NOTIFY on
-PostgreSQL starts the loops waiting on ``LISTEN`` at once (SQLite has no such channel: its
-loops poll).
+"""The wake-up channels: after a transaction that recorded events (or queued a code batch)
+commits, a NOTIFY on PostgreSQL starts the loops waiting on ``LISTEN`` at once (SQLite has
+no such channel: its loops poll). ``CHANNEL`` wakes the event loops (dispatcher, relay),
+``BATCHES`` the batch generator: a claim's NOTIFY never wakes the generator to find nothing.
 
 One way, whoever commits: ``record_event`` marks its transaction (``wake_after_commit``);
 the connection's return to the pool after the commit calls ``Database.events_written``,
@@ -32,8 +33,10 @@ from discount_codes.kit.dialect import Dialect
 
 log = structlog.get_logger(__name__)
 
-#: The PostgreSQL channel event writers NOTIFY and the worker's loops LISTEN on.
+#: The PostgreSQL channel event writers NOTIFY and the worker's event loops LISTEN on.
 CHANNEL = "discount_codes_events"
+#: The channel a queued code batch NOTIFYs and the worker's batch loop LISTENs on.
+BATCHES = "discount_codes_batches"
 
 
 #: The marks on a pooled connection: its open transaction recorded events / a transaction
@@ -42,35 +45,35 @@ _RECORDED = "discount_codes_events_recorded"
 _COMMITTED = "discount_codes_events_committed"
 
 
-async def wake_after_commit(conn: AsyncSession | AsyncConnection) -> None:
-    """Wake the loops listening once this transaction commits; nothing if it rolls back,
-    or where there is no channel (SQLite)."""
+async def wake_after_commit(conn: AsyncSession | AsyncConnection, channel: str = CHANNEL) -> None:
+    """Wake the loops listening on ``channel`` once this transaction commits; nothing if
+    it rolls back, or where there is no channel (SQLite)."""
     if not Dialect.of(conn).notifies:
         return
     connection = await conn.connection() if isinstance(conn, AsyncSession) else conn
-    connection.info[_RECORDED] = True
+    connection.info.setdefault(_RECORDED, set()).add(channel)
 
 
-def install(engine: AsyncEngine, events_written: Callable[[], None]) -> None:
-    """Make ``engine`` call ``events_written`` when a connection goes back to the pool after
-    a transaction that recorded events committed (every transaction of a job, a request or
-    the CLI ends before its connection goes back)."""
+def install(engine: AsyncEngine, events_written: Callable[[str], None]) -> None:
+    """Make ``engine`` call ``events_written(channel)`` when a connection goes back to the
+    pool after a transaction that marked ``channel`` committed (every transaction of a job,
+    a request or the CLI ends before its connection goes back)."""
 
     # An invalidated connection (its server went away) has no ``info`` to read: its
     # transaction is over, and the record's marks go with the DBAPI connection.
     def committed(conn: Any) -> None:
-        if not conn.invalidated and conn.info.pop(_RECORDED, False):
-            conn.info[_COMMITTED] = True
+        if not conn.invalidated and (channels := conn.info.pop(_RECORDED, None)):
+            conn.info.setdefault(_COMMITTED, set()).update(channels)
 
     def rolled_back(conn: Any) -> None:
         if not conn.invalidated:
             conn.info.pop(_RECORDED, None)
 
     def returned(_dbapi_connection: Any, record: Any) -> None:
-        if record is None or not record.info.pop(_COMMITTED, False):
-            return
+        channels = None if record is None else record.info.pop(_COMMITTED, None)
         with suppress(RuntimeError):  # no running loop (the engine being disposed): polls
-            events_written()
+            for channel in channels or ():
+                events_written(channel)
 
     event.listen(engine.sync_engine, "commit", committed)
     event.listen(engine.sync_engine, "rollback", rolled_back)
@@ -90,8 +93,10 @@ def raw_dsn(database_url: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
-async def listen(database_url: str, wake: asyncio.Event, stop: asyncio.Event) -> None:
-    """Set ``wake`` on every notification until ``stop`` is set."""
+async def listen(
+    database_url: str, wake: asyncio.Event, stop: asyncio.Event, channel: str = CHANNEL
+) -> None:
+    """Set ``wake`` on every notification on ``channel`` until ``stop`` is set."""
     dsn = raw_dsn(database_url)
     backoff = 0.5
 
@@ -117,7 +122,7 @@ async def listen(database_url: str, wake: asyncio.Event, stop: asyncio.Event) ->
             continue
         try:
             conn.add_termination_listener(lambda *_, lost=lost: lost.set())
-            await conn.add_listener(CHANNEL, on_notify)
+            await conn.add_listener(channel, on_notify)
             backoff = 0.5
             wake.set()  # events committed while we were not listening
             waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(lost.wait())]
@@ -135,7 +140,7 @@ async def listen(database_url: str, wake: asyncio.Event, stop: asyncio.Event) ->
 
 
 def start_listener(
-    database_url: str | None, stop: asyncio.Event
+    database_url: str | None, stop: asyncio.Event, channel: str = CHANNEL
 ) -> tuple[asyncio.Event, asyncio.Task[None] | None]:
     """A wake event and, on PostgreSQL, the task that sets it (None: poll only).
 
@@ -145,4 +150,4 @@ def start_listener(
     wake = asyncio.Event()
     if database_url is None or not Dialect.from_url(database_url).notifies:
         return wake, None
-    return wake, asyncio.create_task(listen(database_url, wake, stop))
+    return wake, asyncio.create_task(listen(database_url, wake, stop, channel))
