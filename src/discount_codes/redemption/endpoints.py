@@ -42,9 +42,11 @@ TypedCode = Annotated[
 RedemptionId = Annotated[str, Path(max_length=64, description="The redemption's id.")]
 
 
-def clock() -> datetime:
+async def clock() -> datetime:
     """The time these routes decide holds and redemption windows by. A dependency, so a
-    test moves past a hold's end (``app.dependency_overrides``) instead of waiting."""
+    test moves past a hold's end (``app.dependency_overrides``) instead of waiting. Async
+    on purpose: FastAPI runs a plain ``def`` dependency in a worker thread, a thread
+    hand-off per request for reading the clock."""
     return utcnow()
 
 
