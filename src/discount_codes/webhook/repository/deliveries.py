@@ -205,7 +205,7 @@ async def lease_due(
     ``per_endpoint`` of a best-effort endpoint (the most due first), and the head of each
     strict endpoint's queue when nothing of it is in flight. Endpoints take turns (each
     one's first, then each one's second, ...), so a backlog to one endpoint never fills a
-    claim; an endpoint whose breaker is open gets nothing until its back-off ends, then
+    lease; an endpoint whose breaker is open gets nothing until its back-off ends, then
     one delivery (the probe).
 
     PostgreSQL: ``FOR UPDATE SKIP LOCKED`` so concurrent workers take disjoint rows;
