@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     #: Deliveries one worker sends to one endpoint at once (order best effort); an endpoint
     #: registered with ``"ordering": "strict"`` gets one at a time.
     webhook_max_in_flight: int = Field(default=16, ge=1, le=256)
+    #: How long a worker's lease on a webhook delivery lasts without renewal (renewed three
+    #: or more times per lease); a crashed worker's deliveries are sent again once it lapses.
+    webhook_lease_seconds: float = Field(default=15.0, ge=1, le=3600)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     #: Unset: ``console`` when stderr is a terminal (a person runs it), else ``json``.

@@ -4,8 +4,8 @@ sign, POST, record.
 At least once, never twice at the same time: a delivery is sent only by the worker
 holding its lease (taken with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL; the SQLite write
 transaction is exclusive). A live worker extends its leases every few seconds; a worker
-that dies loses them within ``LEASE``, and another worker sends the delivery again with
-the same ``webhook-id``. Results are stored only by the lease holder.
+that dies loses them within ``webhook_lease_seconds``, and another worker sends the
+delivery again with the same ``webhook-id``. Results are stored only by the lease holder.
 
 At the rate claims arrive: fan-out, leases and results each take one short transaction
 per batch (one statement each on PostgreSQL, see the repository); a worker sends up to
@@ -43,8 +43,7 @@ log = structlog.get_logger(__name__)
 
 TIMEOUT_S = 10.0
 MAX_RESPONSE_BYTES = 64 * 1024
-#: A crashed worker's deliveries are sent again by another worker after at most this long.
-LEASE = timedelta(seconds=15)
+#: Leases are extended this often, or three times per lease when the lease is shorter.
 HEARTBEAT_S = 4.0
 FAN_OUT_BATCH = 500
 LEASE_BATCH = 200
@@ -89,6 +88,15 @@ class Dispatcher:
     def max_in_flight(self) -> int:
         return self.settings.webhook_max_in_flight
 
+    @property
+    def lease_for(self) -> timedelta:
+        """A crashed worker's deliveries are sent again by another worker after this long."""
+        return timedelta(seconds=self.settings.webhook_lease_seconds)
+
+    @property
+    def heartbeat_s(self) -> float:
+        return min(HEARTBEAT_S, self.settings.webhook_lease_seconds / 3)
+
     async def fan_out(self) -> tuple[int, bool]:
         """Events handled, and whether events not fanned out remain beyond them."""
         return await self.store.fan_out(self.clock(), limit=FAN_OUT_BATCH)
@@ -97,7 +105,7 @@ class Dispatcher:
         leased, self.strict_waiting = await self.store.lease(
             self.worker_id,
             self.clock(),
-            lease=LEASE,
+            lease=self.lease_for,
             limit=limit,
             per_endpoint=self.max_in_flight * READ_AHEAD,
             exclude_endpoints=exclude,
@@ -107,7 +115,9 @@ class Dispatcher:
 
     async def heartbeat(self) -> None:
         if self.held:
-            await self.store.extend_leases(self.worker_id, list(self.held), self.clock() + LEASE)
+            await self.store.extend_leases(
+                self.worker_id, list(self.held), self.clock() + self.lease_for
+            )
 
     async def release(self, leased: Sequence[Leased]) -> None:
         """Give back deliveries not sent (shutting down), so another worker sends them now."""

@@ -33,7 +33,6 @@ from discount_codes.kit.worker import WorkerContext
 from discount_codes.webhook import policy
 from discount_codes.webhook.dispatcher import (
     FAN_OUT_BATCH,
-    HEARTBEAT_S,
     HORIZON_RETRY_S,
     LEASE_BATCH,
     READ_AHEAD,
@@ -314,7 +313,7 @@ def _idle_for(d: Dispatcher, poll: float) -> float:
 
 
 async def _heartbeat(ctx: WorkerContext, d: Dispatcher) -> None:
-    while await ctx.sleep(HEARTBEAT_S):
+    while await ctx.sleep(d.heartbeat_s):
         try:
             await d.heartbeat()
             d.client.close_idle()
