@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any, TypeVar
 
 import httpx
 from sqlalchemy import func, select
@@ -11,6 +15,8 @@ from discount_codes.db import Database
 from discount_codes.models import Claim, ClaimCounter, Code, Event
 
 from ..conftest import Tokens
+
+T = TypeVar("T")
 
 
 async def new_campaign(
@@ -127,6 +133,61 @@ def http_client(url: str) -> httpx.AsyncClient:
             max_connections=CLIENTS, max_keepalive_connections=CLIENTS, keepalive_expiry=1.0
         ),
     )
+
+
+class Connections:
+    """``CLIENTS`` keep-alive connections to a server, each its own client: a call takes a
+    free one and gives it back. One httpx client with that many connections inspects every
+    connection of its pool on each request and each answer, and that CPU of the test's own
+    process is taken from the servers under test on a small machine."""
+
+    def __init__(self, clients: list[httpx.AsyncClient]) -> None:
+        self.free: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
+        for c in clients:
+            self.free.put_nowait(c)
+
+    async def run(self, calls: Iterable[Callable[[httpx.AsyncClient], Awaitable[T]]]) -> list[T]:
+        """Every call at once, ``CLIENTS`` of them under way at a time, answers in order."""
+
+        async def one(call: Callable[[httpx.AsyncClient], Awaitable[T]]) -> T:
+            http = await self.free.get()
+            try:
+                return await call(http)
+            finally:
+                self.free.put_nowait(http)
+
+        return await asyncio.gather(*(one(call) for call in calls))
+
+
+@asynccontextmanager
+async def connections(url: str, n: int = CLIENTS) -> AsyncIterator[Connections]:
+    tls = ssl.create_default_context()  # unused over http://, but each client makes one
+    async with AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(
+                httpx.AsyncClient(
+                    base_url=url,
+                    verify=tls,
+                    timeout=httpx.Timeout(120),
+                    limits=httpx.Limits(
+                        max_connections=1, max_keepalive_connections=1, keepalive_expiry=1.0
+                    ),
+                )
+            )
+            for _ in range(n)
+        ]
+        yield Connections(clients)
+
+
+def claims_of(
+    shoppers: Iterable[dict[str, str]], campaign_id: str
+) -> list[Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]]:
+    """One ``claim_once`` per shopper, for ``Connections.run``."""
+
+    def one(headers: dict[str, str]) -> Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]:
+        return lambda http: claim_once(http, headers, campaign_id)
+
+    return [one(h) for h in shoppers]
 
 
 async def claim_once(

@@ -17,12 +17,12 @@ from discount_codes.models import Campaign, Claim
 
 from ..conftest import THROUGH_PGBOUNCER, ServerFactory, Tokens, gather_limited, poll
 from .helpers import (
-    CLIENTS,
     campaign_with_codes,
     claim,
     claim_count,
-    claim_once,
     claimed_code_count,
+    claims_of,
+    connections,
     counter_sum,
     events,
     http_client,
@@ -54,11 +54,9 @@ async def test_2000_users_race_for_500_codes_through_two_server_processes(
     run = uuid.uuid4().hex[:8]
     shoppers = [tokens.shopper(f"racer-{run}-{i}") for i in range(2000)]
 
-    async with http_client(server.url) as http:
+    async with connections(server.url) as conns:
         started = time.perf_counter()
-        answers = await gather_limited(
-            CLIENTS, [claim_once(http, h, campaign_id) for h in shoppers]
-        )
+        answers = await conns.run(claims_of(shoppers, campaign_id))
         elapsed = time.perf_counter() - started
 
     statuses = Counter(r.status_code for r in answers)
@@ -152,7 +150,7 @@ async def test_claims_while_a_batch_is_still_being_generated(
     )
     campaign_id = await new_campaign(client, tokens, brand_id)
     users = [tokens.shopper() for _ in range(400)]
-    async with http_client(server.url) as http:
+    async with http_client(server.url) as http, connections(server.url) as conns:
         r = await http.post(
             f"/v1/campaigns/{campaign_id}/code-batches",
             json={"count": 300},
@@ -160,7 +158,7 @@ async def test_claims_while_a_batch_is_still_being_generated(
         )
         assert r.status_code == 202, r.text
         batch_url = r.headers["location"]
-        first = await gather_limited(CLIENTS, [claim_once(http, h, campaign_id) for h in users])
+        first = await conns.run(claims_of(users, campaign_id))
 
         async def generated() -> bool:
             batch = (await http.get(batch_url, headers=tokens.brand(brand_id))).json()
@@ -170,7 +168,7 @@ async def test_claims_while_a_batch_is_still_being_generated(
         await poll(generated, timeout=60, every=0.1)
         # Everyone turned away while codes were still coming asks again.
         late = [h for h, r in zip(users, first, strict=True) if r.status_code == 409]
-        second = await gather_limited(CLIENTS, [claim_once(http, h, campaign_id) for h in late])
+        second = await conns.run(claims_of(late, campaign_id))
 
     answers = [r for r in first if r.status_code != 409] + second
     outcome = Counter("code" if r.status_code in (200, 201) else r.status_code for r in answers)
