@@ -16,8 +16,8 @@ from discount_codes.config import Settings
 from discount_codes.db import Database
 from discount_codes.models import Event
 
-from ..claim.helpers import campaign_with_codes, claim_once, http_client
-from ..conftest import ServerFactory, Tokens, gather_limited, worker_running
+from ..claim.helpers import campaign_with_codes, claims_of, connections
+from ..conftest import ServerFactory, Tokens, worker_running
 from .helpers import Queue
 
 CLAIMS = 1500
@@ -71,10 +71,8 @@ async def test_feed_and_broker_see_every_event_once_while_claims_commit_concurre
 
             async def claims() -> list[httpx.Response]:
                 try:
-                    async with http_client(server.url) as http:
-                        return await gather_limited(
-                            48, [claim_once(http, h, campaign_id) for h in shoppers]
-                        )
+                    async with connections(server.url, 48) as conns:
+                        return await conns.run(claims_of(shoppers, campaign_id))
                 finally:
                     done.set()
 
