@@ -19,6 +19,7 @@ from discount_codes.redemption.repository import RedemptionRecord
 from discount_codes.redemption.service import (
     REVERSED_EVENT,
     count,
+    event_ids,
     expire_hold,
     record_redeemed,
 )
@@ -90,12 +91,7 @@ async def reverse(
         brand_id=record.brand_id,
         campaign_id=record.campaign_id,
         data=payloads.redemption_reversed(
-            redemption_id=record.id,
-            claim_id=record.claim_id,
-            brand_id=record.brand_id,
-            campaign_id=record.campaign_id,
-            code=record.code,
-            order_id=record.order_id,
+            **event_ids(record),
             reversed_at=now,
         ),
         at=now,

@@ -258,18 +258,26 @@ def money_of(value: str | None, currency: str | None) -> dict[str, str] | None:
     return None if value is None or currency is None else {"value": value, "currency": currency}
 
 
+def event_ids(record: RedemptionRecord) -> dict[str, Any]:
+    """What every redemption event names: the redemption, its claim, brand, campaign,
+    code and order."""
+    return {
+        "redemption_id": record.id,
+        "claim_id": record.claim_id,
+        "brand_id": record.brand_id,
+        "campaign_id": record.campaign_id,
+        "code": record.code,
+        "order_id": record.order_id,
+    }
+
+
 def redeemed_payload(
     record: RedemptionRecord, discount: dict[str, Any] | None, now: datetime
 ) -> dict[str, Any]:
     """``discount_code.redeemed``'s data: a redemption, or a confirmed hold (never a hold
     still running, released or expired)."""
     return payloads.redeemed(
-        redemption_id=record.id,
-        claim_id=record.claim_id,
-        brand_id=record.brand_id,
-        campaign_id=record.campaign_id,
-        code=record.code,
-        order_id=record.order_id,
+        **event_ids(record),
         user_id=record.user_id,
         redeemed_at=now,
         discount=discount,
@@ -319,12 +327,7 @@ async def expire_hold(conn: AsyncConnection, record: RedemptionRecord, now: date
         brand_id=record.brand_id,
         campaign_id=record.campaign_id,
         data=payloads.hold_expired(
-            redemption_id=record.id,
-            claim_id=record.claim_id,
-            brand_id=record.brand_id,
-            campaign_id=record.campaign_id,
-            code=record.code,
-            order_id=record.order_id,
+            **event_ids(record),
             expired_at=record.expires_at,
         ),
         at=now,
