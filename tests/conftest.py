@@ -22,7 +22,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -625,11 +625,11 @@ def wait_ready(
 ServerFactory = Callable[..., LiveServer]
 
 
-@pytest.fixture
-def live_server(
-    db_url: str, data_dir: Path, tmp_path: Path, settings: Settings
+@contextmanager
+def server_factory(
+    db_url: str, data_dir: Path, log_dir: Path, settings: Settings
 ) -> Iterator[ServerFactory]:
-    """Starts ``discount-codes serve`` processes on this test's database; stops them after."""
+    """Starts ``discount-codes serve`` processes on this database; stops them at the end."""
     started: list[LiveServer] = []
     pooler: dict[str, str] = {}
     if settings.database_pooler and settings.database_direct_url:
@@ -640,7 +640,7 @@ def live_server(
 
     def start(*args: str, **env: str) -> LiveServer:
         port = free_port()
-        log_path = tmp_path / f"server-{port}.log"
+        log_path = log_dir / f"server-{port}.log"
         full_env = service_env(db_url, data_dir, **{**pooler, **env})
         with log_path.open("wb") as log:
             process = subprocess.Popen(
@@ -656,9 +656,20 @@ def live_server(
         started.append(server)
         return server
 
-    yield start
-    for server in started:
-        server.stop()
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.stop()
+
+
+@pytest.fixture
+def live_server(
+    db_url: str, data_dir: Path, tmp_path: Path, settings: Settings
+) -> Iterator[ServerFactory]:
+    """Starts ``discount-codes serve`` processes on this test's database; stops them after."""
+    with server_factory(db_url, data_dir, tmp_path, settings) as start:
+        yield start
 
 
 async def gather_limited(n: int, coros: list[Awaitable[T]]) -> list[T]:

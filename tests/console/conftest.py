@@ -4,23 +4,33 @@ receiver (the package's, as the demo uses it: it verifies every signature)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
+from discount_codes.config import Settings
 from discount_codes.webhook.receiver import Receiver
 
-from ..conftest import CHROMIUM, CHROMIUM_ARGS, LiveServer, ServerFactory, Tokens, require_chromium
+from ..conftest import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    LiveServer,
+    Tokens,
+    require_chromium,
+    server_factory,
+)
 
 #: Batches above this many codes go to the worker, so the progress bar has a way to go.
 INLINE_LIMIT = "1000"
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
+@pytest.fixture(scope="module")
+async def module_browser() -> AsyncIterator[Browser]:
+    """One Chromium per module: a test's state lives in the contexts it opens."""
     require_chromium()
     async with async_playwright() as p:
         b = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -28,6 +38,15 @@ async def browser() -> AsyncIterator[Browser]:
             yield b
         finally:
             await b.close()
+
+
+@pytest.fixture
+async def browser(module_browser: Browser) -> AsyncIterator[Browser]:
+    """The module's Chromium; what a test left open (a test that failed midway) is closed
+    after it, so no page of one test runs on into the next."""
+    yield module_browser
+    for context in module_browser.contexts:
+        await context.close()
 
 
 async def new_context(browser: Browser, **options: Any) -> BrowserContext:
@@ -40,10 +59,14 @@ async def new_context(browser: Browser, **options: Any) -> BrowserContext:
     return await browser.new_context(**values)
 
 
-@pytest.fixture
-def server(live_server: ServerFactory) -> LiveServer:
-    """The service with its worker, as ``make run`` starts it."""
-    return live_server(DISCOUNT_CODES_INLINE_BATCH_LIMIT=INLINE_LIMIT)
+@pytest.fixture(scope="module")
+def server(
+    db_url: str, data_dir: Path, tmp_path_factory: pytest.TempPathFactory, settings: Settings
+) -> Iterator[LiveServer]:
+    """The service with its worker, as ``make run`` starts it; one per module, as the
+    tests' brands are their own (a test that needs other settings starts its own)."""
+    with server_factory(db_url, data_dir, tmp_path_factory.mktemp("server"), settings) as start:
+        yield start(DISCOUNT_CODES_INLINE_BATCH_LIMIT=INLINE_LIMIT)
 
 
 @pytest.fixture
