@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
 from discount_codes.db import Database
@@ -34,6 +35,7 @@ async def listening_for_batches(db: Database) -> bool:
     return bool(found)
 
 
+@pytest.mark.services  # a PostgreSQL database of its own
 async def test_a_batch_queued_while_the_worker_waits_is_started_at_once(
     own_pg_database: str, data_dir: Path, tokens: Tokens, brand_id: str
 ) -> None:
