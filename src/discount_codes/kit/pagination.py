@@ -17,8 +17,9 @@ The one way, for every list (as Polar's ``paginate_has_more``):
    builds the answer with ``Page.of``, which keeps ``limit`` rows and encodes the next
    cursor from the last one kept.
 
-The event feed is the exception on purpose: its ``after`` is an event's ``seq``, not a
-cursor, because a reader following it at the tip always needs a position to continue from.
+The event feed is the exception on purpose: its ``after`` is an event's id (the contract's
+``?after=<event_id>``), not a cursor, because a reader following it at the tip always needs
+a position to continue from, and a brand stores it.
 """
 
 from __future__ import annotations
