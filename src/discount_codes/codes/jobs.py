@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable
-from contextlib import suppress
 from datetime import timedelta
 
 import structlog
@@ -34,7 +33,7 @@ from discount_codes.db import Database
 from discount_codes.ids import new_id
 from discount_codes.kit.timestamps import utcnow
 from discount_codes.kit.wakeup import BATCHES, start_listener
-from discount_codes.kit.worker import Job, WorkerContext, transaction
+from discount_codes.kit.worker import Job, WorkerContext, cancel_helper, transaction
 
 log = structlog.get_logger(__name__)
 
@@ -119,10 +118,7 @@ async def run_batch_jobs(ctx: WorkerContext) -> None:
     try:
         await _take_turns(ctx, wake)
     finally:
-        if listener is not None:
-            listener.cancel()
-            with suppress(asyncio.CancelledError, Exception):
-                await listener
+        await cancel_helper(listener)
 
 
 async def _take_turns(ctx: WorkerContext, wake: asyncio.Event) -> None:

@@ -14,7 +14,7 @@ import asyncio
 import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from dataclasses import dataclass, field
 
 import structlog
@@ -71,6 +71,16 @@ class WorkerContext:
         if wake is not None:
             wake.clear()
         return not self.stopping
+
+
+async def cancel_helper(task: asyncio.Task[None] | None) -> None:
+    """Stop a job's helper task (a LISTEN connection, a heartbeat) as the job ends, and
+    wait for it, whatever it was doing: the job is ending anyway."""
+    if task is None:
+        return
+    task.cancel()
+    with suppress(asyncio.CancelledError, Exception):
+        await task
 
 
 #: A worker job: loops until ``ctx.stop`` is set, then returns.

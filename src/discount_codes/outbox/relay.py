@@ -28,7 +28,7 @@ from discount_codes.db import Database
 from discount_codes.kit.signing import envelope
 from discount_codes.kit.timestamps import utcnow
 from discount_codes.kit.wakeup import start_listener
-from discount_codes.kit.worker import WorkerContext
+from discount_codes.kit.worker import WorkerContext, cancel_helper
 from discount_codes.outbox import repository
 
 log = structlog.get_logger(__name__)
@@ -179,7 +179,4 @@ async def run_relay(ctx: WorkerContext) -> None:
                 await ctx.sleep(backoff * random.uniform(0.8, 1.2))
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
     finally:
-        if listener is not None:
-            listener.cancel()
-            with suppress(asyncio.CancelledError, Exception):
-                await listener
+        await cancel_helper(listener)

@@ -23,13 +23,12 @@ import heapq
 import time
 from collections import Counter, deque
 from collections.abc import Sequence
-from contextlib import suppress
 from dataclasses import dataclass, field
 
 import structlog
 
 from discount_codes.kit.wakeup import start_listener
-from discount_codes.kit.worker import WorkerContext
+from discount_codes.kit.worker import WorkerContext, cancel_helper
 from discount_codes.webhook import policy
 from discount_codes.webhook.dispatcher import (
     FAN_OUT_BATCH,
@@ -287,11 +286,8 @@ async def run_dispatcher(ctx: WorkerContext) -> None:
                     await asyncio.sleep(COALESCE_S)
         finally:
             await lanes.close()
-            for helper in (beat, listener):
-                if helper is not None:
-                    helper.cancel()
-                    with suppress(asyncio.CancelledError, Exception):
-                        await helper
+            await cancel_helper(beat)
+            await cancel_helper(listener)
 
 
 async def _sleep(ctx: WorkerContext, seconds: float, wake: asyncio.Event) -> bool:
