@@ -7,9 +7,9 @@ The benchmarks run it as a process of its own, driven over HTTP:
 
     python -m discount_codes.webhook.receiver --port 9000 [--fail-first-rate 0.25]
 
-Control routes there: ``GET /_count``, ``GET /_records``, ``POST /_reset``,
-``POST /_fail-first-rate`` (body: the new rate), ``POST /_secret`` (body: ``PATH SECRET``:
-calls to PATH are then verified with SECRET).
+Control routes there: ``GET /_count`` (``?prefix=/a/``: calls to paths under it only),
+``GET /_records``, ``POST /_reset``, ``POST /_fail-first-rate`` (body: the new rate),
+``POST /_secret`` (body: ``PATH SECRET``: calls to PATH are then verified with SECRET).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import asyncio
 import json
 import random
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -185,9 +186,9 @@ class Receiver:
                     if name:
                         headers[name.strip().lower()] = value.strip()
                 body = await reader.readexactly(int(headers.get("content-length", "0") or 0))
-                path = target.split("?", 1)[0]
+                path, _, query = target.partition("?")
                 if self.control and path.startswith("/_"):
-                    status, payload = self._control(method, path, body)
+                    status, payload = self._control(method, path, body, query)
                     reply = _reply(status, {"content-type": "application/json"}, payload)
                 else:
                     got = self.verify(path, headers, body)
@@ -203,11 +204,13 @@ class Receiver:
             self._handlers.discard(task)
             writer.close()
 
-    def _control(self, method: str, path: str, body: bytes) -> tuple[int, bytes]:
+    def _control(self, method: str, path: str, body: bytes, query: str) -> tuple[int, bytes]:
         if path == "/_count":
-            failed = sum(1 for r in self.received if r.status != 200)
-            delivered = len({(r.path, r.id) for r in self.received if r.status == 200})
-            answer = {"calls": len(self.received), "failed": failed, "delivered": delivered}
+            prefix = urllib.parse.parse_qs(query).get("prefix", [""])[0]
+            calls = [r for r in self.received if r.path.startswith(prefix)]
+            failed = sum(1 for r in calls if r.status != 200)
+            delivered = len({(r.path, r.id) for r in calls if r.status == 200})
+            answer = {"calls": len(calls), "failed": failed, "delivered": delivered}
             return 200, json.dumps(answer).encode()
         if path == "/_records":
             return 200, json.dumps([_record(r) for r in self.received]).encode()
