@@ -384,13 +384,18 @@ class WebhookDelivery(Base):
             sqlite_where=text("status = 'pending'"),
         ),
         Index(None, "event_seq"),
-        # A strict endpoint's queue: its pending deliveries.
+        # An endpoint's queue: its pending deliveries in due order (a lease reads each
+        # endpoint's head from here; a strict endpoint's queue too).
         Index(
             "ix_webhook_deliveries_pending_endpoint",
             "endpoint_id",
+            "next_attempt_at",
+            "event_seq",
             postgresql_where=text("status = 'pending'"),
             sqlite_where=text("status = 'pending'"),
         ),
+        # Room on each page for a leased row's next version (migration 0014).
+        {"postgresql_with": {"fillfactor": 70}},
     )
 
 

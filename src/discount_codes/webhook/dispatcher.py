@@ -79,6 +79,8 @@ class Dispatcher:
     retries: list[datetime] = field(default_factory=list)
     #: The last lease found a strict endpoint's next delivery above the visibility horizon.
     strict_waiting: bool = False
+    #: The last lease left due deliveries it could have taken (lease again at once).
+    more_due: bool = False
     store: Deliveries = field(init=False)
 
     def __post_init__(self) -> None:
@@ -102,7 +104,7 @@ class Dispatcher:
         return await self.store.fan_out(self.clock(), limit=FAN_OUT_BATCH)
 
     async def lease(self, limit: int, exclude: Sequence[str] = ()) -> list[Leased]:
-        leased, self.strict_waiting = await self.store.lease(
+        leased, self.strict_waiting, self.more_due = await self.store.lease(
             self.worker_id,
             self.clock(),
             lease=self.lease_for,

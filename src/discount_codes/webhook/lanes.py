@@ -267,6 +267,7 @@ async def run_dispatcher(ctx: WorkerContext) -> None:
                 if (
                     fanned == FAN_OUT_BATCH
                     or (leased and len(leased) >= min(LEASE_BATCH, free))
+                    or (leased and d.more_due)
                     or filled(leased, lanes.read_ahead)
                 ):
                     await asyncio.sleep(0)  # busy: go on, after letting the API run

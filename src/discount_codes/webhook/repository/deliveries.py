@@ -84,9 +84,11 @@ class Deliveries:
         limit: int,
         per_endpoint: int,
         exclude_endpoints: Sequence[str] = (),
-    ) -> tuple[list[Leased], bool]:
-        """Deliveries now leased to ``worker_id``, and whether a strict endpoint's next one
-        waits for an older transaction to end (the caller looks again soon)."""
+    ) -> tuple[list[Leased], bool, bool]:
+        """Deliveries now leased to ``worker_id``; whether a strict endpoint's next one
+        waits for an older transaction to end (the caller looks again soon); whether due
+        deliveries that this lease could have taken were left (the caller leases again at
+        once)."""
         async with transaction(self.db) as conn:
             leased = await lease_due(
                 conn,
@@ -97,7 +99,9 @@ class Deliveries:
                 per_endpoint=per_endpoint,
                 exclude_endpoints=exclude_endpoints,
             )
-        return leased, False  # SQLite: one writer, nothing waits above a horizon
+        # SQLite: one writer, nothing waits above a horizon; the lease reads a bounded
+        # slice of the due index and ranks it, so what it leaves is found by the next turn.
+        return leased, False, False
 
     async def record(
         self,

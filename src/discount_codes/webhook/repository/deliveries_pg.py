@@ -69,33 +69,70 @@ SELECT (SELECT count(*) FROM marked) AS handled,
 """
 
 #: $1 now, $2 worker, $3 lease until, $4 limit, $5 per best-effort endpoint, $6 endpoints
-#: to leave out, $7 how much of the due index to look at, $8 the breaker's threshold.
+#: to leave out, $7 the breaker's threshold.
 #: ``lease_due`` in one statement: the most due deliveries of best-effort endpoints (at
 #: most $5 each, taking turns; one while its breaker is half open), the head of each
 #: strict endpoint's queue (below the horizon and the first event not fanned out), locked
 #: SKIP LOCKED and re-checked, leased, and returned with what sending them needs, in feed
 #: order; then one row that says whether a strict endpoint's delivery waits above the
-#: horizon (look again soon).
+#: horizon (look again soon), and whether due deliveries were left that this lease could
+#: have taken (lease again at once): as many endpoints as $4 had some, or an endpoint got
+#: its share of $4 with more due, short of the $5 it may have.
+#: What it reads does not grow with a backlog: the endpoints with pending deliveries are
+#: found by skipping through the pending-endpoint index (one probe each), each one's head
+#: is read there, and only the $4 endpoints with the oldest heads have their due
+#: deliveries read from the head on, each its share of $4 (at most $5); the rows chosen
+#: are then locked and updated by their key alone, the lock re-checking that each is
+#: still due in a CASE no index can serve (a table that just grew has no statistics yet,
+#: and the planner would otherwise read every due delivery through the due index to find
+#: a few by key). ``id IS NOT NULL`` (always true) keeps the skip a plain index scan, which marks
+#: the entries of deliveries done since the last vacuum dead as it passes them; an
+#: index-only scan would visit their rows again on every lease.
 _LEASE = """
-WITH due AS (
-    SELECT d.id, d.endpoint_id, d.next_attempt_at, d.event_seq, ep.consecutive_failures
-    FROM webhook_deliveries d JOIN webhook_endpoints ep ON ep.id = d.endpoint_id
-    WHERE d.status = 'pending' AND d.next_attempt_at <= $1
-      AND (d.lease_expires_at IS NULL OR d.lease_expires_at < $1)
-      AND ep.enabled AND ep.ordering <> 'strict'
+WITH RECURSIVE pending AS (
+    (SELECT endpoint_id FROM webhook_deliveries WHERE status = 'pending' AND id IS NOT NULL
+     ORDER BY endpoint_id, next_attempt_at, event_seq LIMIT 1)
+    UNION ALL
+    SELECT (SELECT d.endpoint_id FROM webhook_deliveries d
+            WHERE d.status = 'pending' AND d.endpoint_id > p.endpoint_id AND d.id IS NOT NULL
+            ORDER BY d.endpoint_id, d.next_attempt_at, d.event_seq LIMIT 1)
+    FROM pending p WHERE p.endpoint_id IS NOT NULL
+), heads AS (
+    SELECT ep.id, ep.consecutive_failures, h.next_attempt_at, h.event_seq
+    FROM pending p
+    JOIN webhook_endpoints ep ON ep.id = p.endpoint_id
+    CROSS JOIN LATERAL (
+        SELECT d.next_attempt_at, d.event_seq FROM webhook_deliveries d
+        WHERE d.endpoint_id = ep.id AND d.status = 'pending' AND d.next_attempt_at <= $1
+          AND (d.lease_expires_at IS NULL OR d.lease_expires_at < $1)
+        ORDER BY d.next_attempt_at, d.event_seq
+        LIMIT 1
+    ) h
+    WHERE ep.enabled AND ep.ordering <> 'strict'
       AND (ep.backed_off_until IS NULL OR ep.backed_off_until <= $1)
-      AND d.endpoint_id <> ALL($6::text[])
-    ORDER BY d.next_attempt_at, d.event_seq
-    LIMIT $7
-), best_effort AS (
-    SELECT id FROM (
-        SELECT id, next_attempt_at, event_seq, consecutive_failures, row_number() OVER (
-            PARTITION BY endpoint_id ORDER BY next_attempt_at, event_seq) AS rank
-        FROM due
-    ) ranked
-    WHERE rank <= CASE WHEN consecutive_failures >= $8 THEN 1 ELSE $5 END
-    ORDER BY rank, next_attempt_at, event_seq
+      AND ep.id <> ALL($6::text[])
+    ORDER BY h.next_attempt_at, h.event_seq
     LIMIT $4
+), shares AS (
+    SELECT h.id, CASE WHEN h.consecutive_failures >= $7 THEN 1
+                      ELSE LEAST($5, CEIL($4::numeric / count(*) OVER ()))::int END AS share,
+           h.consecutive_failures < $7 AND CEIL($4::numeric / count(*) OVER ()) < $5 AS cut
+    FROM heads h
+), ranked AS (
+    SELECT s.id AS endpoint_id, s.share, s.cut, d.id, d.next_attempt_at, d.event_seq, d.rank
+    FROM shares s
+    CROSS JOIN LATERAL (
+        SELECT d.id, d.next_attempt_at, d.event_seq,
+               row_number() OVER (ORDER BY d.next_attempt_at, d.event_seq) AS rank
+        FROM (SELECT d.id, d.next_attempt_at, d.event_seq FROM webhook_deliveries d
+              WHERE d.endpoint_id = s.id AND d.status = 'pending'
+                AND d.next_attempt_at <= $1
+                AND (d.lease_expires_at IS NULL OR d.lease_expires_at < $1)
+              ORDER BY d.next_attempt_at, d.event_seq
+              LIMIT s.share) d
+    ) d
+), best_effort AS (
+    SELECT id FROM ranked ORDER BY rank, next_attempt_at, event_seq LIMIT $4
 ), first_unfanned AS (
     SELECT xid, seq FROM events WHERE fanned_out_at IS NULL ORDER BY xid, seq LIMIT 1
 ), strict_heads AS (
@@ -115,19 +152,20 @@ WITH due AS (
       AND (lease_expires_at IS NULL OR lease_expires_at < $1)
 ), locked AS (
     SELECT d.id FROM webhook_deliveries d
-    WHERE d.id IN (SELECT id FROM best_effort UNION ALL SELECT id FROM strict_heads)
-      AND d.status = 'pending' AND d.next_attempt_at <= $1
-      AND (d.lease_expires_at IS NULL OR d.lease_expires_at < $1)
+    WHERE d.id = ANY(ARRAY(SELECT id FROM best_effort UNION ALL SELECT id FROM strict_heads))
+      AND CASE WHEN d.status = 'pending' AND d.next_attempt_at <= $1
+                    AND (d.lease_expires_at IS NULL OR d.lease_expires_at < $1)
+               THEN true ELSE false END
     FOR UPDATE SKIP LOCKED
 ), leased AS (
     UPDATE webhook_deliveries d
     SET lease_owner = $2, lease_expires_at = $3, attempts = d.attempts + 1
-    FROM locked WHERE d.id = locked.id
+    WHERE d.id = ANY(ARRAY(SELECT id FROM locked))
     RETURNING d.id, d.attempts, d.endpoint_id, d.event_seq
 )
 SELECT l.id, l.attempts, l.endpoint_id, ep.url, ep.secret, ep.previous_secret,
        ep.previous_secret_expires_at, ep.ordering, e.id, e.seq, e.type, e.data::text,
-       e.created_at, e.traceparent, e.xid, NULL::boolean
+       e.created_at, e.traceparent, e.xid, NULL::boolean, NULL::boolean
 FROM leased l
 JOIN webhook_endpoints ep ON ep.id = l.endpoint_id
 JOIN events e ON e.seq = l.event_seq
@@ -138,7 +176,10 @@ SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, N
            JOIN webhook_deliveries d ON d.endpoint_id = ep.id AND d.status = 'pending'
            JOIN events e ON e.seq = d.event_seq
            WHERE ep.enabled AND ep.ordering = 'strict'
-             AND e.xid >= pg_snapshot_xmin(pg_current_snapshot())::text::bigint)
+             AND e.xid >= pg_snapshot_xmin(pg_current_snapshot())::text::bigint),
+       (SELECT count(*) FROM heads) >= $4 OR EXISTS (
+           SELECT 1 FROM ranked WHERE cut GROUP BY endpoint_id, share
+           HAVING count(*) >= share)
 ORDER BY 15, 10
 """
 
@@ -223,7 +264,7 @@ class PostgresDeliveries(Deliveries):
         limit: int,
         per_endpoint: int,
         exclude_endpoints: Sequence[str] = (),
-    ) -> tuple[list[Leased], bool]:
+    ) -> tuple[list[Leased], bool, bool]:
         with telemetry.db_span(self.db.dialect.value, _LEASE):
             async with self.db.driver_connection() as con:
                 rows = await con.fetch(
@@ -234,11 +275,10 @@ class PostgresDeliveries(Deliveries):
                     limit,
                     per_endpoint,
                     list(exclude_endpoints),
-                    LEASE_SCAN,
                     policy.BREAKER_THRESHOLD,
                 )
         *leased, last = rows
-        return [leased_row(tuple(r)[:14], now) for r in leased], bool(last[15])
+        return [leased_row(tuple(r)[:14], now) for r in leased], bool(last[15]), bool(last[16])
 
     async def record(
         self,
@@ -299,10 +339,6 @@ class PostgresDeliveries(Deliveries):
                             [ch.backed_off_until for ch in changes],
                         )
         return stored
-
-
-#: How much of the due index one lease looks at (the per-endpoint window runs over it).
-LEASE_SCAN = 1000
 
 
 def deliveries(db: Database) -> Deliveries:
