@@ -73,11 +73,17 @@ async def clone_pg_tables(conn: asyncpg.Connection, tables: list[str]) -> None:
 async def pg_copy(spec: dict[str, Any]) -> dict[str, Any]:
     """``copy_records_to_table`` of ``n`` pre-made rows, one transaction, into a clone of
     the service's ``codes`` with every one of its indexes and constraints
-    (``clone_pg_tables``): the same index maintenance as ours pays."""
+    (``clone_pg_tables``) and the rows it holds now (untimed): the same index maintenance
+    as ours pays, whose table holds the earlier runs' codes."""
     n = spec["n"]
     conn = await asyncpg.connect(spec["dsn"])
     try:
         await clone_pg_tables(conn, ["codes"])
+        await conn.execute(f"INSERT INTO {RAW_SCHEMA}.codes SELECT * FROM public.codes")
+        await conn.execute(
+            f"SELECT setval(pg_get_serial_sequence('{RAW_SCHEMA}.codes', 'id'), "
+            f"(SELECT coalesce(max(id), 0) + 1 FROM {RAW_SCHEMA}.codes), false)"
+        )
         b, c, k = spec["brand_id"], spec["campaign_id"], str(uuid.uuid4())
         records = [(b, c, k, code) for code in make_codes(n)]
         started = time.monotonic()
@@ -133,9 +139,10 @@ def _sqlite_connect(path: str) -> sqlite3.Connection:
     return conn
 
 
-def clone_sqlite(service_db: str, raw_db: str, tables: list[str], campaign_id: str) -> None:
-    """A fresh SQLite file with the service's tables (same DDL and indexes) and the one
-    campaign row the codes refer to."""
+def clone_sqlite(service_db: str, raw_db: str, tables: list[str]) -> None:
+    """A fresh SQLite file with the service's tables (same DDL and indexes) and their rows
+    (untimed): the same index maintenance as ours pays, whose table holds the earlier
+    runs' codes."""
     for suffix in ("", "-wal", "-shm"):
         if os.path.exists(raw_db + suffix):
             os.remove(raw_db + suffix)
@@ -154,9 +161,10 @@ def clone_sqlite(service_db: str, raw_db: str, tables: list[str], campaign_id: s
         for (sql,) in ddl:
             conn.execute(sql)
         conn.execute("ATTACH DATABASE ? AS svc", (service_db,))
-        conn.execute(
-            "INSERT INTO campaigns SELECT * FROM svc.campaigns WHERE id = ?", (campaign_id,)
-        )
+        conn.execute("BEGIN")
+        for t in tables:
+            conn.execute(f"INSERT INTO {t} SELECT * FROM svc.{t}")
+        conn.execute("COMMIT")
         conn.execute("DETACH DATABASE svc")
     finally:
         conn.close()
@@ -165,7 +173,7 @@ def clone_sqlite(service_db: str, raw_db: str, tables: list[str], campaign_id: s
 def sqlite_executemany(spec: dict[str, Any]) -> dict[str, Any]:
     """``executemany`` of ``n`` pre-made rows into a clone of ``codes``, one transaction."""
     n, raw_db = spec["n"], spec["raw_db"]
-    clone_sqlite(spec["service_db"], raw_db, ["campaigns", "codes"], spec["campaign_id"])
+    clone_sqlite(spec["service_db"], raw_db, ["campaigns", "codes"])
     b, c, k = spec["brand_id"], spec["campaign_id"], str(uuid.uuid4())
     rows = [(b, c, k, code) for code in make_codes(n)]
     conn = _sqlite_connect(raw_db)
