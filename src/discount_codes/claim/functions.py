@@ -109,25 +109,33 @@ BEGIN
     END IF;
 
     -- The ends of the free range: two index probes (a min()/max() aggregate may be planned
-    -- as a scan of every free code when the table's statistics are young).
+    -- as a scan of every free code when the table's statistics are young). The campaign is
+    -- named by a range, here and wherever its free codes are looked for in id order: with
+    -- an equality, the generic plan may walk the primary key from one end through every
+    -- other campaign's codes (young statistics that show one campaign make that look
+    -- cheap); a range keeps campaign_id in the order, which only its indexes give.
     SELECT x.id INTO v_lo FROM codes x
-     WHERE x.campaign_id = p_campaign_id AND x.claimed_at IS NULL
+     WHERE x.campaign_id >= p_campaign_id AND x.campaign_id <= p_campaign_id
+       AND x.claimed_at IS NULL
      ORDER BY x.campaign_id, x.id LIMIT 1;
     SELECT x.id INTO v_hi FROM codes x
-     WHERE x.campaign_id = p_campaign_id AND x.claimed_at IS NULL
+     WHERE x.campaign_id >= p_campaign_id AND x.campaign_id <= p_campaign_id
+       AND x.claimed_at IS NULL
      ORDER BY x.campaign_id DESC, x.id DESC LIMIT 1;
     IF v_lo IS NOT NULL THEN
         -- Computed once: random() inside the WHERE would be a per-row filter, not a bound.
         v_start := v_lo + floor(random() * (v_hi - v_lo + 1))::bigint;
         SELECT x.id, x.code, b.length, b.prefix INTO v_code_id, v_code, v_length, v_prefix
           FROM codes x LEFT JOIN code_batches b ON b.id = x.batch_id
-         WHERE x.campaign_id = p_campaign_id AND x.claimed_at IS NULL
+         WHERE x.campaign_id >= p_campaign_id AND x.campaign_id <= p_campaign_id
+           AND x.claimed_at IS NULL
            AND x.id >= v_start
          ORDER BY x.campaign_id, x.id LIMIT 1 FOR UPDATE OF x SKIP LOCKED;
         IF v_code_id IS NULL THEN
             SELECT x.id, x.code, b.length, b.prefix INTO v_code_id, v_code, v_length, v_prefix
               FROM codes x LEFT JOIN code_batches b ON b.id = x.batch_id
-             WHERE x.campaign_id = p_campaign_id AND x.claimed_at IS NULL
+             WHERE x.campaign_id >= p_campaign_id AND x.campaign_id <= p_campaign_id
+               AND x.claimed_at IS NULL
              ORDER BY x.campaign_id, x.id LIMIT 1 FOR UPDATE OF x SKIP LOCKED;
         END IF;
     END IF;
@@ -140,7 +148,8 @@ BEGIN
         -- other (deadlocks at sell-out, 1,050 shoppers racing for 1,000 codes).
         LOOP
             SELECT x.id INTO v_wait FROM codes x
-             WHERE x.campaign_id = p_campaign_id AND x.claimed_at IS NULL
+             WHERE x.campaign_id >= p_campaign_id AND x.campaign_id <= p_campaign_id
+               AND x.claimed_at IS NULL
              ORDER BY x.campaign_id, x.id LIMIT 1;
             EXIT WHEN v_wait IS NULL;
             BEGIN
