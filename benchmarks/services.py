@@ -77,30 +77,39 @@ class RssSampler:
             self.peak[name] = 0
 
     @staticmethod
-    def rss_of(pid: int) -> int:
-        """Largest resident set among the process and its children (uvicorn ``--workers``
-        runs the app in children; each process is judged on its own)."""
-        try:
-            proc = psutil.Process(pid)
-            procs = [proc, *proc.children(recursive=True)]
-        except psutil.Error:
-            return 0
-        best = 0
-        for p in procs:
-            with suppress(psutil.Error):
-                best = max(best, p.memory_info().rss)
-        return best
+    def _family(pid: int, children: dict[int, list[int]]) -> list[int]:
+        """The process and its descendants, from one reading of every process's parent."""
+        out, todo = [], [pid]
+        while todo:
+            p = todo.pop()
+            out.append(p)
+            todo.extend(children.get(p, ()))
+        return out
 
     def sample(self) -> None:
+        """Largest resident set among each watched process and its children (uvicorn
+        ``--workers`` runs the app in children; each process is judged on its own). The
+        machine's processes are listed once per sample, not once per watched process: the
+        sampler runs beside the measured load and must cost it next to nothing."""
         now = time.time()
         with self._lock:
             pids = dict(self.pids)
+        if not pids:
+            return
+        children: dict[int, list[int]] = {}
+        for proc in psutil.process_iter(["ppid"]):
+            children.setdefault(proc.info["ppid"], []).append(proc.pid)
         for name, pid in pids.items():
-            rss = self.rss_of(pid)
+            rss = 0
+            for member in self._family(pid, children):
+                with suppress(psutil.Error):
+                    rss = max(rss, psutil.Process(member).memory_info().rss)
             if rss:
                 with self._lock:
                     self.peak[name] = max(self.peak.get(name, 0), rss)
                     self.series[name].append((now, rss))
+            else:
+                self.forget(name)  # gone: not listed again
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
