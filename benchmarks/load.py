@@ -145,35 +145,54 @@ def _event_body(i: int) -> tuple[str, bytes]:
 async def posts_open(spec: dict[str, Any]) -> dict[str, Any]:
     """Raw floor of webhook latency: signed POSTs straight to the receiver at ``rate`` per
     second; the receiver's arrival time minus our send time is the least any delivery
-    path can take on this machine."""
-    rate, duration, url = spec["rate"], spec["duration"], spec["url"]
+    path can take on this machine. Raw HTTP/1.1 over asyncio streams (``openloop``'s
+    connections), up to 256 keep-alive connections: an httpx pool costs several times
+    the CPU per request, fell behind its own schedule on a slow machine and gave up with
+    a pool timeout."""
+    from benchmarks.openloop import Conn, exchange
+
+    rate, duration = spec["rate"], spec["duration"]
+    parts = urlsplit(spec["url"])
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
     n = int(rate * duration)
     secret = b"bench-secret"
     sent: dict[str, float] = {}
-    async with _client("", 256, timeout=30) as c:
+    idle: list[Conn] = []
+    slots = asyncio.Semaphore(256)
+    failed = 0
 
-        async def one(i: int) -> None:
-            msg_id, body = _event_body(i)
-            ts = int(time.time())
-            headers = {
-                "webhook-id": msg_id,
-                "webhook-timestamp": str(ts),
-                "webhook-signature": _signature(secret, msg_id, ts, body),
-                "content-type": "application/json",
-            }
-            sent[msg_id] = time.time()
-            await c.post(url, content=body, headers=headers)
+    async def one(i: int) -> None:
+        nonlocal failed
+        msg_id, body = _event_body(i)
+        ts = int(time.time())
+        request = (
+            f"POST {parts.path} HTTP/1.1\r\nhost: {parts.netloc}\r\n"
+            f"content-type: application/json\r\ncontent-length: {len(body)}\r\n"
+            f"webhook-id: {msg_id}\r\nwebhook-timestamp: {ts}\r\n"
+            f"webhook-signature: {_signature(secret, msg_id, ts, body)}\r\n\r\n"
+        ).encode() + body
+        sent[msg_id] = time.time()
+        async with slots:
+            conn = idle.pop() if idle else Conn(*await asyncio.open_connection(host, port))
+            try:
+                await asyncio.wait_for(exchange(conn, request), 30)
+            except (OSError, ValueError, TimeoutError, asyncio.IncompleteReadError):
+                conn.close()
+                failed += 1
+                return
+            idle.append(conn)
 
-        await asyncio.gather(*(c.get(url.rsplit("/", 1)[0] + "/_count") for _ in range(8)))
-        t0 = time.monotonic() + 0.1
-        tasks = []
-        for i in range(n):
-            delay = t0 + i / rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i)))
-        await asyncio.gather(*tasks)
-    return {"sent_at": sent}
+    t0 = time.monotonic() + 0.1
+    tasks = []
+    for i in range(n):
+        delay = t0 + i / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i)))
+    await asyncio.gather(*tasks)
+    for conn in idle:
+        conn.close()
+    return {"sent_at": sent, "failed": failed}
 
 
 async def posts_closed(spec: dict[str, Any]) -> dict[str, Any]:

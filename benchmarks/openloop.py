@@ -31,7 +31,7 @@ class Conn:
         self.writer.close()
 
 
-async def _answer(conn: Conn, request: bytes) -> tuple[int, dict[bytes, bytes], bytes]:
+async def exchange(conn: Conn, request: bytes) -> tuple[int, dict[bytes, bytes], bytes]:
     conn.writer.write(request)
     head = await conn.reader.readuntil(b"\r\n\r\n")
     lines = head.split(b"\r\n")
@@ -103,7 +103,7 @@ async def claims_openloop(spec: dict[str, Any]) -> dict[str, Any]:
         try:
             async with asyncio.timeout_at(due + deadline_s):
                 conn = await acquire()
-                status, headers, body = await _answer(conn, requests[i])
+                status, headers, body = await exchange(conn, requests[i])
         except TimeoutError:
             rec[1] = -1  # hanging: no answer within the deadline
             if conn is not None:
