@@ -469,6 +469,12 @@ class Receiver:
         ).json()
         return answer
 
+    def wait_delivered(self, prefix: str, expected: int, deadline: float) -> None:
+        """Until ``expected`` distinct deliveries under ``prefix`` were answered 200, or the
+        monotonic ``deadline`` passed; asks the count, not the records."""
+        while self.count(prefix)["delivered"] < expected and time.monotonic() < deadline:
+            time.sleep(0.2)
+
     def records(self) -> list[dict[str, Any]]:
         """One record per call: ``at`` (wall clock), ``id`` (webhook-id), ``type``,
         ``claim_id``, ``status`` (what we answered), ``path``."""

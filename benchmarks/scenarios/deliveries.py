@@ -46,9 +46,7 @@ def _wait_delivered(
     """Receiver records under ``path_prefix`` once ``expected`` distinct deliveries
     succeeded there (or the timeout passed). Waits on the count, which costs the receiver
     next to nothing while deliveries arrive, and reads the records once, at the end."""
-    deadline = time.monotonic() + timeout
-    while receiver.count(path_prefix)["delivered"] < expected and time.monotonic() < deadline:
-        time.sleep(0.2)
+    receiver.wait_delivered(path_prefix, expected, time.monotonic() + timeout)
     return [r for r in receiver.records() if r["path"].startswith(path_prefix)]
 
 

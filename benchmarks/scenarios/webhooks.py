@@ -49,10 +49,7 @@ def _wait_claims(receiver: Receiver, claim_ids: set[str], timeout: float) -> lis
     arrive), then reads the records."""
     deadline = time.monotonic() + timeout
     while True:
-        while (
-            receiver.count("/hooks")["delivered"] < len(claim_ids) and time.monotonic() < deadline
-        ):
-            time.sleep(0.2)
+        receiver.wait_delivered("/hooks", len(claim_ids), deadline)
         records = receiver.records()
         arrived = {r["claim_id"] for r in records if r["path"] == "/hooks" and r["claim_id"]}
         if claim_ids <= arrived or time.monotonic() > deadline:
