@@ -113,11 +113,14 @@ WITH RECURSIVE pending AS (
       AND ep.id <> ALL($6::text[])
     ORDER BY h.next_attempt_at, h.event_seq
     LIMIT $4
-), shares AS (
-    SELECT h.id, CASE WHEN h.consecutive_failures >= $7 THEN 1
-                      ELSE LEAST($5, CEIL($4::numeric / count(*) OVER ()))::int END AS share,
-           h.consecutive_failures < $7 AND CEIL($4::numeric / count(*) OVER ()) < $5 AS cut
+), turns AS (
+    SELECT h.id, h.consecutive_failures >= $7 AS probing,
+           CEIL($4::numeric / count(*) OVER ())::int AS fair
     FROM heads h
+), shares AS (
+    SELECT id, CASE WHEN probing THEN 1 ELSE LEAST($5, fair) END AS share,
+           NOT probing AND fair < $5 AS cut
+    FROM turns
 ), ranked AS (
     SELECT s.id AS endpoint_id, s.share, s.cut, d.id, d.next_attempt_at, d.event_seq, d.rank
     FROM shares s
