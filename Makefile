@@ -17,9 +17,10 @@ $(STAMP): requirements.lock pyproject.toml
 run: $(STAMP)
 	$(BIN)/discount-codes serve --dev $(RUN_ARGS)
 
-## test: the whole suite, SQLite and PostgreSQL
+## test: the whole suite, SQLite and PostgreSQL, over the machine's cores (pytest-xdist: each
+## worker process makes its own databases, PgBouncer and ports)
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --numprocesses=auto --maxprocesses=4 $(PYTEST_ARGS)
 
 ## test-fast: the tests that need no service (rules, codecs, schemas, signing...), well under a minute
 test-fast: $(STAMP)
