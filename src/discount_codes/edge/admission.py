@@ -51,6 +51,21 @@ SHED = Counter(
     ["brand", "reason"],
 )
 
+#: The answer to a request beyond the process's bound (the middleware's and the protocol's).
+PROCESS_FULL = problem_body(
+    503,
+    "service-unavailable",
+    "Service unavailable",
+    "The service is at capacity; nothing was done. Retry after the given seconds.",
+)
+BRAND_FULL = problem_body(
+    503,
+    "service-unavailable",
+    "Service unavailable",
+    "This brand's requests hold their share of the service's capacity; nothing was done. "
+    "Retry after the given seconds.",
+)
+
 _BRANDS = "/v1/brands/"
 _CAMPAIGNS = "/v1/campaigns/"
 
@@ -66,6 +81,11 @@ def tenant_of(path: str, brands: CampaignBrands) -> str | None:
             return None
         return brands.brand_of(campaign) or f"campaign:{campaign}"
     return None
+
+
+#: The admission of the last app built in this process: ``serve`` runs one app per process,
+#: and its HTTP protocol asks it before a request becomes a task (``edge/protocol.py``).
+process_gate: AdmissionMiddleware | None = None
 
 
 class AdmissionMiddleware:
@@ -94,6 +114,8 @@ class AdmissionMiddleware:
         #: The last tenant admitted and the one before it (of another tenant), with when.
         self._last: tuple[str | None, float] = (None, 0.0)
         self._other: tuple[str | None, float] = (None, 0.0)
+        global process_gate
+        process_gate = self
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.max_in_flight:
@@ -148,19 +170,22 @@ class AdmissionMiddleware:
             finally:
                 self._held_sheds -= 1
         await send_problem(
-            send,
-            problem_body(
-                503,
-                "service-unavailable",
-                "Service unavailable",
-                "The service is at capacity; nothing was done. Retry after the given seconds."
-                if reason == "process"
-                else "This brand's requests hold their share of the service's capacity; "
-                "nothing was done. Retry after the given seconds.",
-            ),
-            retry_after=RETRY_AFTER_S,
+            send, PROCESS_FULL if reason == "process" else BRAND_FULL, retry_after=RETRY_AFTER_S
         )
         SHED.labels(self._label(tenant), reason).inc()
+
+    def full(self, path: str) -> bool:
+        """Whether a request for ``path`` would be shed now for the process's bound (asked
+        by the HTTP protocol before the request becomes a task)."""
+        return (
+            bool(self.max_in_flight)
+            and self.in_flight >= self.max_in_flight
+            and (path not in UNSHED_PATHS)
+        )
+
+    def count_shed(self, path: str) -> None:
+        """A request the HTTP protocol shed for the process's bound."""
+        SHED.labels(self._label(tenant_of(path, self.brands)), "process").inc()
 
     def _note_admitted(self, tenant: str) -> None:
         """Remember the last two different tenants admitted, and when."""

@@ -108,16 +108,14 @@ class RequestContextMiddleware:
         # Routes of included routers carry their path without the include prefix; this maps
         # id(route) -> prefix so metrics and logs name the full template.
         self.route_prefixes = route_prefixes or {}
-        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-        self._access: AccessLog | None = None
+        global process_recorder
+        self.recorder = process_recorder = Recorder()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = scope.get("headers") or ()
-        given = next((v for k, v in headers if k == b"x-request-id"), b"").decode("latin-1")
-        request_id = given if _REQUEST_ID.match(given) else os.urandom(16).hex()
+        request_id = request_id_of(scope.get("headers") or ())
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         start = time.perf_counter()
@@ -146,9 +144,27 @@ class RequestContextMiddleware:
             self._observe(scope, status, start, request_id)
 
     def _observe(self, scope: Scope, status: int, start: float, request_id: str) -> None:
-        elapsed = time.perf_counter() - start
-        method = method_label(scope["method"])
-        template = route_label(scope, self.route_prefixes)
+        self.recorder.observe(
+            method_label(scope["method"]),
+            route_label(scope, self.route_prefixes),
+            status,
+            time.perf_counter() - start,
+            request_id,
+        )
+
+
+class Recorder:
+    """What is recorded of every answer, whoever gave it (this middleware, or the HTTP
+    protocol shedding before the app, ``edge/protocol.py``): the request counter, the
+    latency histogram and the access line."""
+
+    def __init__(self) -> None:
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._access: AccessLog | None = None
+
+    def observe(
+        self, method: str, template: str, status: int, elapsed: float, request_id: str
+    ) -> None:
         key = (method, template, status)
         children = self._children.get(key)
         if children is None:
@@ -162,6 +178,17 @@ class RequestContextMiddleware:
         if self._access is None:
             self._access = AccessLog()
         self._access.write(request_id, method, template, status, round(elapsed * 1000, 2))
+
+
+#: The recorder of the last app built in this process: ``serve`` runs one app per process,
+#: and its HTTP protocol records the answers it gives before the app (``edge/protocol.py``).
+process_recorder: Recorder | None = None
+
+
+def request_id_of(headers: Any) -> str:
+    """The client's ``X-Request-ID`` when it is well formed, else a new one."""
+    given = next((v for k, v in headers if k == b"x-request-id"), b"").decode("latin-1")
+    return given if _REQUEST_ID.match(given) else os.urandom(16).hex()
 
 
 async def send_with_id_problem(send: Send, id_header: tuple[bytes, bytes]) -> None:

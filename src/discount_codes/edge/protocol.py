@@ -7,21 +7,40 @@ Here the headers of every request must be complete within ``HEADER_TIMEOUT_S`` o
 connection opening or of the previous answer; past it the connection is closed.
 (A body has its own deadline: ``edge/body.py``.)
 
+A request beyond the process's admission bound (``MAX_REQUESTS_IN_FLIGHT``,
+``edge/admission.py``) is answered here, as soon as its headers are in, before it becomes
+a task: the same ``503`` problem with ``Retry-After`` and ``X-Request-ID`` that the
+admission middleware gives, counted and logged the same way, without its body, the
+middleware chain or a task. Under a flood most requests are such answers, and each costs
+the event loop that the admitted requests' database round trips wait on.
+
 ``serve`` names this class as uvicorn's ``http`` implementation.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import time
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+from discount_codes.edge import admission, context
+from discount_codes.problems import PROBLEM_MEDIA_TYPE
 
 #: The deadline, read from the environment so every worker process of ``serve --workers``
 #: gets it (``serve`` sets it from ``REQUEST_BODY_TIMEOUT_S``).
 HEADER_TIMEOUT_ENV = "DISCOUNT_CODES_REQUEST_HEADER_TIMEOUT_S"
 DEFAULT_HEADER_TIMEOUT_S = 10.0
+
+_SHED_BODY = json.dumps(admission.PROCESS_FULL).encode() + b"\n"
+_SHED_HEAD = (
+    b"content-type: " + PROBLEM_MEDIA_TYPE.encode() + b"\r\n"
+    b"content-length: " + str(len(_SHED_BODY)).encode() + b"\r\n"
+    b"retry-after: " + admission.RETRY_AFTER_S.encode() + b"\r\n"
+)
 
 
 def header_timeout_s() -> float:
@@ -83,3 +102,34 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._header_timer = None
         if self._awaiting_headers and not self.transport.is_closing():
             self.transport.close()
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        gate = admission.process_gate
+        if app is self.app and gate is not None and gate.full(cycle.scope["path"]):
+            self._shed(cycle, gate)
+            return
+        super()._start_asgi_task(cycle, app)
+
+    def _shed(self, cycle: RequestResponseCycle, gate: admission.AdmissionMiddleware) -> None:
+        """The admission middleware's ``503`` for the process's bound, written at once; the
+        body, if any, is read and dropped by the parser (the cycle is complete)."""
+        started = time.perf_counter()
+        request_id = context.request_id_of(cycle.scope["headers"])
+        head = [b"HTTP/1.1 503 Service Unavailable\r\n"]
+        for name, value in self.server_state.default_headers:
+            head += (name, b": ", value, b"\r\n")
+        head += (_SHED_HEAD, b"x-request-id: ", request_id.encode(), b"\r\n")
+        if not cycle.keep_alive:
+            head.append(b"connection: close\r\n")
+        head += (b"\r\n", _SHED_BODY)
+        self.transport.write(b"".join(head))
+        cycle.response_started = cycle.response_complete = True
+        gate.count_shed(cycle.scope["path"])
+        recorder = context.process_recorder
+        if recorder is not None:
+            method = context.method_label(cycle.scope["method"])
+            elapsed = time.perf_counter() - started
+            recorder.observe(method, "<shed>", 503, elapsed, request_id)
+        if not cycle.keep_alive:
+            self.transport.close()
+        self.on_response_complete()

@@ -1,0 +1,102 @@
+"""A process at its admission bound answers ``503`` as soon as a request's headers are in,
+on a real server: before the body arrives (the client is told at once, and a flood of
+such answers costs no body wait, middleware chain or task), with the same problem,
+``Retry-After`` and ``X-Request-ID`` as any shed answer, counted and logged the same way;
+the connection stays usable, and health checks are still answered."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+
+from ..conftest import ServerFactory, Tokens, poll
+from ..robustness.helpers import new_campaign
+from .helpers import RawRequest, campaign_locked
+
+SLOTS = 2  # MAX_REQUESTS_IN_FLIGHT of the test server, both held by one brand
+REQUEST_ID = "shed-at-headers-1"
+
+
+async def test_a_full_process_answers_before_the_body_and_keeps_the_connection(
+    live_server: ServerFactory, tokens: Tokens, brand_id: str, db_url: str
+) -> None:
+    server = live_server(
+        "--workers",
+        "1",
+        "--no-worker",
+        DISCOUNT_CODES_MAX_REQUESTS_IN_FLIGHT=str(SLOTS),
+        DISCOUNT_CODES_TENANT_IN_FLIGHT_SHARE="1",
+        DISCOUNT_CODES_DATABASE_POOL_TIMEOUT_S="60",
+        # A body this late would be answered 408 after a minute; the shed answer needs none.
+        DISCOUNT_CODES_REQUEST_BODY_TIMEOUT_S="60",
+    )
+    port = int(server.url.rsplit(":", 1)[1])
+    staff = tokens.brand(brand_id)
+    body = json.dumps({"share_contact": True, "pad": "x" * 2000}).encode()
+    async with httpx.AsyncClient(base_url=server.url, timeout=90) as c:
+        campaign_id = await new_campaign(c, tokens, brand_id)
+        async with campaign_locked(db_url, campaign_id):
+            held = [
+                asyncio.create_task(
+                    c.patch(f"/v1/campaigns/{campaign_id}", json={"name": f"n{i}"}, headers=staff)
+                )
+                for i in range(SLOTS)
+            ]
+
+            async def full() -> bool:
+                return (await c.get("/v1/me/claims")).status_code == 503
+
+            await poll(full, timeout=30)
+            raw = await RawRequest(port).open()
+            try:
+                await raw.send(
+                    (
+                        f"POST /v1/campaigns/{campaign_id}/claims HTTP/1.1\r\n"
+                        "Host: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                        f"X-Request-ID: {REQUEST_ID}\r\nContent-Length: {len(body)}\r\n\r\n"
+                    ).encode()
+                )
+                # Answered with the body still unsent (it is due in a minute).
+                status, headers, answer = await asyncio.wait_for(raw.response(), 30)
+                # The body sent late is read and dropped; the connection serves the next
+                # request (a health check, never shed).
+                await raw.send(body + b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                health, _, _ = await asyncio.wait_for(raw.response(), 30)
+            finally:
+                raw.close()
+            ready = await c.get("/healthz")
+            assert not any(t.done() for t in held)
+        assert [(await t).status_code for t in held] == [200] * SLOTS
+        after = await c.get(f"/v1/campaigns/{campaign_id}", headers=staff)
+        metrics = (await c.get("/metrics")).text
+
+    assert status == 503, answer
+    assert headers["retry-after"] == "1"
+    assert headers["x-request-id"] == REQUEST_ID
+    assert headers["content-type"] == "application/problem+json"
+    problem = json.loads(answer)
+    assert problem["type"] == "/problems/service-unavailable"
+    assert problem["status"] == 503
+    assert "capacity" in problem["detail"]
+    assert health == 200
+    assert ready.status_code == 200
+    assert after.status_code == 200
+    assert any(
+        line.startswith("http_requests_total{")
+        and 'route="<shed>"' in line
+        and 'method="POST"' in line
+        and 'status="503"' in line
+        for line in metrics.splitlines()
+    ), metrics
+    assert any(
+        line.startswith("http_requests_shed_total{") and 'reason="process"' in line
+        for line in metrics.splitlines()
+    )
+    access = [
+        json.loads(line)
+        for line in server.logs().splitlines()
+        if line.startswith("{") and REQUEST_ID in line
+    ]
+    assert [(a["route"], a["status"]) for a in access] == [("<shed>", 503)]
