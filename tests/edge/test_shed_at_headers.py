@@ -1,8 +1,9 @@
-"""A process at its admission bound answers ``503`` as soon as a request's headers are in,
-on a real server: before the body arrives (the client is told at once, and a flood of
-such answers costs no body wait, middleware chain or task), with the same problem,
-``Retry-After`` and ``X-Request-ID`` as any shed answer, counted and logged the same way;
-the connection stays usable, and health checks are still answered."""
+"""A process at its admission bound, or a brand alone past its share, is answered ``503``
+as soon as a request's headers are in, on a real server: before the body arrives (the
+client is told at once, and a flood of such answers costs no body wait, middleware chain
+or task), with the same problem, ``Retry-After`` and ``X-Request-ID`` as any shed answer,
+counted and logged the same way; the connection stays usable, and health checks are still
+answered."""
 
 from __future__ import annotations
 
@@ -17,6 +18,31 @@ from .helpers import RawRequest, campaign_locked
 
 SLOTS = 2  # MAX_REQUESTS_IN_FLIGHT of the test server, both held by one brand
 REQUEST_ID = "shed-at-headers-1"
+
+
+async def _answer_before_body(
+    port: int, path: str, body: bytes
+) -> tuple[int, dict[str, str], bytes, int]:
+    """Send a POST's headers only: its answer, then (the body sent late, and a health
+    check on the same connection) the health check's status."""
+    raw = await RawRequest(port).open()
+    try:
+        await raw.send(
+            (
+                f"POST {path} HTTP/1.1\r\n"
+                "Host: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                f"X-Request-ID: {REQUEST_ID}\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode()
+        )
+        # Answered with the body still unsent (it is due in a minute).
+        status, headers, answer = await asyncio.wait_for(raw.response(), 30)
+        # The body sent late is read and dropped; the connection serves the next request
+        # (a health check, never shed).
+        await raw.send(body + b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        health, _, _ = await asyncio.wait_for(raw.response(), 30)
+    finally:
+        raw.close()
+    return status, headers, answer, health
 
 
 async def test_a_full_process_answers_before_the_body_and_keeps_the_connection(
@@ -49,23 +75,9 @@ async def test_a_full_process_answers_before_the_body_and_keeps_the_connection(
                 return (await c.get("/v1/me/claims")).status_code == 503
 
             await poll(full, timeout=30)
-            raw = await RawRequest(port).open()
-            try:
-                await raw.send(
-                    (
-                        f"POST /v1/campaigns/{campaign_id}/claims HTTP/1.1\r\n"
-                        "Host: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                        f"X-Request-ID: {REQUEST_ID}\r\nContent-Length: {len(body)}\r\n\r\n"
-                    ).encode()
-                )
-                # Answered with the body still unsent (it is due in a minute).
-                status, headers, answer = await asyncio.wait_for(raw.response(), 30)
-                # The body sent late is read and dropped; the connection serves the next
-                # request (a health check, never shed).
-                await raw.send(body + b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-                health, _, _ = await asyncio.wait_for(raw.response(), 30)
-            finally:
-                raw.close()
+            status, headers, answer, health = await _answer_before_body(
+                port, f"/v1/campaigns/{campaign_id}/claims", body
+            )
             ready = await c.get("/healthz")
             assert not any(t.done() for t in held)
         assert [(await t).status_code for t in held] == [200] * SLOTS
@@ -94,9 +106,64 @@ async def test_a_full_process_answers_before_the_body_and_keeps_the_connection(
         line.startswith("http_requests_shed_total{") and 'reason="process"' in line
         for line in metrics.splitlines()
     )
-    access = [
+    assert _access_lines(server.logs()) == [("<shed>", 503)]
+
+
+def _access_lines(logs: str) -> list[tuple[str, int]]:
+    """Route and status of the access lines of the request sent as ``REQUEST_ID``."""
+    lines = [
         json.loads(line)
-        for line in server.logs().splitlines()
+        for line in logs.splitlines()
         if line.startswith("{") and REQUEST_ID in line
     ]
-    assert [(a["route"], a["status"]) for a in access] == [("<shed>", 503)]
+    return [(a["route"], a["status"]) for a in lines]
+
+
+async def test_a_brand_alone_past_its_share_is_answered_before_the_body(
+    live_server: ServerFactory, tokens: Tokens, brand_id: str, db_url: str
+) -> None:
+    server = live_server(
+        "--workers",
+        "1",
+        "--no-worker",
+        DISCOUNT_CODES_MAX_REQUESTS_IN_FLIGHT="4",  # a brand's share: 2
+        DISCOUNT_CODES_DATABASE_POOL_TIMEOUT_S="60",
+        DISCOUNT_CODES_REQUEST_BODY_TIMEOUT_S="60",
+    )
+    port = int(server.url.rsplit(":", 1)[1])
+    staff = tokens.brand(brand_id)
+    body = json.dumps({"share_contact": True}).encode()
+    async with httpx.AsyncClient(base_url=server.url, timeout=90) as c:
+        campaign_id = await new_campaign(c, tokens, brand_id)
+        assert (await c.get(f"/v1/campaigns/{campaign_id}", headers=staff)).status_code == 200
+        async with campaign_locked(db_url, campaign_id):
+            held = [
+                asyncio.create_task(
+                    c.patch(f"/v1/campaigns/{campaign_id}", json={"name": f"n{i}"}, headers=staff)
+                )
+                for i in range(2)
+            ]
+
+            async def at_share() -> bool:
+                return (await c.get(f"/v1/brands/{brand_id}/campaigns")).status_code == 503
+
+            await poll(at_share, timeout=30)
+            status, headers, answer, health = await _answer_before_body(
+                port, f"/v1/campaigns/{campaign_id}/claims", body
+            )
+            assert not any(t.done() for t in held)
+        assert [(await t).status_code for t in held] == [200, 200]
+        metrics = (await c.get("/metrics")).text
+
+    assert status == 503, answer
+    assert headers["retry-after"] == "1"
+    assert headers["x-request-id"] == REQUEST_ID
+    assert "share" in json.loads(answer)["detail"]
+    assert health == 200
+    assert any(
+        line.startswith("http_requests_shed_total{")
+        and f'brand="{brand_id}"' in line
+        and 'reason="brand"' in line
+        for line in metrics.splitlines()
+    ), metrics
+    assert _access_lines(server.logs()) == [("<shed>", 503)]
