@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
+import httpx
 
 from ..robustness.helpers import dsn
 
@@ -127,3 +128,16 @@ async def campaign_locked(db_url: str, campaign_id: str) -> AsyncIterator[None]:
     finally:
         await tx.rollback()
         await conn.close()
+
+
+def held_patches(
+    c: httpx.AsyncClient, campaign_id: str, headers: dict[str, str], n: int
+) -> list[asyncio.Task[httpx.Response]]:
+    """``n`` renames of a campaign, sent at once: inside ``campaign_locked`` each waits on
+    the lock, holding its admission slot and its pooled connection."""
+    return [
+        asyncio.create_task(
+            c.patch(f"/v1/campaigns/{campaign_id}", json={"name": f"n{i}"}, headers=headers)
+        )
+        for i in range(n)
+    ]

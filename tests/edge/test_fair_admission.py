@@ -4,7 +4,6 @@ count as its brand's once the process has seen the campaign."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import httpx
@@ -14,7 +13,7 @@ from discount_codes.kit.tenants import CampaignBrands
 
 from ..conftest import ServerFactory, Tokens, poll
 from ..robustness.helpers import new_campaign
-from .helpers import campaign_locked
+from .helpers import campaign_locked, held_patches
 
 SLOTS = 4  # MAX_REQUESTS_IN_FLIGHT of the test server; a brand's share is half
 
@@ -49,12 +48,7 @@ async def test_a_brand_at_its_share_is_shed_while_another_brand_gets_in(
         assert (await c.get(f"/v1/campaigns/{campaign_id}", headers=staff)).status_code == 200
         async with campaign_locked(db_url, campaign_id):
             # The flooding brand's requests wait on the lock, each holding a slot.
-            held = [
-                asyncio.create_task(
-                    c.patch(f"/v1/campaigns/{campaign_id}", json={"name": f"n{i}"}, headers=staff)
-                )
-                for i in range(SLOTS // 2)
-            ]
+            held = held_patches(c, campaign_id, staff, SLOTS // 2)
             shed: list[httpx.Response] = []
 
             async def brand_is_shed() -> bool:

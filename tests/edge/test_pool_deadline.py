@@ -10,7 +10,7 @@ import httpx
 
 from ..conftest import ServerFactory, Tokens, poll
 from ..robustness.helpers import is_clean_503, new_campaign
-from .helpers import campaign_locked
+from .helpers import campaign_locked, held_patches
 
 
 async def test_no_connection_turn_in_time_answers_503_with_retry_after(
@@ -29,12 +29,7 @@ async def test_no_connection_turn_in_time_answers_503_with_retry_after(
     async with httpx.AsyncClient(base_url=server.url, timeout=60) as c:
         campaign_id = await new_campaign(c, tokens, brand_id)
         async with campaign_locked(db_url, campaign_id):
-            sent = [
-                asyncio.create_task(
-                    c.patch(f"/v1/campaigns/{campaign_id}", json={"name": f"n{i}"}, headers=staff)
-                )
-                for i in range(holders)
-            ]
+            sent = held_patches(c, campaign_id, staff, holders)
             # Once every connection is held by a request waiting for the lock, a request
             # needing one is turned away at the deadline instead of waiting with them.
             refused: list[httpx.Response] = []

@@ -12,12 +12,25 @@ import json
 
 import httpx
 
-from ..conftest import ServerFactory, Tokens, poll
+from ..conftest import LiveServer, ServerFactory, Tokens, poll
 from ..robustness.helpers import new_campaign
-from .helpers import RawRequest, campaign_locked
+from .helpers import RawRequest, campaign_locked, held_patches
 
 SLOTS = 2  # MAX_REQUESTS_IN_FLIGHT of the test server, both held by one brand
 REQUEST_ID = "shed-at-headers-1"
+
+
+def _server(live_server: ServerFactory, **env: str) -> LiveServer:
+    """One process without a worker; held requests wait as long as the test needs, and a
+    body this late would be answered 408 only after a minute (a shed answer needs none)."""
+    return live_server(
+        "--workers",
+        "1",
+        "--no-worker",
+        DISCOUNT_CODES_DATABASE_POOL_TIMEOUT_S="60",
+        DISCOUNT_CODES_REQUEST_BODY_TIMEOUT_S="60",
+        **env,
+    )
 
 
 async def _answer_before_body(
@@ -48,15 +61,10 @@ async def _answer_before_body(
 async def test_a_full_process_answers_before_the_body_and_keeps_the_connection(
     live_server: ServerFactory, tokens: Tokens, brand_id: str, db_url: str
 ) -> None:
-    server = live_server(
-        "--workers",
-        "1",
-        "--no-worker",
+    server = _server(
+        live_server,
         DISCOUNT_CODES_MAX_REQUESTS_IN_FLIGHT=str(SLOTS),
         DISCOUNT_CODES_TENANT_IN_FLIGHT_SHARE="1",
-        DISCOUNT_CODES_DATABASE_POOL_TIMEOUT_S="60",
-        # A body this late would be answered 408 after a minute; the shed answer needs none.
-        DISCOUNT_CODES_REQUEST_BODY_TIMEOUT_S="60",
     )
     port = int(server.url.rsplit(":", 1)[1])
     staff = tokens.brand(brand_id)
@@ -64,12 +72,7 @@ async def test_a_full_process_answers_before_the_body_and_keeps_the_connection(
     async with httpx.AsyncClient(base_url=server.url, timeout=90) as c:
         campaign_id = await new_campaign(c, tokens, brand_id)
         async with campaign_locked(db_url, campaign_id):
-            held = [
-                asyncio.create_task(
-                    c.patch(f"/v1/campaigns/{campaign_id}", json={"name": f"n{i}"}, headers=staff)
-                )
-                for i in range(SLOTS)
-            ]
+            held = held_patches(c, campaign_id, staff, SLOTS)
 
             async def full() -> bool:
                 return (await c.get("/v1/me/claims")).status_code == 503
@@ -122,14 +125,7 @@ def _access_lines(logs: str) -> list[tuple[str, int]]:
 async def test_a_brand_alone_past_its_share_is_answered_before_the_body(
     live_server: ServerFactory, tokens: Tokens, brand_id: str, db_url: str
 ) -> None:
-    server = live_server(
-        "--workers",
-        "1",
-        "--no-worker",
-        DISCOUNT_CODES_MAX_REQUESTS_IN_FLIGHT="4",  # a brand's share: 2
-        DISCOUNT_CODES_DATABASE_POOL_TIMEOUT_S="60",
-        DISCOUNT_CODES_REQUEST_BODY_TIMEOUT_S="60",
-    )
+    server = _server(live_server, DISCOUNT_CODES_MAX_REQUESTS_IN_FLIGHT="4")  # share: 2
     port = int(server.url.rsplit(":", 1)[1])
     staff = tokens.brand(brand_id)
     body = json.dumps({"share_contact": True}).encode()
@@ -137,12 +133,7 @@ async def test_a_brand_alone_past_its_share_is_answered_before_the_body(
         campaign_id = await new_campaign(c, tokens, brand_id)
         assert (await c.get(f"/v1/campaigns/{campaign_id}", headers=staff)).status_code == 200
         async with campaign_locked(db_url, campaign_id):
-            held = [
-                asyncio.create_task(
-                    c.patch(f"/v1/campaigns/{campaign_id}", json={"name": f"n{i}"}, headers=staff)
-                )
-                for i in range(2)
-            ]
+            held = held_patches(c, campaign_id, staff, 2)
 
             async def at_share() -> bool:
                 return (await c.get(f"/v1/brands/{brand_id}/campaigns")).status_code == 503
