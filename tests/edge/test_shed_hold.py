@@ -23,7 +23,7 @@ class Blocking:
         await send({"type": "http.response.body", "body": b""})
 
 
-async def _request(app: AdmissionMiddleware, brand: str, path: str | None = None) -> int:
+async def _request(app: AdmissionMiddleware, brand: str) -> int:
     answered: list[int] = []
 
     async def send(message: dict[str, Any]) -> None:
@@ -33,7 +33,7 @@ async def _request(app: AdmissionMiddleware, brand: str, path: str | None = None
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    scope = {"type": "http", "path": path or f"/v1/brands/{brand}/campaigns", "method": "GET"}
+    scope = {"type": "http", "path": f"/v1/brands/{brand}/campaigns", "method": "GET"}
     await app(scope, receive, send)
     return answered[0]
 
@@ -62,24 +62,3 @@ async def test_a_brand_alone_is_told_at_once_and_held_back_while_others_are_serv
     inner.release.set()
     assert await asyncio.gather(*held, other) == [200, 200, 200]
     shed.cancel()
-
-
-async def test_a_brand_alone_is_told_at_once_after_its_campaign_became_known() -> None:
-    """A campaign's requests count as a tenant of their own until the process learns its
-    brand; that earlier name is the same brand, not another one being served."""
-    inner = Blocking()
-    brands = CampaignBrands()
-    app = AdmissionMiddleware(
-        inner, max_in_flight=4, tenant_share=0.5, brands=brands, brand_shed_delay_s=600
-    )
-    claims = "/v1/campaigns/c1/claims"
-    first = asyncio.create_task(_request(app, "", claims))  # campaign:c1, brand unknown
-    await _settle()
-    brands.remember("c1", "acme")  # the first claim's answer names the brand
-    held = [asyncio.create_task(_request(app, "", claims)) for _ in range(2)]
-    await _settle()
-    assert app.in_flight == 3
-    # acme is at its share and alone: answered 503 at once, not held for its Retry-After.
-    assert await asyncio.wait_for(_request(app, "", claims), 30) == 503
-    inner.release.set()
-    assert await asyncio.gather(first, *held) == [200, 200, 200]

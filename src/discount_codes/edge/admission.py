@@ -67,7 +67,6 @@ BRAND_FULL = problem_body(
 )
 
 _BRANDS = "/v1/brands/"
-_CAMPAIGN_TENANT = "campaign:"
 _CAMPAIGNS = "/v1/campaigns/"
 
 
@@ -80,7 +79,7 @@ def tenant_of(path: str, brands: CampaignBrands) -> str | None:
         campaign = path[len(_CAMPAIGNS) :].split("/", 1)[0]
         if not campaign:
             return None
-        return brands.brand_of(campaign) or f"{_CAMPAIGN_TENANT}{campaign}"
+        return brands.brand_of(campaign) or f"campaign:{campaign}"
     return None
 
 
@@ -208,20 +207,12 @@ class AdmissionMiddleware:
         then is a brand past its share held back (alone, it is told at once)."""
         now = time.monotonic()
         return any(
-            other is not None and self._now_known(other) != tenant and now - at < OTHERS_RECENT_S
+            other is not None and other != tenant and now - at < OTHERS_RECENT_S
             for other, at in (self._last, self._other)
         )
 
-    def _now_known(self, tenant: str) -> str:
-        """A tenant as it would be named now: a campaign admitted while its brand was
-        unknown (``campaign:<id>``) is its brand's once a claim or a read has named it, so
-        a brand alone is never held back as if it were two."""
-        if tenant.startswith(_CAMPAIGN_TENANT):
-            return self.brands.brand_of(tenant[len(_CAMPAIGN_TENANT) :]) or tenant
-        return tenant
-
     def _label(self, tenant: str | None) -> str:
-        if tenant is None or tenant.startswith(_CAMPAIGN_TENANT):
+        if tenant is None or tenant.startswith("campaign:"):
             return "other"
         if tenant in self._labelled:
             return tenant
