@@ -1,9 +1,8 @@
-"""A process at its admission bound, or a brand alone past its share, is answered ``503``
-as soon as a request's headers are in, on a real server: before the body arrives (the
-client is told at once, and a flood of such answers costs no body wait, middleware chain
-or task), with the same problem, ``Retry-After`` and ``X-Request-ID`` as any shed answer,
-counted and logged the same way; the connection stays usable, and health checks are still
-answered."""
+"""A process at its admission bound answers ``503`` as soon as a request's headers are in,
+on a real server: before the body arrives (the client is told at once, and a flood of
+such answers costs no body wait, middleware chain or task), with the same problem,
+``Retry-After`` and ``X-Request-ID`` as any shed answer, counted and logged the same way;
+the connection stays usable, and health checks are still answered."""
 
 from __future__ import annotations
 
@@ -120,41 +119,3 @@ def _access_lines(logs: str) -> list[tuple[str, int]]:
         if line.startswith("{") and REQUEST_ID in line
     ]
     return [(a["route"], a["status"]) for a in lines]
-
-
-async def test_a_brand_alone_past_its_share_is_answered_before_the_body(
-    live_server: ServerFactory, tokens: Tokens, brand_id: str, db_url: str
-) -> None:
-    server = _server(live_server, DISCOUNT_CODES_MAX_REQUESTS_IN_FLIGHT="4")  # share: 2
-    port = int(server.url.rsplit(":", 1)[1])
-    staff = tokens.brand(brand_id)
-    body = json.dumps({"share_contact": True}).encode()
-    async with httpx.AsyncClient(base_url=server.url, timeout=90) as c:
-        campaign_id = await new_campaign(c, tokens, brand_id)
-        assert (await c.get(f"/v1/campaigns/{campaign_id}", headers=staff)).status_code == 200
-        async with campaign_locked(db_url, campaign_id):
-            held = held_patches(c, campaign_id, staff, 2)
-
-            async def at_share() -> bool:
-                return (await c.get(f"/v1/brands/{brand_id}/campaigns")).status_code == 503
-
-            await poll(at_share, timeout=30)
-            status, headers, answer, health = await _answer_before_body(
-                port, f"/v1/campaigns/{campaign_id}/claims", body
-            )
-            assert not any(t.done() for t in held)
-        assert [(await t).status_code for t in held] == [200, 200]
-        metrics = (await c.get("/metrics")).text
-
-    assert status == 503, answer
-    assert headers["retry-after"] == "1"
-    assert headers["x-request-id"] == REQUEST_ID
-    assert "share" in json.loads(answer)["detail"]
-    assert health == 200
-    assert any(
-        line.startswith("http_requests_shed_total{")
-        and f'brand="{brand_id}"' in line
-        and 'reason="brand"' in line
-        for line in metrics.splitlines()
-    ), metrics
-    assert _access_lines(server.logs()) == [("<shed>", 503)]

@@ -153,7 +153,11 @@ class AdmissionMiddleware:
                     del self.by_tenant[tenant]
 
     async def _shed(self, send: Send, tenant: str | None, reason: str) -> None:
-        if reason == "brand" and self._holds_back(tenant):
+        if (
+            reason == "brand"
+            and self._held_sheds < MAX_HELD_SHEDS
+            and self._another_tenant_served(tenant)
+        ):
             # While other brands are being served, a brand past its share is answered when
             # its Retry-After would have it come back anyway: a client retrying at once (a
             # flood's closed loop) then asks once a second per connection instead of
@@ -170,30 +174,18 @@ class AdmissionMiddleware:
         )
         SHED.labels(self._label(tenant), reason).inc()
 
-    def shed_at_once(self, path: str) -> str | None:
-        """Asked by the HTTP protocol before a request becomes a task: the reason
-        (``process`` or ``brand``) when this request would be answered ``503`` at once,
-        counted as shed; None when the middleware decides (it is admitted, or it is a
-        brand's past its share that is held back until its Retry-After)."""
-        if not self.max_in_flight or path in UNSHED_PATHS:
-            return None
-        tenant = tenant_of(path, self.brands)
-        if self.in_flight >= self.max_in_flight:
-            reason = "process"
-        elif (
-            tenant is not None
-            and self.by_tenant.get(tenant, 0) >= self.tenant_cap
-            and not self._holds_back(tenant)
-        ):
-            reason = "brand"
-        else:
-            return None
-        SHED.labels(self._label(tenant), reason).inc()
-        return reason
+    def full(self, path: str) -> bool:
+        """Whether a request for ``path`` would be shed now for the process's bound (asked
+        by the HTTP protocol before the request becomes a task)."""
+        return (
+            bool(self.max_in_flight)
+            and self.in_flight >= self.max_in_flight
+            and (path not in UNSHED_PATHS)
+        )
 
-    def _holds_back(self, tenant: str | None) -> bool:
-        """Whether a brand past its share is answered only after its Retry-After."""
-        return self._held_sheds < MAX_HELD_SHEDS and self._another_tenant_served(tenant)
+    def count_shed(self, path: str) -> None:
+        """A request the HTTP protocol shed for the process's bound."""
+        SHED.labels(self._label(tenant_of(path, self.brands)), "process").inc()
 
     def _note_admitted(self, tenant: str) -> None:
         """Remember the last two different tenants admitted, and when."""

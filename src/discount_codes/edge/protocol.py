@@ -1,5 +1,4 @@
-"""uvicorn's HTTP protocol with a deadline on a request's headers, and the edge's sheds
-answered before a request becomes a task.
+"""uvicorn's HTTP protocol with a deadline on a request's headers.
 
 uvicorn closes a connection idle between requests (``timeout_keep_alive``) but waits for
 ever on one that opened and sent nothing, or part of a request line or of its headers:
@@ -8,14 +7,12 @@ Here the headers of every request must be complete within ``HEADER_TIMEOUT_S`` o
 connection opening or of the previous answer; past it the connection is closed.
 (A body has its own deadline: ``edge/body.py``.)
 
-A request that admission (``edge/admission.py``) would shed at once, beyond the process's
-``MAX_REQUESTS_IN_FLIGHT`` or past its brand's share while no other brand is served, is
-answered here, as soon as its headers are in, before it becomes a task: the same ``503``
-problem with ``Retry-After`` and ``X-Request-ID`` that the admission middleware gives,
-counted and logged the same way, without its body, the middleware chain or a task. (A
-brand's shed held back until its Retry-After still goes through the middleware.) Under a
-flood most requests are such answers, and each costs the event loop that the admitted
-requests' database round trips wait on.
+A request beyond the process's admission bound (``MAX_REQUESTS_IN_FLIGHT``,
+``edge/admission.py``) is answered here, as soon as its headers are in, before it becomes
+a task: the same ``503`` problem with ``Retry-After`` and ``X-Request-ID`` that the
+admission middleware gives, counted and logged the same way, without its body, the
+middleware chain or a task. Under a flood most requests are such answers, and each costs
+the event loop that the admitted requests' database round trips wait on.
 
 ``serve`` names this class as uvicorn's ``http`` implementation.
 """
@@ -38,19 +35,12 @@ from discount_codes.problems import PROBLEM_MEDIA_TYPE
 HEADER_TIMEOUT_ENV = "DISCOUNT_CODES_REQUEST_HEADER_TIMEOUT_S"
 DEFAULT_HEADER_TIMEOUT_S = 10.0
 
-
-def _answer(problem: dict[str, Any]) -> tuple[bytes, bytes]:
-    body = json.dumps(problem).encode() + b"\n"
-    head = (
-        b"content-type: " + PROBLEM_MEDIA_TYPE.encode() + b"\r\n"
-        b"content-length: " + str(len(body)).encode() + b"\r\n"
-        b"retry-after: " + admission.RETRY_AFTER_S.encode() + b"\r\n"
-    )
-    return head, body
-
-
-#: The admission middleware's two shed answers, by reason, as bytes.
-_SHED = {"process": _answer(admission.PROCESS_FULL), "brand": _answer(admission.BRAND_FULL)}
+_SHED_BODY = json.dumps(admission.PROCESS_FULL).encode() + b"\n"
+_SHED_HEAD = (
+    b"content-type: " + PROBLEM_MEDIA_TYPE.encode() + b"\r\n"
+    b"content-length: " + str(len(_SHED_BODY)).encode() + b"\r\n"
+    b"retry-after: " + admission.RETRY_AFTER_S.encode() + b"\r\n"
+)
 
 
 def header_timeout_s() -> float:
@@ -115,27 +105,26 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         gate = admission.process_gate
-        if app is self.app and gate is not None:
-            reason = gate.shed_at_once(cycle.scope["path"])
-            if reason is not None:
-                self._shed(cycle, *_SHED[reason])
-                return
+        if app is self.app and gate is not None and gate.full(cycle.scope["path"]):
+            self._shed(cycle, gate)
+            return
         super()._start_asgi_task(cycle, app)
 
-    def _shed(self, cycle: RequestResponseCycle, answer_head: bytes, body: bytes) -> None:
-        """The admission middleware's ``503``, written at once; the request's body, if
-        any, is read and dropped by the parser (the cycle is complete)."""
+    def _shed(self, cycle: RequestResponseCycle, gate: admission.AdmissionMiddleware) -> None:
+        """The admission middleware's ``503`` for the process's bound, written at once; the
+        body, if any, is read and dropped by the parser (the cycle is complete)."""
         started = time.perf_counter()
         request_id = context.request_id_of(cycle.scope["headers"])
         head = [b"HTTP/1.1 503 Service Unavailable\r\n"]
         for name, value in self.server_state.default_headers:
             head += (name, b": ", value, b"\r\n")
-        head += (answer_head, b"x-request-id: ", request_id.encode(), b"\r\n")
+        head += (_SHED_HEAD, b"x-request-id: ", request_id.encode(), b"\r\n")
         if not cycle.keep_alive:
             head.append(b"connection: close\r\n")
-        head += (b"\r\n", body)
+        head += (b"\r\n", _SHED_BODY)
         self.transport.write(b"".join(head))
         cycle.response_started = cycle.response_complete = True
+        gate.count_shed(cycle.scope["path"])
         recorder = context.process_recorder
         if recorder is not None:
             method = context.method_label(cycle.scope["method"])
