@@ -35,7 +35,7 @@ from sqlalchemy import func, select
 from discount_codes.app import create_app
 from discount_codes.config import Settings
 from discount_codes.db import Database
-from discount_codes.models import WebhookDelivery, WebhookEndpoint
+from discount_codes.models import Event, WebhookDelivery, WebhookEndpoint
 
 from ..conftest import ServerFactory, Tokens, asgi_client, make_settings, poll
 
@@ -193,6 +193,20 @@ async def build_world(client: httpx.AsyncClient, tokens: Tokens, brand_id: str) 
     )
 
 
+async def feed_caught_up(
+    client: httpx.AsyncClient, tokens: Tokens, brand_id: str, db: Database
+) -> bool:
+    """The brand's feed shows every event stored for it: it shows an event once no older
+    transaction runs anywhere on the server (another test process's, under xdist)."""
+    async with db.connect() as conn:
+        stored = set(
+            (await conn.execute(select(Event.id).where(Event.brand_id == brand_id))).scalars()
+        )
+    r = await client.get(f"/v1/brands/{brand_id}/events", headers=tokens.brand(brand_id))
+    assert r.status_code == 200, r.text
+    return stored <= {item["id"] for item in r.json()["items"]}
+
+
 async def snapshot(
     client: httpx.AsyncClient, tokens: Tokens, world: BrandWorld, db: Database
 ) -> dict[str, Any]:
@@ -306,6 +320,7 @@ async def test_no_one_but_its_staff_reads_or_changes_a_brands_resources(
         if intruder.startswith("staff")
         else tokens.shopper(f"nosy-{uuid.uuid4().hex[:8]}")
     )
+    await poll(lambda: feed_caught_up(client, tokens, world.brand_id, db))
     before = await snapshot(client, tokens, world, db)
 
     tried = []
