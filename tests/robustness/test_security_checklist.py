@@ -349,7 +349,7 @@ async def test_no_one_but_its_staff_reads_or_changes_a_brands_resources(
 
 
 async def test_another_brand_cannot_probe_a_brands_codes_or_events(
-    client: httpx.AsyncClient, tokens: Tokens, brand_id: str
+    client: httpx.AsyncClient, tokens: Tokens, brand_id: str, db: Database
 ) -> None:
     """Side channels: an import reporting 'duplicate' for another brand's code would confirm
     that code exists; an event cursor from another brand must not open its feed."""
@@ -378,6 +378,7 @@ async def test_another_brand_cannot_probe_a_brands_codes_or_events(
     assert imported.status_code == 201, imported.text
     assert (imported.json()["imported"], imported.json()["duplicates"]) == (len(b_codes), 0)
 
+    await poll(lambda: feed_caught_up(client, tokens, brand_id, db))
     b_events = (
         await ok(await client.get(f"/v1/brands/{brand_id}/events", headers=tokens.brand(brand_id)))
     )["items"]
