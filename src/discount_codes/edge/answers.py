@@ -10,9 +10,10 @@ from starlette.types import Send
 from discount_codes.problems import PROBLEM_MEDIA_TYPE
 
 
-async def send_problem(
-    send: Send, problem: dict[str, Any], *, close: bool = False, retry_after: str | None = None
-) -> None:
+def problem_answer(
+    problem: dict[str, Any], *, close: bool = False, retry_after: str | None = None
+) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """The headers and body of a problem answer (the edge's, whichever layer sends it)."""
     body = json.dumps(problem).encode() + b"\n"
     headers = [
         (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
@@ -23,5 +24,12 @@ async def send_problem(
     if close:
         # uvicorn closes the connection after this answer (an unread body stays unread).
         headers.append((b"connection", b"close"))
+    return headers, body
+
+
+async def send_problem(
+    send: Send, problem: dict[str, Any], *, close: bool = False, retry_after: str | None = None
+) -> None:
+    headers, body = problem_answer(problem, close=close, retry_after=retry_after)
     await send({"type": "http.response.start", "status": problem["status"], "headers": headers})
     await send({"type": "http.response.body", "body": body})

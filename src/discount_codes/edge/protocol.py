@@ -20,7 +20,6 @@ the event loop that the admitted requests' database round trips wait on.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 from typing import Any
@@ -28,19 +27,18 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from discount_codes.edge import admission, context
-from discount_codes.problems import PROBLEM_MEDIA_TYPE
+from discount_codes.edge.answers import problem_answer
 
 #: The deadline, read from the environment so every worker process of ``serve --workers``
 #: gets it (``serve`` sets it from ``REQUEST_BODY_TIMEOUT_S``).
 HEADER_TIMEOUT_ENV = "DISCOUNT_CODES_REQUEST_HEADER_TIMEOUT_S"
 DEFAULT_HEADER_TIMEOUT_S = 10.0
 
-_SHED_BODY = json.dumps(admission.PROCESS_FULL).encode() + b"\n"
-_SHED_HEAD = (
-    b"content-type: " + PROBLEM_MEDIA_TYPE.encode() + b"\r\n"
-    b"content-length: " + str(len(_SHED_BODY)).encode() + b"\r\n"
-    b"retry-after: " + admission.RETRY_AFTER_S.encode() + b"\r\n"
+#: The admission middleware's answer for the process's bound (``answers``), as bytes.
+_SHED_HEADERS, _SHED_BODY = problem_answer(
+    admission.PROCESS_FULL, retry_after=admission.RETRY_AFTER_S
 )
+_SHED_HEAD = b"".join(name + b": " + value + b"\r\n" for name, value in _SHED_HEADERS)
 
 
 def header_timeout_s() -> float:
