@@ -1,13 +1,14 @@
-"""A brand past its share is told at once while it is alone, and held until its
-Retry-After while other brands are being served (so a flood's retries cannot take the
-process's CPU from them)."""
+"""A brand past its share is told at once while it is alone and its sheds keep pace with
+its admissions, and held until its Retry-After while other brands are being served or its
+sheds outrun its admissions (so a flood's retries cannot take the process's CPU from
+them, or from its own admitted requests)."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
-from discount_codes.edge.admission import AdmissionMiddleware
+from discount_codes.edge.admission import SHEDS_PER_ADMISSION, AdmissionMiddleware
 from discount_codes.kit.tenants import CampaignBrands
 
 
@@ -23,7 +24,7 @@ class Blocking:
         await send({"type": "http.response.body", "body": b""})
 
 
-async def _request(app: AdmissionMiddleware, brand: str) -> int:
+async def _request(app: AdmissionMiddleware, brand: str, path: str | None = None) -> int:
     answered: list[int] = []
 
     async def send(message: dict[str, Any]) -> None:
@@ -33,7 +34,7 @@ async def _request(app: AdmissionMiddleware, brand: str) -> int:
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    scope = {"type": "http", "path": f"/v1/brands/{brand}/campaigns", "method": "GET"}
+    scope = {"type": "http", "path": path or f"/v1/brands/{brand}/campaigns", "method": "GET"}
     await app(scope, receive, send)
     return answered[0]
 
@@ -61,4 +62,52 @@ async def test_a_brand_alone_is_told_at_once_and_held_back_while_others_are_serv
     assert app.in_flight == 3
     inner.release.set()
     assert await asyncio.gather(*held, other) == [200, 200, 200]
+    shed.cancel()
+
+
+async def test_a_brand_alone_is_told_at_once_after_its_campaign_became_known() -> None:
+    """A campaign's requests count as a tenant of their own until the process learns its
+    brand; that earlier name is the same brand, not another one being served."""
+    inner = Blocking()
+    brands = CampaignBrands()
+    app = AdmissionMiddleware(
+        inner, max_in_flight=4, tenant_share=0.5, brands=brands, brand_shed_delay_s=600
+    )
+    claims = "/v1/campaigns/c1/claims"
+    first = asyncio.create_task(_request(app, "", claims))  # campaign:c1, brand unknown
+    await _settle()
+    brands.remember("c1", "acme")  # the first claim's answer names the brand
+    held = [asyncio.create_task(_request(app, "", claims)) for _ in range(2)]
+    await _settle()
+    assert app.in_flight == 3
+    # acme is at its share and alone: answered 503 at once, not held for its Retry-After.
+    assert await asyncio.wait_for(_request(app, "", claims), 30) == 503
+    inner.release.set()
+    assert await asyncio.gather(first, *held) == [200, 200, 200]
+
+
+async def test_a_brand_alone_retrying_faster_than_it_is_served_is_held_back() -> None:
+    """A closed loop retrying at once (a flood's) asks far more often than its requests are
+    admitted: past the immediate answers its admissions earned, its sheds wait out their
+    Retry-After, alone or not."""
+    inner = Blocking()
+    app = AdmissionMiddleware(
+        inner, max_in_flight=4, tenant_share=0.5, brands=CampaignBrands(), brand_shed_delay_s=600
+    )
+    admitted = [asyncio.create_task(_request(app, "a")) for _ in range(2)]
+    await _settle()
+    for _ in range(2 * SHEDS_PER_ADMISSION):  # what two admissions earned: told at once
+        assert await asyncio.wait_for(_request(app, "a"), 5) == 503
+    shed = asyncio.create_task(_request(app, "a"))
+    await _settle()
+    assert not shed.done()  # alone, but outrunning its admissions: held back
+    inner.release.set()
+    assert await asyncio.gather(*admitted) == [200, 200]
+    # Served again, it earns immediate answers again.
+    inner.release.clear()
+    again = [asyncio.create_task(_request(app, "a")) for _ in range(2)]
+    await _settle()
+    assert await asyncio.wait_for(_request(app, "a"), 5) == 503
+    inner.release.set()
+    assert await asyncio.gather(*again) == [200, 200]
     shed.cancel()

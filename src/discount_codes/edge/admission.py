@@ -36,11 +36,19 @@ from discount_codes.problems import problem_body
 #: but healthy process killed.
 UNSHED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 RETRY_AFTER_S = "1"
-#: A brand past its share is held back only while another brand was admitted this
-#: recently (seconds): a brand alone is told at once.
+#: A brand past its share is held back while another brand was admitted this
+#: recently (seconds); alone, it is told at once within its SHEDS_PER_ADMISSION.
 OTHERS_RECENT_S = 5.0
 #: Answers to a brand past its share held back at once (each until its Retry-After).
 MAX_HELD_SHEDS = 1024
+#: A brand alone is told at once as long as its sheds come no faster than this many per
+#: request of its admitted: each admission earns that many immediate answers (at most
+#: ``SHED_BURST`` times its share saved up). A shopper app's retries or an open-loop
+#: offer at a few times the capacity stay within it; a closed loop retrying at once
+#: outruns it, and its further sheds are held until their Retry-After, so its retries do
+#: not take the process's CPU from the requests it admitted.
+SHEDS_PER_ADMISSION = 2
+SHED_BURST = 2
 #: Brands with a shed series of their own, per process; any further brand is ``other``.
 SHED_BRAND_LABELS = 20
 
@@ -67,6 +75,7 @@ BRAND_FULL = problem_body(
 )
 
 _BRANDS = "/v1/brands/"
+_CAMPAIGN_TENANT = "campaign:"
 _CAMPAIGNS = "/v1/campaigns/"
 
 
@@ -79,7 +88,7 @@ def tenant_of(path: str, brands: CampaignBrands) -> str | None:
         campaign = path[len(_CAMPAIGNS) :].split("/", 1)[0]
         if not campaign:
             return None
-        return brands.brand_of(campaign) or f"campaign:{campaign}"
+        return brands.brand_of(campaign) or f"{_CAMPAIGN_TENANT}{campaign}"
     return None
 
 
@@ -109,6 +118,10 @@ class AdmissionMiddleware:
         #: requests in flight, whatever the number of brands).
         self.by_tenant: dict[str, int] = {}
         self._labelled: set[str] = set()
+        #: Immediate answers each brand in flight has earned (see SHEDS_PER_ADMISSION); a
+        #: brand with nothing in flight has no entry.
+        self._shed_budget: dict[str, int] = {}
+        self._budget_cap = SHED_BURST * self.tenant_cap * SHEDS_PER_ADMISSION
         self.brand_shed_delay_s = brand_shed_delay_s
         self._held_sheds = 0
         #: The last tenant admitted and the one before it (of another tenant), with when.
@@ -139,6 +152,8 @@ class AdmissionMiddleware:
         if tenant is not None:
             self.by_tenant[tenant] = held + 1
             self._note_admitted(tenant)
+            budget = self._shed_budget.get(tenant, 0) + SHEDS_PER_ADMISSION
+            self._shed_budget[tenant] = min(budget, self._budget_cap)
         marked = current_tenant.set(tenant)
         try:
             await self.app(scope, receive, send)
@@ -151,15 +166,17 @@ class AdmissionMiddleware:
                     self.by_tenant[tenant] = left
                 else:
                     del self.by_tenant[tenant]
+                    self._shed_budget.pop(tenant, None)
 
     async def _shed(self, send: Send, tenant: str | None, reason: str) -> None:
         if (
             reason == "brand"
             and self._held_sheds < MAX_HELD_SHEDS
-            and self._another_tenant_served(tenant)
+            and (self._another_tenant_served(tenant) or not self._spend_shed_budget(tenant))
         ):
-            # While other brands are being served, a brand past its share is answered when
-            # its Retry-After would have it come back anyway: a client retrying at once (a
+            # While other brands are being served, or while this brand's sheds outrun the
+            # requests of its admitted, a brand past its share is answered when its
+            # Retry-After would have it come back anyway: a client retrying at once (a
             # flood's closed loop) then asks once a second per connection instead of
             # thousands of times, and the process's CPU stays with the requests it
             # admitted, the other brands' among them. The wait holds no slot; at most
@@ -194,17 +211,36 @@ class AdmissionMiddleware:
             self._other = self._last
         self._last = (tenant, now)
 
+    def _spend_shed_budget(self, tenant: str | None) -> bool:
+        """Whether a brand alone past its share may be told at once (spending one of the
+        immediate answers its admissions earned)."""
+        if tenant is None:
+            return True
+        budget = self._shed_budget.get(tenant, 0)
+        if budget <= 0:
+            return False
+        self._shed_budget[tenant] = budget - 1
+        return True
+
     def _another_tenant_served(self, tenant: str | None) -> bool:
         """Whether another brand's requests were admitted within ``OTHERS_RECENT_S``: only
         then is a brand past its share held back (alone, it is told at once)."""
         now = time.monotonic()
         return any(
-            other is not None and other != tenant and now - at < OTHERS_RECENT_S
+            other is not None and self._now_known(other) != tenant and now - at < OTHERS_RECENT_S
             for other, at in (self._last, self._other)
         )
 
+    def _now_known(self, tenant: str) -> str:
+        """A tenant as it would be named now: a campaign admitted while its brand was
+        unknown (``campaign:<id>``) is its brand's once a claim or a read has named it, so
+        a brand alone is never held back as if it were two."""
+        if tenant.startswith(_CAMPAIGN_TENANT):
+            return self.brands.brand_of(tenant[len(_CAMPAIGN_TENANT) :]) or tenant
+        return tenant
+
     def _label(self, tenant: str | None) -> str:
-        if tenant is None or tenant.startswith("campaign:"):
+        if tenant is None or tenant.startswith(_CAMPAIGN_TENANT):
             return "other"
         if tenant in self._labelled:
             return tenant
