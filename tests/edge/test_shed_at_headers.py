@@ -1,8 +1,9 @@
-"""A process at its admission bound answers ``503`` as soon as a request's headers are in,
-on a real server: before the body arrives (the client is told at once, and a flood of
-such answers costs no body wait, middleware chain or task), with the same problem,
-``Retry-After`` and ``X-Request-ID`` as any shed answer, counted and logged the same way;
-the connection stays usable, and health checks are still answered."""
+"""A process at its admission bound, or a brand alone at its share, is answered ``503`` as
+soon as a request's headers are in, on a real server: before the body arrives (the client
+is told at once, and a flood of such answers costs no body wait, middleware chain or
+task), with the same problem, ``Retry-After`` and ``X-Request-ID`` as any shed answer,
+counted and logged the same way; the connection stays usable, and health checks are still
+answered."""
 
 from __future__ import annotations
 
@@ -119,3 +120,55 @@ def _access_lines(logs: str) -> list[tuple[str, int]]:
         if line.startswith("{") and REQUEST_ID in line
     ]
     return [(a["route"], a["status"]) for a in lines]
+
+
+async def test_a_brand_alone_at_its_share_is_answered_before_the_body(
+    live_server: ServerFactory, tokens: Tokens, brand_id: str, db_url: str
+) -> None:
+    server = _server(
+        live_server,
+        DISCOUNT_CODES_MAX_REQUESTS_IN_FLIGHT=str(2 * SLOTS),
+        DISCOUNT_CODES_TENANT_IN_FLIGHT_SHARE="0.5",
+    )
+    port = int(server.url.rsplit(":", 1)[1])
+    staff = tokens.brand(brand_id)
+    body = json.dumps({"share_contact": True}).encode()
+    async with httpx.AsyncClient(base_url=server.url, timeout=90) as c:
+        campaign_id = await new_campaign(c, tokens, brand_id)
+        async with campaign_locked(db_url, campaign_id):
+            held = held_patches(c, campaign_id, staff, SLOTS)  # the brand's whole share
+
+            async def at_share() -> bool:
+                for i, t in enumerate(held):
+                    if t.done():  # shed: this check took its slot for a moment; again
+                        assert t.result().status_code == 503, t.result().text
+                        held[i] = held_patches(c, campaign_id, staff, 1)[0]
+                # No token: answered 401 without the database (which the patches wait on),
+                # unless the brand is at its share.
+                r = await c.get(f"/v1/brands/{brand_id}/campaigns")
+                return r.status_code == 503 and not any(t.done() for t in held)
+
+            await poll(at_share, timeout=30)
+            status, headers, answer, health = await _answer_before_body(
+                port, f"/v1/campaigns/{campaign_id}/claims", body
+            )
+            # The process has free slots: a request of no brand gets through admission
+            # meanwhile (without a token, answered 401 without the database).
+            mine = await c.get("/v1/me/claims")
+            assert not any(t.done() for t in held)
+        assert [(await t).status_code for t in held] == [200] * SLOTS
+        metrics = (await c.get("/metrics")).text
+
+    assert status == 503, answer
+    assert headers["retry-after"] == "1"
+    assert headers["x-request-id"] == REQUEST_ID
+    problem = json.loads(answer)
+    assert problem["type"] == "/problems/service-unavailable"
+    assert "brand" in problem["detail"]
+    assert health == 200
+    assert mine.status_code == 401
+    assert any(
+        line.startswith("http_requests_shed_total{") and 'reason="brand"' in line
+        for line in metrics.splitlines()
+    ), metrics
+    assert _access_lines(server.logs()) == [("<shed>", 503)]

@@ -111,3 +111,24 @@ async def test_a_brand_alone_retrying_faster_than_it_is_served_is_held_back() ->
     inner.release.set()
     assert await asyncio.gather(*again) == [200, 200]
     shed.cancel()
+
+
+async def test_a_burst_read_at_once_is_counted_before_its_tasks_start() -> None:
+    """Requests let through at their headers count until the loop's next turn: of a burst
+    read from the sockets at once, those past the brand's share are answered at the
+    headers instead of each starting a task to be shed by the middleware."""
+    app = AdmissionMiddleware(
+        Blocking(), max_in_flight=8, tenant_share=0.5, brands=CampaignBrands()
+    )
+    app.in_flight, app.by_tenant["a"] = 1, 1  # one admitted: it earned immediate answers
+    app._shed_budget["a"] = SHEDS_PER_ADMISSION
+    loop = asyncio.get_running_loop()
+    path = "/v1/brands/a/campaigns"
+    burst = [app.at_headers(path, loop) for _ in range(5)]
+    assert burst == [None, None, None, "brand", "brand"]  # the share is 4
+    assert app.at_headers("/v1/brands/b/campaigns", loop) is None  # another brand's
+    # In flight 1, let through 3 + 1, and 3 more of no brand: the process's 8.
+    mine = [app.at_headers("/v1/me/claims", loop) for _ in range(4)]
+    assert mine == [None, None, None, "process"]
+    await asyncio.sleep(0)  # the loop's next turn: the tasks would have started
+    assert app.at_headers("/v1/me/claims", loop) is None

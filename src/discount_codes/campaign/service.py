@@ -108,6 +108,7 @@ async def create_campaign(
     )
     session.add(campaign)
     await session.flush()
+    campaign_brands.remember(campaign.id, brand_id)  # for fair admission
     return campaign
 
 

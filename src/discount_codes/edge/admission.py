@@ -47,7 +47,7 @@ MAX_HELD_SHEDS = 1024
 #: offer at a few times the capacity stay within it; a closed loop retrying at once
 #: outruns it, and its further sheds are held until their Retry-After, so its retries do
 #: not take the process's CPU from the requests it admitted.
-SHEDS_PER_ADMISSION = 2
+SHEDS_PER_ADMISSION = 4
 SHED_BURST = 2
 #: Brands with a shed series of their own, per process; any further brand is ``other``.
 SHED_BRAND_LABELS = 20
@@ -124,6 +124,10 @@ class AdmissionMiddleware:
         self._budget_cap = SHED_BURST * self.tenant_cap * SHEDS_PER_ADMISSION
         self.brand_shed_delay_s = brand_shed_delay_s
         self._held_sheds = 0
+        #: Requests let through at their headers whose task has not started (``at_headers``),
+        #: in all and per brand.
+        self._pending_total = 0
+        self._pending: dict[str, int] = {}
         #: The last tenant admitted and the one before it (of another tenant), with when.
         self._last: tuple[str | None, float] = (None, 0.0)
         self._other: tuple[str | None, float] = (None, 0.0)
@@ -169,11 +173,7 @@ class AdmissionMiddleware:
                     self._shed_budget.pop(tenant, None)
 
     async def _shed(self, send: Send, tenant: str | None, reason: str) -> None:
-        if (
-            reason == "brand"
-            and self._held_sheds < MAX_HELD_SHEDS
-            and (self._another_tenant_served(tenant) or not self._spend_shed_budget(tenant))
-        ):
+        if reason == "brand" and self._holds_back(tenant):
             # While other brands are being served, or while this brand's sheds outrun the
             # requests of its admitted, a brand past its share is answered when its
             # Retry-After would have it come back anyway: a client retrying at once (a
@@ -191,18 +191,51 @@ class AdmissionMiddleware:
         )
         SHED.labels(self._label(tenant), reason).inc()
 
-    def full(self, path: str) -> bool:
-        """Whether a request for ``path`` would be shed now for the process's bound (asked
-        by the HTTP protocol before the request becomes a task)."""
-        return (
-            bool(self.max_in_flight)
-            and self.in_flight >= self.max_in_flight
-            and (path not in UNSHED_PATHS)
-        )
+    def at_headers(self, path: str, loop: asyncio.AbstractEventLoop) -> str | None:
+        """Asked by the HTTP protocol once a request's headers are in, before it becomes a
+        task: the reason (``process`` or ``brand``) when it is to be answered ``503`` at
+        once, counted as shed here; None when the middleware decides (the request is
+        admitted, or it is a brand's past its share whose answer is held back).
 
-    def count_shed(self, path: str) -> None:
-        """A request the HTTP protocol shed for the process's bound."""
-        SHED.labels(self._label(tenant_of(path, self.brands)), "process").inc()
+        Requests let through here count as in flight until the loop's next turn: one read
+        of the sockets can bring hundreds of requests, whose tasks all start after it, and
+        without this each would pass here and be shed in the middleware, after the body
+        and the middleware chain. A task's first turn takes its request to admission when
+        the body came with the headers; one still waiting for its body stops counting, as
+        in the middleware (a stalled body holds no slot)."""
+        if not self.max_in_flight or path in UNSHED_PATHS:
+            return None
+        tenant = tenant_of(path, self.brands)
+        if self.in_flight + self._pending_total >= self.max_in_flight:
+            reason = "process"
+        elif tenant is not None and (
+            self.by_tenant.get(tenant, 0) + self._pending.get(tenant, 0) >= self.tenant_cap
+        ):
+            if self._holds_back(tenant):
+                return None
+            reason = "brand"
+        else:
+            self._pend(tenant, 1)
+            loop.call_soon(self._pend, tenant, -1)
+            return None
+        SHED.labels(self._label(tenant), reason).inc()
+        return reason
+
+    def _pend(self, tenant: str | None, n: int) -> None:
+        self._pending_total += n
+        if tenant is not None:
+            left = self._pending.get(tenant, 0) + n
+            if left:
+                self._pending[tenant] = left
+            else:
+                del self._pending[tenant]
+
+    def _holds_back(self, tenant: str | None) -> bool:
+        """Whether the answer to a brand past its share waits for its Retry-After (else it
+        is given at once, spending one of the immediate answers the brand earned)."""
+        return self._held_sheds < MAX_HELD_SHEDS and (
+            self._another_tenant_served(tenant) or not self._spend_shed_budget(tenant)
+        )
 
     def _note_admitted(self, tenant: str) -> None:
         """Remember the last two different tenants admitted, and when."""

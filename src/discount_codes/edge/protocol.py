@@ -7,11 +7,13 @@ Here the headers of every request must be complete within ``HEADER_TIMEOUT_S`` o
 connection opening or of the previous answer; past it the connection is closed.
 (A body has its own deadline: ``edge/body.py``.)
 
-A request beyond the process's admission bound (``MAX_REQUESTS_IN_FLIGHT``,
-``edge/admission.py``) is answered here, as soon as its headers are in, before it becomes
-a task: the same ``503`` problem with ``Retry-After`` and ``X-Request-ID`` that the
-admission middleware gives, counted and logged the same way, without its body, the
-middleware chain or a task. Under a flood most requests are such answers, and each costs
+A request that admission (``edge/admission.py``) answers ``503`` at once, beyond the
+process's ``MAX_REQUESTS_IN_FLIGHT`` or past its brand's share, is answered here, as soon
+as its headers are in, before it becomes a task: the same problem with ``Retry-After`` and
+``X-Request-ID`` that the admission middleware gives, counted and logged the same way,
+without its body, the middleware chain or a task. (A brand's shed whose answer is held
+back until its Retry-After goes through the middleware.)
+Under a flood most requests are such answers, and each costs
 the event loop that the admitted requests' database round trips wait on.
 
 ``serve`` names this class as uvicorn's ``http`` implementation.
@@ -34,11 +36,16 @@ from discount_codes.edge.answers import problem_answer
 HEADER_TIMEOUT_ENV = "DISCOUNT_CODES_REQUEST_HEADER_TIMEOUT_S"
 DEFAULT_HEADER_TIMEOUT_S = 10.0
 
-#: The admission middleware's answer for the process's bound (``answers``), as bytes.
-_SHED_HEADERS, _SHED_BODY = problem_answer(
-    admission.PROCESS_FULL, retry_after=admission.RETRY_AFTER_S
-)
-_SHED_HEAD = b"".join(name + b": " + value + b"\r\n" for name, value in _SHED_HEADERS)
+
+def _answer(problem: dict[str, Any]) -> tuple[bytes, bytes]:
+    """An admission middleware's answer (``answers.problem_answer``) as header lines and
+    body bytes."""
+    headers, body = problem_answer(problem, retry_after=admission.RETRY_AFTER_S)
+    return b"".join(name + b": " + value + b"\r\n" for name, value in headers), body
+
+
+#: The admission middleware's two shed answers, by reason.
+_SHED = {"process": _answer(admission.PROCESS_FULL), "brand": _answer(admission.BRAND_FULL)}
 
 
 def header_timeout_s() -> float:
@@ -103,26 +110,27 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         gate = admission.process_gate
-        if app is self.app and gate is not None and gate.full(cycle.scope["path"]):
-            self._shed(cycle, gate)
-            return
+        if app is self.app and gate is not None:
+            reason = gate.at_headers(cycle.scope["path"], self.loop)
+            if reason is not None:
+                self._shed(cycle, *_SHED[reason])
+                return
         super()._start_asgi_task(cycle, app)
 
-    def _shed(self, cycle: RequestResponseCycle, gate: admission.AdmissionMiddleware) -> None:
-        """The admission middleware's ``503`` for the process's bound, written at once; the
-        body, if any, is read and dropped by the parser (the cycle is complete)."""
+    def _shed(self, cycle: RequestResponseCycle, answer_head: bytes, body: bytes) -> None:
+        """The admission middleware's ``503``, written at once; the request's body, if any,
+        is read and dropped by the parser (the cycle is complete)."""
         started = time.perf_counter()
         request_id = context.request_id_of(cycle.scope["headers"])
         head = [b"HTTP/1.1 503 Service Unavailable\r\n"]
         for name, value in self.server_state.default_headers:
             head += (name, b": ", value, b"\r\n")
-        head += (_SHED_HEAD, b"x-request-id: ", request_id.encode(), b"\r\n")
+        head += (answer_head, b"x-request-id: ", request_id.encode(), b"\r\n")
         if not cycle.keep_alive:
             head.append(b"connection: close\r\n")
-        head += (b"\r\n", _SHED_BODY)
+        head += (b"\r\n", body)
         self.transport.write(b"".join(head))
         cycle.response_started = cycle.response_complete = True
-        gate.count_shed(cycle.scope["path"])
         recorder = context.process_recorder
         if recorder is not None:
             method = context.method_label(cycle.scope["method"])
