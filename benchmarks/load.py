@@ -130,6 +130,28 @@ async def claims_open(spec: dict[str, Any]) -> dict[str, Any]:
     return {"records": records, "started_at": wall0, "sent": n}
 
 
+class _Conn:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def _exchange(conn: _Conn, request: bytes) -> None:
+    """One request written, its answer (which must carry ``content-length``) read whole."""
+    conn.writer.write(request)
+    head = await conn.reader.readuntil(b"\r\n\r\n")
+    length = None
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.partition(b":")
+        if k.strip().lower() == b"content-length":
+            length = int(v)
+    if length is None:
+        raise ValueError("answer without content-length")
+    await conn.reader.readexactly(length)
+
+
 def _signature(secret: bytes, msg_id: str, ts: int, body: bytes) -> str:
     mac = hmac.new(secret, f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest()
     return "v1," + base64.b64encode(mac).decode()
@@ -145,19 +167,16 @@ def _event_body(i: int) -> tuple[str, bytes]:
 async def posts_open(spec: dict[str, Any]) -> dict[str, Any]:
     """Raw floor of webhook latency: signed POSTs straight to the receiver at ``rate`` per
     second; the receiver's arrival time minus our send time is the least any delivery
-    path can take on this machine. Raw HTTP/1.1 over asyncio streams (``openloop``'s
-    connections), up to 256 keep-alive connections: an httpx pool costs several times
-    the CPU per request, fell behind its own schedule on a slow machine and gave up with
-    a pool timeout."""
-    from benchmarks.openloop import Conn, exchange
-
+    path can take on this machine. Raw HTTP/1.1 over asyncio streams, up to 256
+    keep-alive connections: an httpx pool costs several times the CPU per request, fell
+    behind its own schedule on a slow machine and gave up with a pool timeout."""
     rate, duration = spec["rate"], spec["duration"]
     parts = urlsplit(spec["url"])
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     n = int(rate * duration)
     secret = b"bench-secret"
     sent: dict[str, float] = {}
-    idle: list[Conn] = []
+    idle: list[_Conn] = []
     slots = asyncio.Semaphore(256)
     failed = 0
 
@@ -173,9 +192,9 @@ async def posts_open(spec: dict[str, Any]) -> dict[str, Any]:
         ).encode() + body
         sent[msg_id] = time.time()
         async with slots:
-            conn = idle.pop() if idle else Conn(*await asyncio.open_connection(host, port))
+            conn = idle.pop() if idle else _Conn(*await asyncio.open_connection(host, port))
             try:
-                await asyncio.wait_for(exchange(conn, request), 30)
+                await asyncio.wait_for(_exchange(conn, request), 30)
             except (OSError, ValueError, TimeoutError, asyncio.IncompleteReadError):
                 conn.close()
                 failed += 1

@@ -189,7 +189,7 @@ def _report(run: Run, res: ScenarioResult, runs: list[dict[str, Any]]) -> None:
     rows = []
     for i, r in enumerate(runs):
         if "error" in r:
-            rows.append([str(i + 1), "–", "–", "–", "–", "–", "–", r["error"]])
+            rows.append([str(i + 1), "–", "–", "–", "–", "–", "–", "–", r["error"]])
             continue
         rows.append(
             [
@@ -200,13 +200,24 @@ def _report(run: Run, res: ScenarioResult, runs: list[dict[str, Any]]) -> None:
                 _ms(r["p50_201_ms"]),
                 _ms(r["p99_201_ms"]),
                 _ms(r["p99_503_ms"]),
+                f"{r['generator'].get('client_cpu_pct', '–')} %",
                 ", ".join(f"{k}×{v}" for k, v in sorted(r["statuses"].items())),
             ]
         )
     res.tables.append(
         Table(
             "Every run (claims/s; latency in ms from the request's due time)",
-            ["run", "capacity", "offered", "201/s", "201 p50", "201 p99", "503 p99", "answers"],
+            [
+                "run",
+                "capacity",
+                "offered",
+                "201/s",
+                "201 p50",
+                "201 p99",
+                "503 p99",
+                "open-loop client's CPU (of one core)",
+                "answers",
+            ],
             rows,
         )
     )
