@@ -87,6 +87,24 @@ async def test_a_full_process_answers_before_the_body_and_keeps_the_connection(
         after = await c.get(f"/v1/campaigns/{campaign_id}", headers=staff)
         metrics = (await c.get("/metrics")).text
 
+    _assert_shed(status, headers, answer, health, "capacity", "process", metrics, server)
+    assert ready.status_code == 200
+    assert after.status_code == 200
+
+
+def _assert_shed(
+    status: int,
+    headers: dict[str, str],
+    answer: bytes,
+    health: int,
+    detail: str,
+    reason: str,
+    metrics: str,
+    server: LiveServer,
+) -> None:
+    """The answer sent before the body is the admission's shed problem for ``reason``,
+    the connection served the health check after it, and the shed is counted and logged
+    as any answer is."""
     assert status == 503, answer
     assert headers["retry-after"] == "1"
     assert headers["x-request-id"] == REQUEST_ID
@@ -94,10 +112,8 @@ async def test_a_full_process_answers_before_the_body_and_keeps_the_connection(
     problem = json.loads(answer)
     assert problem["type"] == "/problems/service-unavailable"
     assert problem["status"] == 503
-    assert "capacity" in problem["detail"]
+    assert detail in problem["detail"]
     assert health == 200
-    assert ready.status_code == 200
-    assert after.status_code == 200
     assert any(
         line.startswith("http_requests_total{")
         and 'route="<shed>"' in line
@@ -106,9 +122,9 @@ async def test_a_full_process_answers_before_the_body_and_keeps_the_connection(
         for line in metrics.splitlines()
     ), metrics
     assert any(
-        line.startswith("http_requests_shed_total{") and 'reason="process"' in line
+        line.startswith("http_requests_shed_total{") and f'reason="{reason}"' in line
         for line in metrics.splitlines()
-    )
+    ), metrics
     assert _access_lines(server.logs()) == [("<shed>", 503)]
 
 
@@ -159,16 +175,5 @@ async def test_a_brand_alone_at_its_share_is_answered_before_the_body(
         assert [(await t).status_code for t in held] == [200] * SLOTS
         metrics = (await c.get("/metrics")).text
 
-    assert status == 503, answer
-    assert headers["retry-after"] == "1"
-    assert headers["x-request-id"] == REQUEST_ID
-    problem = json.loads(answer)
-    assert problem["type"] == "/problems/service-unavailable"
-    assert "brand" in problem["detail"]
-    assert health == 200
+    _assert_shed(status, headers, answer, health, "brand", "brand", metrics, server)
     assert mine.status_code == 401
-    assert any(
-        line.startswith("http_requests_shed_total{") and 'reason="brand"' in line
-        for line in metrics.splitlines()
-    ), metrics
-    assert _access_lines(server.logs()) == [("<shed>", 503)]
