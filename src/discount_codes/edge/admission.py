@@ -43,7 +43,7 @@ OTHERS_RECENT_S = 5.0
 MAX_HELD_SHEDS = 1024
 #: A brand alone is told at once as long as its sheds come no faster than this many per
 #: request of its admitted: each admission earns that many immediate answers (at most
-#: ``SHED_BURST`` times its share saved up). A shopper app's retries or an open-loop
+#: what ``SHED_BURST`` shares of admissions earn, saved up). A shopper app's retries or an open-loop
 #: offer at a few times the capacity stay within it; a closed loop retrying at once
 #: outruns it, and its further sheds are held until their Retry-After, so its retries do
 #: not take the process's CPU from the requests it admitted.
@@ -144,13 +144,10 @@ class AdmissionMiddleware:
             return
         tenant = tenant_of(path, self.brands)
         held = self.by_tenant.get(tenant, 0) if tenant is not None else 0
-        if self.in_flight >= self.max_in_flight:
+        reason = self._over(tenant, self.in_flight, held)
+        if reason is not None:
             scope[EDGE_ROUTE] = "<shed>"
-            await self._shed(send, tenant, "process")
-            return
-        if tenant is not None and held >= self.tenant_cap:
-            scope[EDGE_ROUTE] = "<shed>"
-            await self._shed(send, tenant, "brand")
+            await self._shed(send, tenant, reason)
             return
         self.in_flight += 1
         if tenant is not None:
@@ -206,20 +203,29 @@ class AdmissionMiddleware:
         if not self.max_in_flight or path in UNSHED_PATHS:
             return None
         tenant = tenant_of(path, self.brands)
-        if self.in_flight + self._pending_total >= self.max_in_flight:
-            reason = "process"
-        elif tenant is not None and (
-            self.by_tenant.get(tenant, 0) + self._pending.get(tenant, 0) >= self.tenant_cap
-        ):
-            if self._holds_back(tenant):
-                return None
-            reason = "brand"
-        else:
+        held = 0
+        if tenant is not None:
+            held = self.by_tenant.get(tenant, 0) + self._pending.get(tenant, 0)
+        reason = self._over(tenant, self.in_flight + self._pending_total, held)
+        if reason is None:
             self._pend(tenant, 1)
             loop.call_soon(self._pend, tenant, -1)
             return None
+        if reason == "brand" and self._holds_back(tenant):
+            return None
         SHED.labels(self._label(tenant), reason).inc()
         return reason
+
+    def _over(self, tenant: str | None, in_flight: int, held: int) -> str | None:
+        """Why a request is shed (``process``: the process holds its bound; ``brand``: its
+        brand holds its share), given the requests in flight, in all and of its brand; None
+        when it may be admitted. The one rule, asked by the middleware and, counting the
+        requests it let through whose tasks have not started, by ``at_headers``."""
+        if in_flight >= self.max_in_flight:
+            return "process"
+        if tenant is not None and held >= self.tenant_cap:
+            return "brand"
+        return None
 
     def _pend(self, tenant: str | None, n: int) -> None:
         self._pending_total += n

@@ -12,9 +12,9 @@ process's ``MAX_REQUESTS_IN_FLIGHT`` or past its brand's share, is answered here
 as its headers are in, before it becomes a task: the same problem with ``Retry-After`` and
 ``X-Request-ID`` that the admission middleware gives, counted and logged the same way,
 without its body, the middleware chain or a task. (A brand's shed whose answer is held
-back until its Retry-After goes through the middleware.)
-Under a flood most requests are such answers, and each costs
-the event loop that the admitted requests' database round trips wait on.
+back until its Retry-After goes through the middleware.) Under a flood most requests
+are such answers, and each costs the event loop that the admitted requests' database
+round trips wait on.
 
 ``serve`` names this class as uvicorn's ``http`` implementation.
 """
