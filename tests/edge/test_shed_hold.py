@@ -117,11 +117,12 @@ async def test_a_burst_read_at_once_is_counted_before_its_tasks_start() -> None:
     """Requests let through at their headers count until the loop's next turn: of a burst
     read from the sockets at once, those past the brand's share are answered at the
     headers instead of each starting a task to be shed by the middleware."""
-    app = AdmissionMiddleware(
-        Blocking(), max_in_flight=8, tenant_share=0.5, brands=CampaignBrands()
-    )
-    app.in_flight, app.by_tenant["a"] = 1, 1  # one admitted: it earned immediate answers
-    app._shed_budget["a"] = SHEDS_PER_ADMISSION
+    inner = Blocking()
+    app = AdmissionMiddleware(inner, max_in_flight=8, tenant_share=0.5, brands=CampaignBrands())
+    # One of brand a's requests admitted (it earned immediate answers), and waiting.
+    admitted = asyncio.create_task(_request(app, "a"))
+    await _settle()
+    assert app.in_flight == 1
     loop = asyncio.get_running_loop()
     path = "/v1/brands/a/campaigns"
     burst = [app.at_headers(path, loop) for _ in range(5)]
@@ -132,3 +133,5 @@ async def test_a_burst_read_at_once_is_counted_before_its_tasks_start() -> None:
     assert mine == [None, None, None, "process"]
     await asyncio.sleep(0)  # the loop's next turn: the tasks would have started
     assert app.at_headers("/v1/me/claims", loop) is None
+    inner.release.set()
+    assert await admitted == 200
