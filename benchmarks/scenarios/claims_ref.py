@@ -14,8 +14,9 @@ own tables, so the same indexes), the database's housekeeping done untimed first
 (``settle``), a warm-up, on PostgreSQL ``ANALYZE`` (so no app is measured with plans
 made for the empty claims table of the first run), ``wrk -t2 -c64`` measured inside a
 :class:`~benchmarks.window.Window` (load, machine CPU, and the CPU of the PostgreSQL
-backends serving this database), then ``wrk -t1 -c1`` for the 1-client p50. Apps take turns: ours, reference, ours,
-reference... and every figure is the median of the runs with its range.
+backends serving this database), then ``wrk -t1 -c1`` for the 1-client p50. Apps take
+turns: ours, reference, ours, reference... and every figure is the median of the runs
+with its range.
 """
 
 from __future__ import annotations
