@@ -42,6 +42,8 @@ $fn$;
 
 #: ``codes.alphabet.display``: the prefix as the brand wrote it, then groups of four; a
 #: pattern batch's codes as its pattern writes them; imported codes (no length) as stored.
+#: One expression, no sub-select, so PostgreSQL inlines it into the statement that calls
+#: it (the claim's assignment) instead of running a SQL function's executor per call.
 DC_DISPLAY = StoredFunction(
     signature="dc_display(text, integer, text)",
     definition=r"""
@@ -50,13 +52,12 @@ RETURNS text LANGUAGE sql IMMUTABLE AS $fn$
     SELECT CASE
         WHEN p_length IS NULL OR p_length > length(p_code) THEN p_code
         WHEN strpos(coalesce(p_prefix, ''), '#') > 0 THEN dc_fill_pattern(p_code, p_prefix)
-        ELSE (
-            SELECT CASE WHEN head <> '' THEN head || '-' || grouped ELSE grouped END
-              FROM (SELECT regexp_replace(right(p_code, p_length), '(.{4})(?=.)', '\1-', 'g')
-                           AS grouped,
-                           CASE WHEN coalesce(p_prefix, '') <> '' THEN p_prefix
-                                ELSE left(p_code, length(p_code) - p_length) END AS head) parts
-        )
+        WHEN coalesce(p_prefix, '') <> '' THEN
+            p_prefix || '-' || regexp_replace(right(p_code, p_length), '(.{4})(?=.)', '\1-', 'g')
+        WHEN length(p_code) > p_length THEN
+            left(p_code, length(p_code) - p_length) || '-'
+            || regexp_replace(right(p_code, p_length), '(.{4})(?=.)', '\1-', 'g')
+        ELSE regexp_replace(right(p_code, p_length), '(.{4})(?=.)', '\1-', 'g')
     END
 $fn$;
 """,
