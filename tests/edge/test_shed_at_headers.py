@@ -17,9 +17,6 @@ from ..robustness.helpers import new_campaign
 from .helpers import RawRequest, campaign_locked, held_patches
 
 SLOTS = 2  # MAX_REQUESTS_IN_FLIGHT of the test server, both held by one brand
-#: A brand alone's limit on a server of 2 * SLOTS: all but the reserve (a quarter) kept for
-#: the next brand, more than its share of half.
-ALONE = 3
 REQUEST_ID = "shed-at-headers-1"
 
 
@@ -155,7 +152,7 @@ async def test_a_brand_alone_at_its_share_is_answered_before_the_body(
     async with httpx.AsyncClient(base_url=server.url, timeout=90) as c:
         campaign_id = await new_campaign(c, tokens, brand_id)
         async with campaign_locked(db_url, campaign_id):
-            held = held_patches(c, campaign_id, staff, ALONE)  # all a brand alone may hold
+            held = held_patches(c, campaign_id, staff, SLOTS)  # the brand's whole share
 
             async def at_share() -> bool:
                 for i, t in enumerate(held):
@@ -175,7 +172,7 @@ async def test_a_brand_alone_at_its_share_is_answered_before_the_body(
             # meanwhile (without a token, answered 401 without the database).
             mine = await c.get("/v1/me/claims")
             assert not any(t.done() for t in held)
-        assert [(await t).status_code for t in held] == [200] * ALONE
+        assert [(await t).status_code for t in held] == [200] * SLOTS
         metrics = (await c.get("/metrics")).text
 
     _assert_shed(status, headers, answer, health, "brand", "brand", metrics, server)

@@ -1,9 +1,7 @@
-"""A brand alone may hold more than its share (all but the reserve kept for the next
-brand); while another brand is served it holds at most its share. Past its limit it is
-told at once while it is alone and its sheds keep pace with its admissions, and held
-until its Retry-After while other brands are being served or its sheds outrun its
-admissions (so a flood's retries cannot take the process's CPU from them, or from its own
-admitted requests)."""
+"""A brand past its share is told at once while it is alone and its sheds keep pace with
+its admissions, and held until its Retry-After while other brands are being served or its
+sheds outrun its admissions (so a flood's retries cannot take the process's CPU from
+them, or from its own admitted requests)."""
 
 from __future__ import annotations
 
@@ -46,33 +44,24 @@ async def _settle() -> None:
         await asyncio.sleep(0)
 
 
-async def test_a_brand_alone_holds_all_but_the_reserve_and_its_share_once_others_come() -> None:
+async def test_a_brand_alone_is_told_at_once_and_held_back_while_others_are_served() -> None:
     inner = Blocking()
     app = AdmissionMiddleware(
-        inner, max_in_flight=8, tenant_share=0.5, brands=CampaignBrands(), brand_shed_delay_s=60
+        inner, max_in_flight=4, tenant_share=0.5, brands=CampaignBrands(), brand_shed_delay_s=60
     )
-    assert (app.tenant_cap, app.lone_cap) == (4, 6)  # a share of 4; alone, 8 less 2 kept
-    held = [asyncio.create_task(_request(app, "a")) for _ in range(6)]
+    held = [asyncio.create_task(_request(app, "a")) for _ in range(2)]
     await _settle()
-    assert app.in_flight == 6  # alone, brand a is admitted past its share
-    # Alone at all but the reserve: answered 503 at once.
+    # Alone: past its share, brand a is answered 503 at once.
     assert await asyncio.wait_for(_request(app, "a"), 5) == 503
-    inner.release.set()
-    assert await asyncio.gather(*held) == [200] * 6
 
-    inner.release.clear()
-    held = [asyncio.create_task(_request(app, "a")) for _ in range(5)]
     other = asyncio.create_task(_request(app, "b"))  # another brand is served
     await _settle()
-    assert app.in_flight == 6
-    # Brand a holds more than its share while b is served: no more slots for a, and its
-    # answer is held back (until its Retry-After), holding no slot.
     shed = asyncio.create_task(_request(app, "a"))
     await _settle()
-    assert not shed.done()
-    assert app.in_flight == 6
+    assert not shed.done()  # held back (until its Retry-After), holding no slot
+    assert app.in_flight == 3
     inner.release.set()
-    assert await asyncio.gather(*held, other) == [200] * 6
+    assert await asyncio.gather(*held, other) == [200, 200, 200]
     shed.cancel()
 
 
@@ -82,20 +71,19 @@ async def test_a_brand_alone_is_told_at_once_after_its_campaign_became_known() -
     inner = Blocking()
     brands = CampaignBrands()
     app = AdmissionMiddleware(
-        inner, max_in_flight=8, tenant_share=0.5, brands=brands, brand_shed_delay_s=600
+        inner, max_in_flight=4, tenant_share=0.5, brands=brands, brand_shed_delay_s=600
     )
     claims = "/v1/campaigns/c1/claims"
     first = asyncio.create_task(_request(app, "", claims))  # campaign:c1, brand unknown
     await _settle()
     brands.remember("c1", "acme")  # the first claim's answer names the brand
-    held = [asyncio.create_task(_request(app, "", claims)) for _ in range(app.lone_cap)]
+    held = [asyncio.create_task(_request(app, "", claims)) for _ in range(2)]
     await _settle()
-    # acme is alone: admitted past its share (4) up to all but the reserve.
-    assert app.in_flight == 1 + app.lone_cap
-    # There, and alone: answered 503 at once, not held for its Retry-After.
+    assert app.in_flight == 3
+    # acme is at its share and alone: answered 503 at once, not held for its Retry-After.
     assert await asyncio.wait_for(_request(app, "", claims), 30) == 503
     inner.release.set()
-    assert await asyncio.gather(first, *held) == [200] * (1 + app.lone_cap)
+    assert await asyncio.gather(first, *held) == [200, 200, 200]
 
 
 async def test_a_brand_alone_retrying_faster_than_it_is_served_is_held_back() -> None:
@@ -106,23 +94,22 @@ async def test_a_brand_alone_retrying_faster_than_it_is_served_is_held_back() ->
     app = AdmissionMiddleware(
         inner, max_in_flight=4, tenant_share=0.5, brands=CampaignBrands(), brand_shed_delay_s=600
     )
-    n = app.lone_cap
-    admitted = [asyncio.create_task(_request(app, "a")) for _ in range(n)]
+    admitted = [asyncio.create_task(_request(app, "a")) for _ in range(2)]
     await _settle()
-    for _ in range(n * SHEDS_PER_ADMISSION):  # what its admissions earned: told at once
+    for _ in range(2 * SHEDS_PER_ADMISSION):  # what two admissions earned: told at once
         assert await asyncio.wait_for(_request(app, "a"), 5) == 503
     shed = asyncio.create_task(_request(app, "a"))
     await _settle()
     assert not shed.done()  # alone, but outrunning its admissions: held back
     inner.release.set()
-    assert await asyncio.gather(*admitted) == [200] * n
+    assert await asyncio.gather(*admitted) == [200, 200]
     # Served again, it earns immediate answers again.
     inner.release.clear()
-    again = [asyncio.create_task(_request(app, "a")) for _ in range(n)]
+    again = [asyncio.create_task(_request(app, "a")) for _ in range(2)]
     await _settle()
     assert await asyncio.wait_for(_request(app, "a"), 5) == 503
     inner.release.set()
-    assert await asyncio.gather(*again) == [200] * n
+    assert await asyncio.gather(*again) == [200, 200]
     shed.cancel()
 
 
@@ -138,12 +125,12 @@ async def test_a_burst_read_at_once_is_counted_before_its_tasks_start() -> None:
     assert app.in_flight == 1
     loop = asyncio.get_running_loop()
     path = "/v1/brands/a/campaigns"
-    burst = [app.at_headers(path, loop) for _ in range(7)]
-    assert burst == [None] * 5 + ["brand", "brand"]  # alone, all but the reserve: 6
+    burst = [app.at_headers(path, loop) for _ in range(5)]
+    assert burst == [None, None, None, "brand", "brand"]  # the share is 4
     assert app.at_headers("/v1/brands/b/campaigns", loop) is None  # another brand's
-    # In flight 1, let through 5 + 1, and 1 more of no brand: the process's 8.
-    mine = [app.at_headers("/v1/me/claims", loop) for _ in range(2)]
-    assert mine == [None, "process"]
+    # In flight 1, let through 3 + 1, and 3 more of no brand: the process's 8.
+    mine = [app.at_headers("/v1/me/claims", loop) for _ in range(4)]
+    assert mine == [None, None, None, "process"]
     await asyncio.sleep(0)  # the loop's next turn: the tasks would have started
     assert app.at_headers("/v1/me/claims", loop) is None
     inner.release.set()

@@ -3,14 +3,11 @@ brands.
 
 Beyond ``MAX_REQUESTS_IN_FLIGHT`` a request is answered ``503 service-unavailable`` with
 ``Retry-After`` at once (before any database work), so the requests accepted keep a
-bounded latency when the offer exceeds capacity. Within that bound, while another brand
-is being served, one brand's requests hold at most ``TENANT_IN_FLIGHT_SHARE`` of the
-slots: a brand flooding its launch is shed first (by its own cap, answered 503 after the
+bounded latency when the offer exceeds capacity. Within that bound, one brand's requests
+hold at most ``TENANT_IN_FLIGHT_SHARE`` of the slots: a brand flooding its launch is shed
+first (by its own cap; while other brands are served, answered 503 after the
 ``Retry-After`` it is given, so a flood's retries cost next to nothing), and the rest of
-the slots stay free for every other brand. A brand alone may hold more, all but
-``LONE_RESERVE_SHARE`` of the slots, kept free for the next brand's first requests; once
-that brand is admitted, the first one is back to its share (it gets no new slot until
-it is under it). This is the per-tenant quota of Amazon's fair
+the slots stay free for every other brand. This is the per-tenant quota of Amazon's fair
 load shedding, without a queue: a queue would add waiting to the latency of exactly the
 requests that are admitted.
 
@@ -39,9 +36,8 @@ from discount_codes.problems import problem_body
 #: but healthy process killed.
 UNSHED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 RETRY_AFTER_S = "1"
-#: A brand is held to its share, and its shed past it held back, while another brand was
-#: admitted this recently (seconds); alone, it is told at once within its
-#: SHEDS_PER_ADMISSION.
+#: A brand past its share is held back while another brand was admitted this
+#: recently (seconds); alone, it is told at once within its SHEDS_PER_ADMISSION.
 OTHERS_RECENT_S = 5.0
 #: Answers to a brand past its share held back at once (each until its Retry-After).
 MAX_HELD_SHEDS = 1024
@@ -53,9 +49,6 @@ MAX_HELD_SHEDS = 1024
 #: not take the process's CPU from the requests it admitted.
 SHEDS_PER_ADMISSION = 4
 SHED_BURST = 2
-#: Of the process's bound, what a brand alone leaves free for the first requests of the
-#: next brand (or of no brand) while its own excess drains.
-LONE_RESERVE_SHARE = 0.25
 #: Brands with a shed series of their own, per process; any further brand is ``other``.
 SHED_BRAND_LABELS = 20
 
@@ -117,11 +110,8 @@ class AdmissionMiddleware:
             raise ValueError("max_in_flight >= 0 and 0 < tenant_share <= 1")
         self.app = app
         self.max_in_flight = max_in_flight
-        #: The most one brand may hold while another is served (at least one, so a brand
-        #: is never shut out), and alone (all but the reserve, never less than its share).
+        #: The most one brand may hold (at least one, so a brand is never shut out).
         self.tenant_cap = max(1, math.floor(max_in_flight * tenant_share))
-        reserve = max(1, math.ceil(max_in_flight * LONE_RESERVE_SHARE))
-        self.lone_cap = max(self.tenant_cap, max_in_flight - reserve)
         self.brands = brands or campaign_brands
         self.in_flight = 0
         #: Requests in flight per brand; a brand with none has no entry (bounded by the
@@ -228,17 +218,12 @@ class AdmissionMiddleware:
 
     def _over(self, tenant: str | None, in_flight: int, held: int) -> str | None:
         """Why a request is shed (``process``: the process holds its bound; ``brand``: its
-        brand holds its share, or alone all but the reserve), given the requests in flight,
-        in all and of its brand; None when it may be admitted. The one rule, asked by the
-        middleware and, counting the requests it let through whose tasks have not started,
-        by ``at_headers``."""
+        brand holds its share), given the requests in flight, in all and of its brand; None
+        when it may be admitted. The one rule, asked by the middleware and, counting the
+        requests it let through whose tasks have not started, by ``at_headers``."""
         if in_flight >= self.max_in_flight:
             return "process"
-        if (
-            tenant is not None
-            and held >= self.tenant_cap
-            and (held >= self.lone_cap or self._another_tenant_served(tenant))
-        ):
+        if tenant is not None and held >= self.tenant_cap:
             return "brand"
         return None
 
@@ -278,8 +263,7 @@ class AdmissionMiddleware:
 
     def _another_tenant_served(self, tenant: str | None) -> bool:
         """Whether another brand's requests were admitted within ``OTHERS_RECENT_S``: only
-        then is a brand held to its share, and its shed past it held back (alone, it may
-        hold all but the reserve and is told at once)."""
+        then is a brand past its share held back (alone, it is told at once)."""
         now = time.monotonic()
         return any(
             other is not None and self._now_known(other) != tenant and now - at < OTHERS_RECENT_S
