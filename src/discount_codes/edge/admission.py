@@ -59,7 +59,7 @@ SHED = Counter(
     ["brand", "reason"],
 )
 
-#: The answer to a request beyond the process's bound (the middleware's and the protocol's).
+#: The answer to a request beyond the process's bound, and to a brand past its share.
 PROCESS_FULL = problem_body(
     503,
     "service-unavailable",
@@ -73,6 +73,8 @@ BRAND_FULL = problem_body(
     "This brand's requests hold their share of the service's capacity; nothing was done. "
     "Retry after the given seconds.",
 )
+#: The shed answer for each reason (``_over``'s), given by the middleware and the protocol.
+SHED_PROBLEMS = {"process": PROCESS_FULL, "brand": BRAND_FULL}
 
 _BRANDS = "/v1/brands/"
 _CAMPAIGN_TENANT = "campaign:"
@@ -183,9 +185,7 @@ class AdmissionMiddleware:
                 await asyncio.sleep(self.brand_shed_delay_s)
             finally:
                 self._held_sheds -= 1
-        await send_problem(
-            send, PROCESS_FULL if reason == "process" else BRAND_FULL, retry_after=RETRY_AFTER_S
-        )
+        await send_problem(send, SHED_PROBLEMS[reason], retry_after=RETRY_AFTER_S)
         SHED.labels(self._label(tenant), reason).inc()
 
     def at_headers(self, path: str, loop: asyncio.AbstractEventLoop) -> str | None:

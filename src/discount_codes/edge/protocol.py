@@ -44,8 +44,8 @@ def _answer(problem: dict[str, Any]) -> tuple[bytes, bytes]:
     return b"".join(name + b": " + value + b"\r\n" for name, value in headers), body
 
 
-#: The admission middleware's two shed answers, by reason.
-_SHED = {"process": _answer(admission.PROCESS_FULL), "brand": _answer(admission.BRAND_FULL)}
+#: The admission middleware's shed answers, by reason.
+_SHED = {reason: _answer(problem) for reason, problem in admission.SHED_PROBLEMS.items()}
 
 
 def header_timeout_s() -> float:
