@@ -267,3 +267,59 @@ async def test_tls_to_the_pinned_address_checks_the_original_hosts_certificate(
     # One connection carried both requests; the refused handshakes never got to HTTP.
     assert server.connections == 1 and len(server.requests) == 2
     assert server.requests[0][1]["host"] == "shop.example.com"
+
+
+async def test_informational_answers_are_passed_over_and_a_cut_body_still_counts() -> None:
+    early = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 429 Slow\r\nRetry-After: 7\r\n"
+    early += b"content-length: 0\r\n\r\n"
+    cut = b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly part"
+    async with Client(timeout=5, user_agent="ua") as client:
+        async with serving(fixed(early)) as server:
+            answer = await client.post(server.url(), b"{}", HEADERS)
+            assert (answer.status, answer.retry_after) == (429, "7")
+        async with serving(fixed(cut, keep=False)) as server:
+            # The status arrived, then the server hung up mid-body: it answered.
+            assert (await client.post(server.url(), b"{}", HEADERS)).status == 200
+
+
+async def test_a_header_that_would_break_the_request_is_never_sent() -> None:
+    async with serving(fixed(OK)) as server, Client(timeout=5, user_agent="ua") as client:
+        for headers in (
+            [("webhook-id", "msg_1\r\nx-injected: 1")],
+            [("webhook-id", "msg\n1")],
+            [("bad name", "v")],
+        ):
+            with pytest.raises(SendFailed):
+                await client.post(server.url(), b"{}", headers)
+        with pytest.raises(SendFailed):
+            await client.post(server.url(), b"{}", HEADERS, host_header="a\r\nb: c")
+        assert (await client.post(server.url(), b"{}", HEADERS)).status == 200
+    assert len(server.requests) == 1  # only the good one reached the server
+
+
+async def test_an_endless_answer_head_is_a_failure() -> None:
+    endless = b"HTTP/1.1 200 OK\r\n" + b"x-filler: " + b"y" * 100_000 + b"\r\n\r\n"
+    async with serving(fixed(endless)) as server, Client(timeout=5, user_agent="ua") as client:
+        with pytest.raises(SendFailed, match="head too long"):
+            await client.post(server.url(), b"{}", HEADERS)
+
+
+async def test_a_connection_that_speaks_out_of_turn_is_not_reused() -> None:
+    async def answer_then_chatter(
+        _: asyncio.StreamReader, w: asyncio.StreamWriter, __: dict[str, str]
+    ) -> bool:
+        w.write(OK)
+        await w.drain()
+        w.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")  # nobody asked for it
+        await w.drain()
+        return True
+
+    async with serving(answer_then_chatter) as server, Client(timeout=5, user_agent="u") as c:
+        assert (await c.post(server.url(), b"{}", HEADERS)).status == 200
+
+        async def dropped() -> bool:
+            return c.idle_connections() == 0
+
+        await poll(dropped, timeout=10)
+        assert (await c.post(server.url(), b"{}", HEADERS)).status == 200
+    assert server.connections == 2
