@@ -41,9 +41,24 @@ def envelope(type_: str, created_at: datetime, data: dict[str, Any]) -> str:
 def headers(msg_id: str, at: datetime, body: str, secrets: Iterable[str]) -> dict[str, str]:
     """``webhook-id``, ``webhook-timestamp`` and one ``v1,`` signature per secret, space-separated
     (during a rotation a receiver holding either secret accepts the message)."""
-    signatures = [Webhook(s).sign(msg_id=msg_id, timestamp=at, data=body) for s in secrets]
+    signatures = [_signer(s).sign(msg_id=msg_id, timestamp=at, data=body) for s in secrets]
     return {
         "webhook-id": msg_id,
         "webhook-timestamp": str(int(at.timestamp())),
         "webhook-signature": " ".join(signatures),
     }
+
+
+#: Signers by secret: a worker signs for a few endpoints many times, and making one decodes
+#: its secret. Bounded; emptied when full (a rotated-out secret is not kept for long).
+_SIGNERS: dict[str, Webhook] = {}
+_MAX_SIGNERS = 10_000
+
+
+def _signer(secret: str) -> Webhook:
+    signer = _SIGNERS.get(secret)
+    if signer is None:
+        if len(_SIGNERS) >= _MAX_SIGNERS:
+            _SIGNERS.clear()
+        signer = _SIGNERS[secret] = Webhook(secret)
+    return signer
