@@ -11,6 +11,7 @@ import httpx
 from sqlalchemy import text
 
 from discount_codes.db import Database
+from discount_codes.kit import wakeup
 from discount_codes.kit.worker import WorkerContext
 from discount_codes.outbox.service import record_event
 
@@ -32,15 +33,27 @@ async def make_endpoint(
     return body
 
 
-async def record(db: Database, brand_id: str, n: int = 0, type_: str = "campaign.codes_low") -> str:
+async def record(
+    db: Database,
+    brand_id: str,
+    n: int = 0,
+    type_: str = "campaign.codes_low",
+    *,
+    wake: bool = True,
+) -> str:
+    """An event committed as the service records one; ``wake=False``: its wake-up is lost
+    (the commit sends no NOTIFY), as when the listener's connection was down."""
     async with db.begin() as conn:
-        return await record_event(
+        event_id = await record_event(
             conn,
             type_,
             brand_id=brand_id,
             campaign_id="0192f0c1-7a3e-7c41-9a55-2b1f0e6c9d12",
             data={"brand_id": brand_id, "n": n, "available": 9, "threshold": 10},
         )
+        if not wake:
+            conn.info.pop(wakeup.RECORDED, None)
+        return event_id
 
 
 async def attempts(

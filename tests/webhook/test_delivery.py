@@ -60,6 +60,24 @@ async def test_event_arrives_signed_with_the_envelope(
     assert items[0]["next_attempt_at"] is None and items[0]["error"] is None
 
 
+async def test_an_event_whose_wake_up_was_lost_goes_out_at_the_next_poll(
+    client: httpx.AsyncClient,
+    tokens: Tokens,
+    brand_id: str,
+    receiver: Receiver,
+    settings: Settings,
+    db: Database,
+) -> None:
+    await make_endpoint(client, tokens, brand_id, receiver)
+    async with worker_running(settings, db):
+        await until_listening(db)
+        first = await record(db, brand_id, 1)
+        await receiver.wait_for(1)  # sent: the worker waits for the next wake-up or poll
+        second = await record(db, brand_id, 2, wake=False)
+        await receiver.wait_for(2, timeout=30)
+    assert receiver.ids() == [first, second]
+
+
 async def test_rotation_signs_with_both_secrets(
     client: httpx.AsyncClient,
     tokens: Tokens,

@@ -41,7 +41,7 @@ BATCHES = "discount_codes_batches"
 
 #: The marks on a pooled connection: its open transaction recorded events / a transaction
 #: of it that recorded events committed.
-_RECORDED = "discount_codes_events_recorded"
+RECORDED = "discount_codes_events_recorded"
 _COMMITTED = "discount_codes_events_committed"
 
 
@@ -51,7 +51,7 @@ async def wake_after_commit(conn: AsyncSession | AsyncConnection, channel: str =
     if not Dialect.of(conn).notifies:
         return
     connection = await conn.connection() if isinstance(conn, AsyncSession) else conn
-    connection.info.setdefault(_RECORDED, set()).add(channel)
+    connection.info.setdefault(RECORDED, set()).add(channel)
 
 
 def install(engine: AsyncEngine, events_written: Callable[[str], None]) -> None:
@@ -62,12 +62,12 @@ def install(engine: AsyncEngine, events_written: Callable[[str], None]) -> None:
     # An invalidated connection (its server went away) has no ``info`` to read: its
     # transaction is over, and the record's marks go with the DBAPI connection.
     def committed(conn: Any) -> None:
-        if not conn.invalidated and (channels := conn.info.pop(_RECORDED, None)):
+        if not conn.invalidated and (channels := conn.info.pop(RECORDED, None)):
             conn.info.setdefault(_COMMITTED, set()).update(channels)
 
     def rolled_back(conn: Any) -> None:
         if not conn.invalidated:
-            conn.info.pop(_RECORDED, None)
+            conn.info.pop(RECORDED, None)
 
     def returned(_dbapi_connection: Any, record: Any) -> None:
         channels = None if record is None else record.info.pop(_COMMITTED, None)
@@ -94,13 +94,20 @@ def raw_dsn(database_url: str) -> str:
 
 
 async def listen(
-    database_url: str, wake: asyncio.Event, stop: asyncio.Event, channel: str = CHANNEL
+    database_url: str,
+    wake: asyncio.Event,
+    stop: asyncio.Event,
+    channel: str = CHANNEL,
+    news: asyncio.Event | None = None,
 ) -> None:
-    """Set ``wake`` on every notification on ``channel`` until ``stop`` is set."""
+    """Set ``wake`` (and ``news``) on every notification on ``channel`` until ``stop`` is
+    set, and whenever listening starts (what committed before it was not heard)."""
     dsn = raw_dsn(database_url)
     backoff = 0.5
 
     def on_notify(*_: Any) -> None:
+        if news is not None:
+            news.set()
         wake.set()
 
     while not stop.is_set():
@@ -124,7 +131,7 @@ async def listen(
             conn.add_termination_listener(lambda *_, lost=lost: lost.set())
             await conn.add_listener(channel, on_notify)
             backoff = 0.5
-            wake.set()  # events committed while we were not listening
+            on_notify()  # events committed while we were not listening
             waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(lost.wait())]
             try:
                 await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
@@ -140,9 +147,14 @@ async def listen(
 
 
 def start_listener(
-    database_url: str | None, stop: asyncio.Event, channel: str = CHANNEL
+    database_url: str | None,
+    stop: asyncio.Event,
+    channel: str = CHANNEL,
+    news: asyncio.Event | None = None,
 ) -> tuple[asyncio.Event, asyncio.Task[None] | None]:
-    """A wake event and, on PostgreSQL, the task that sets it (None: poll only).
+    """A wake event and, on PostgreSQL, the task that sets it (None: poll only). The task
+    sets ``news`` too, which nothing else sets: a loop whose ``wake`` has other sources
+    (the dispatcher's lanes) tells a notification from them by it.
 
     Pass ``Settings.listen_url``: a direct connection, never one through a transaction
     pooler (a LISTEN lives in a session, and PgBouncer hands the session to others after
@@ -150,4 +162,4 @@ def start_listener(
     wake = asyncio.Event()
     if database_url is None or not Dialect.from_url(database_url).notifies:
         return wake, None
-    return wake, asyncio.create_task(listen(database_url, wake, stop, channel))
+    return wake, asyncio.create_task(listen(database_url, wake, stop, channel, news))

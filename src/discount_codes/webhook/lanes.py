@@ -248,16 +248,32 @@ async def run_dispatcher(ctx: WorkerContext) -> None:
     amount of work (one fan-out batch, one lease batch) and yields, so an in-process
     worker never holds the API's event loop for long; on stop it finishes the sends
     under way."""
-    wake, listener = start_listener(ctx.settings.listen_url, ctx.stop)
+    news = asyncio.Event()
+    wake, listener = start_listener(ctx.settings.listen_url, ctx.stop, news=news)
     async with new_client() as client:
         d = Dispatcher(ctx.settings, ctx.db, ctx.worker_id, client)
         poll = ctx.poll_interval_s
         lanes = Lanes(d, wake)
         beat = asyncio.create_task(_heartbeat(ctx, d))
         retry = HORIZON_RETRY_S
+        fanned, fan_left, fanned_at = 0, True, 0.0
         try:
             while not ctx.stopping:
-                fanned, fan_left = await d.fan_out()
+                # Fan out when there may be events to: a notification came, the last fan-out
+                # left some, or a poll went by (a lost notification, no listener at all).
+                # A turn that only leases (the lanes made room) does not read the events.
+                if (
+                    listener is None
+                    or news.is_set()
+                    or fan_left
+                    or fanned == FAN_OUT_BATCH
+                    or time.monotonic() - fanned_at >= poll
+                ):
+                    news.clear()  # before: a notification during the fan-out is news again
+                    fanned_at = time.monotonic()
+                    fanned, fan_left = await d.fan_out()
+                else:
+                    fanned = 0
                 leased: list[Leased] = []
                 free = MAX_HELD - lanes.load()
                 if free > 0:
