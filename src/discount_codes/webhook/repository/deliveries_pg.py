@@ -189,7 +189,11 @@ ORDER BY 15, 10
 #: $1 worker, then one array per column of the results. The deliveries this worker still
 #: holds get their new state and an attempt row each; returns them with their endpoint's
 #: ``failing_since`` and ``consecutive_failures`` (enabled endpoints), for
-#: ``endpoint_changes``.
+#: ``endpoint_changes``. The only condition on a delivery alone is its key: the check that
+#: the worker still holds it is a ``CASE`` of the joined pair, which no estimate can shrink.
+#: Otherwise, on a table that just grew (no statistics yet), the planner takes the
+#: deliveries for a row or two and scans the results again for each one it finds. What
+#: was stored is read back from the update alone (no join of the two lists).
 _RECORD = """
 WITH o AS (
     SELECT * FROM unnest($2::text[], $3::int[], $4::text[], $5::text[], $6::int[],
@@ -202,20 +206,20 @@ WITH o AS (
     SET status = o.status, next_attempt_at = o.next_attempt_at,
         completed_at = o.completed_at, lease_owner = NULL, lease_expires_at = NULL
     FROM o
-    WHERE d.id = o.delivery_id AND d.attempts = o.attempt AND d.lease_owner = $1
-    RETURNING d.id
+    WHERE d.id = o.delivery_id
+      AND CASE WHEN d.attempts = o.attempt AND d.lease_owner = $1 THEN true ELSE false END
+    RETURNING d.id, o.endpoint_id, o.event_id, o.attempt, o.status_code, o.error,
+              o.duration_ms, o.at, o.retry_at
 ), logged AS (
     INSERT INTO delivery_attempts
         (delivery_id, endpoint_id, event_id, attempt, status_code, error, duration_ms, at,
          next_attempt_at)
-    SELECT o.delivery_id, o.endpoint_id, o.event_id, o.attempt, o.status_code, o.error,
-           o.duration_ms, o.at, o.retry_at
-    FROM o JOIN stored s ON s.id = o.delivery_id
+    SELECT id, endpoint_id, event_id, attempt, status_code, error, duration_ms, at, retry_at
+    FROM stored
 )
 SELECT s.id, ep.id, ep.failing_since, ep.enabled, ep.consecutive_failures
 FROM stored s
-JOIN o ON o.delivery_id = s.id
-LEFT JOIN webhook_endpoints ep ON ep.id = o.endpoint_id
+LEFT JOIN webhook_endpoints ep ON ep.id = s.endpoint_id
 """
 
 #: $1 endpoint ids, $2 their failing_since, $3 disable reasons (null: stay enabled), $4 at,
