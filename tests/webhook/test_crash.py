@@ -169,7 +169,7 @@ async def test_sigkill_before_sending_and_before_recording_loses_nothing(
     receiver.behaviour = stalls
     try:
         endpoint = await setup_endpoint(pg_app, tokens, brand_id, receiver, ordering=ordering)
-        ids = await record_many(db, brand_id, 10)
+        ids = await record_many(db, brand_id, 2 * READ_AHEAD + 2)
         first = workers.start()
         if ordering == "strict":
             await receiver.wait_for(1, timeout=20)

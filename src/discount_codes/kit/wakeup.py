@@ -94,20 +94,14 @@ def raw_dsn(database_url: str) -> str:
 
 
 async def listen(
-    database_url: str,
-    wake: asyncio.Event,
-    stop: asyncio.Event,
-    channel: str = CHANNEL,
-    news: asyncio.Event | None = None,
+    database_url: str, wake: asyncio.Event, stop: asyncio.Event, channel: str = CHANNEL
 ) -> None:
-    """Set ``wake`` (and ``news``) on every notification on ``channel`` until ``stop`` is
-    set, and whenever listening starts (what committed before it was not heard)."""
+    """Set ``wake`` on every notification on ``channel`` until ``stop`` is set, and
+    whenever listening starts (what committed before it was not heard)."""
     dsn = raw_dsn(database_url)
     backoff = 0.5
 
     def on_notify(*_: Any) -> None:
-        if news is not None:
-            news.set()
         wake.set()
 
     while not stop.is_set():
@@ -147,14 +141,9 @@ async def listen(
 
 
 def start_listener(
-    database_url: str | None,
-    stop: asyncio.Event,
-    channel: str = CHANNEL,
-    news: asyncio.Event | None = None,
+    database_url: str | None, stop: asyncio.Event, channel: str = CHANNEL
 ) -> tuple[asyncio.Event, asyncio.Task[None] | None]:
-    """A wake event and, on PostgreSQL, the task that sets it (None: poll only). The task
-    sets ``news`` too, which nothing else sets: a loop whose ``wake`` has other sources
-    (the dispatcher's lanes) tells a notification from them by it.
+    """A wake event and, on PostgreSQL, the task that sets it (None: poll only).
 
     Pass ``Settings.listen_url``: a direct connection, never one through a transaction
     pooler (a LISTEN lives in a session, and PgBouncer hands the session to others after
@@ -162,4 +151,4 @@ def start_listener(
     wake = asyncio.Event()
     if database_url is None or not Dialect.from_url(database_url).notifies:
         return wake, None
-    return wake, asyncio.create_task(listen(database_url, wake, stop, channel, news))
+    return wake, asyncio.create_task(listen(database_url, wake, stop, channel))

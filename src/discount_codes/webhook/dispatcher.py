@@ -50,7 +50,7 @@ LEASE_BATCH = 200
 RECORD_BATCH = 500
 #: Leased ahead per best-effort endpoint, in multiples of its in-flight limit: the next
 #: ones are ready when a send ends, without a round trip to the database.
-READ_AHEAD = 4
+READ_AHEAD = 8
 #: Events left (another worker holds them) or a strict head above the visibility horizon:
 #: look again this soon, doubling up to the poll interval.
 HORIZON_RETRY_S = 0.02

@@ -85,8 +85,6 @@ class Lanes:
         self.sending: set[asyncio.Task[None]] = set()
         self.releasing: set[asyncio.Task[None]] = set()
         self.results: asyncio.Queue[Outcome | None] = asyncio.Queue()
-        #: The last wake-up came from here: room for more, or a strict endpoint's next head.
-        self.room = False
         self.recorder = asyncio.create_task(self._record_loop())
 
     @property
@@ -142,7 +140,7 @@ class Lanes:
             # Down to half of what it may hold (it had more): lease more of it now, before
             # its sends run dry.
             if lane.load == self.read_ahead // 2:
-                self._room()
+                self.due_now()
 
     def _count(self, lane: Lane, endpoint_id: str, succeeded: bool) -> None:
         if succeeded:
@@ -171,14 +169,9 @@ class Lanes:
         except Exception:
             log.exception("webhook_release_failed")  # the leases run out instead
 
-    def _room(self) -> None:
-        """Wake the loop for a turn at once (not coalesced: what is due is known)."""
-        self.room = True
+    def due_now(self) -> None:
+        """Wake the lease loop for a turn at once: deliveries are due, or a lane has room."""
         self.wake.set()
-
-    def take_room(self) -> bool:
-        room, self.room = self.room, False
-        return room
 
     async def _record_loop(self) -> None:
         """Until the ``None`` that ``close`` queues. A batch is what arrived while the last
@@ -208,7 +201,7 @@ class Lanes:
             if any(o.leased.strict or not o.succeeded for o in batch):
                 # A strict endpoint's next delivery is its head now; a breaker may have
                 # opened (or closed) in the database.
-                self._room()
+                self.due_now()
 
     def _forget_open(self, endpoint_ids: set[str]) -> None:
         """A lane whose breaker opened stays (and is not leased for) until its last result
@@ -244,74 +237,106 @@ def filled(leased: Sequence[Leased], room: int) -> bool:
 
 
 async def run_dispatcher(ctx: WorkerContext) -> None:
-    """The worker loop: wakes on NOTIFY (PostgreSQL) or polls; each turn does a bounded
-    amount of work (one fan-out batch, one lease batch) and yields, so an in-process
-    worker never holds the API's event loop for long; on stop it finishes the sends
-    under way."""
-    news = asyncio.Event()
-    wake, listener = start_listener(ctx.settings.listen_url, ctx.stop, news=news)
+    """The worker's two loops: the fan-out (events into deliveries; wakes on NOTIFY on
+    PostgreSQL, or polls) and the lease (due deliveries into the lanes; wakes when the
+    fan-out made some, when a lane has room, when a retry falls due, or polls). Apart, a
+    backlog being fanned out never holds up the sends, nor a lease the fan-out. Each turn
+    does a bounded amount of work and yields, so an in-process worker never holds the
+    API's event loop for long; on stop the sends under way finish."""
+    news, listener = start_listener(ctx.settings.listen_url, ctx.stop)
     async with new_client() as client:
         d = Dispatcher(ctx.settings, ctx.db, ctx.worker_id, client)
-        poll = ctx.poll_interval_s
+        wake = asyncio.Event()
         lanes = Lanes(d, wake)
         beat = asyncio.create_task(_heartbeat(ctx, d))
-        retry = HORIZON_RETRY_S
-        fanned, fan_left, fanned_at = 0, True, 0.0
+        fanned_once = asyncio.Event()
+        loops = [
+            asyncio.create_task(_fan_out_loop(ctx, d, lanes, news, fanned_once)),
+            asyncio.create_task(_lease_loop(ctx, d, lanes, wake, fanned_once)),
+        ]
         try:
-            while not ctx.stopping:
-                # Fan out when there may be events to: a notification came, the last fan-out
-                # left some, or a poll went by (a lost notification, no listener at all).
-                # A turn that only leases (the lanes made room) does not read the events.
-                if (
-                    listener is None
-                    or news.is_set()
-                    or fan_left
-                    or fanned == FAN_OUT_BATCH
-                    or time.monotonic() - fanned_at >= poll
-                ):
-                    news.clear()  # before: a notification during the fan-out is news again
-                    fanned_at = time.monotonic()
-                    fanned, fan_left = await d.fan_out()
-                else:
-                    fanned = 0
-                leased: list[Leased] = []
-                free = MAX_HELD - lanes.load()
-                if free > 0:
-                    limit = min(LEASE_BATCH, free)
-                    leased = await d.lease(limit, exclude=lanes.saturated())
-                    lanes.add(leased)
-                if (
-                    fanned == FAN_OUT_BATCH
-                    or (leased and len(leased) >= min(LEASE_BATCH, free))
-                    or (leased and d.more_due)
-                    or filled(leased, lanes.read_ahead)
-                ):
-                    await asyncio.sleep(0)  # busy: go on, after letting the API run
-                    continue
-                if fan_left or d.strict_waiting:
-                    # Events taken by another worker (it may fail), or a strict endpoint's
-                    # head above the horizon: look again soon, not a poll later.
-                    woken = await _sleep(ctx, retry, wake)
-                    retry = min(retry * 2, poll)
-                else:
-                    retry = HORIZON_RETRY_S
-                    # The lanes and the recorder wake us as room frees up; a retry this
-                    # worker scheduled wakes us when due, whichever endpoint is busy.
-                    woken = await _sleep(ctx, _idle_for(d, poll), wake)
-                if woken and not lanes.take_room():
-                    # Coalesce a burst of wake-ups (new events) into one round of statements.
-                    await asyncio.sleep(COALESCE_S)
+            # Both end on stop; one that fails ends both, and the job is restarted whole.
+            done, _ = await asyncio.wait(loops, return_when=asyncio.FIRST_EXCEPTION)
+            for loop in done:
+                loop.result()
         finally:
+            for loop in loops:
+                await cancel_helper(loop)
             await lanes.close()
             await cancel_helper(beat)
             await cancel_helper(listener)
 
 
-async def _sleep(ctx: WorkerContext, seconds: float, wake: asyncio.Event) -> bool:
-    """``ctx.sleep``; whether it ended early on a wake-up."""
-    started = time.monotonic()
-    await ctx.sleep(seconds, wake)
-    return time.monotonic() - started < seconds
+async def _fan_out_loop(
+    ctx: WorkerContext,
+    d: Dispatcher,
+    lanes: Lanes,
+    news: asyncio.Event,
+    fanned_once: asyncio.Event,
+) -> None:
+    """Fan out every event committed, batch by batch; then wait for a notification (a
+    burst of them coalesced into one turn) or a poll. A batch that made deliveries sends
+    the lease loop at once."""
+    poll = ctx.poll_interval_s
+    retry = HORIZON_RETRY_S
+    while not ctx.stopping:
+        fanned, left = await d.fan_out()
+        fanned_once.set()
+        if fanned:
+            lanes.due_now()
+        if fanned == FAN_OUT_BATCH:
+            await asyncio.sleep(0)  # a backlog: go on, after letting the API run
+            continue
+        if left:
+            # Events taken by another worker (it may fail): look again soon.
+            await ctx.sleep(retry)
+            retry = min(retry * 2, poll)
+            continue
+        retry = HORIZON_RETRY_S
+        started = time.monotonic()
+        await ctx.sleep(poll, news)
+        if time.monotonic() - started < poll:
+            # Coalesce a burst of notifications (new events) into one fan-out.
+            await asyncio.sleep(COALESCE_S)
+
+
+async def _lease_loop(
+    ctx: WorkerContext,
+    d: Dispatcher,
+    lanes: Lanes,
+    wake: asyncio.Event,
+    fanned_once: asyncio.Event,
+) -> None:
+    poll = ctx.poll_interval_s
+    retry = HORIZON_RETRY_S
+    # The first lease waits for the first fan-out (one statement): PostgreSQL plans a
+    # statement once for all its runs from its sixth on, costed with the tables as they
+    # are then, and leases run on a table the fan-out has yet to fill at start-up can leave
+    # a plan that reads it whole for every lease once it has grown.
+    await ctx.sleep(3600.0, fanned_once)
+    while not ctx.stopping:
+        leased: list[Leased] = []
+        free = MAX_HELD - lanes.load()
+        if free > 0:
+            limit = min(LEASE_BATCH, free)
+            leased = await d.lease(limit, exclude=lanes.saturated())
+            lanes.add(leased)
+        if (
+            (leased and len(leased) >= min(LEASE_BATCH, free))
+            or (leased and d.more_due)
+            or filled(leased, lanes.read_ahead)
+        ):
+            await asyncio.sleep(0)  # busy: go on, after letting the API run
+            continue
+        if d.strict_waiting:
+            # A strict endpoint's head above the horizon: look again soon, not a poll later.
+            await ctx.sleep(retry, wake)
+            retry = min(retry * 2, poll)
+        else:
+            retry = HORIZON_RETRY_S
+            # The fan-out, the lanes and the recorder wake us when there is something to
+            # lease; a retry this worker scheduled wakes us when due.
+            await ctx.sleep(_idle_for(d, poll), wake)
 
 
 def _idle_for(d: Dispatcher, poll: float) -> float:
