@@ -53,6 +53,9 @@ class Config:
     webhook_rate: float
     webhook_duration_s: float
     delivery_events: int
+    #: Deliveries a run of the deliveries scenario sends at least (more events where there
+    #: are fewer endpoints): its rate is of seconds of sending, not of a start-up.
+    delivery_sent: int
     delivery_setups: tuple[tuple[int, int], ...]  # (endpoints, workers)
     relay_events: int
     runs: int = 3
@@ -81,6 +84,7 @@ FULL = Config(
     webhook_rate=200,
     webhook_duration_s=20,
     delivery_events=2000,
+    delivery_sent=10_000,
     delivery_setups=((1, 1), (1, 2), (8, 1), (8, 2)),
     relay_events=20_000,
 )
@@ -99,6 +103,7 @@ QUICK = Config(
     webhook_rate=200,
     webhook_duration_s=3,
     delivery_events=200,
+    delivery_sent=400,
     delivery_setups=((1, 1), (1, 2)),
     relay_events=3000,
     open_duration_s=5.0,
