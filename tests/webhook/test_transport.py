@@ -95,6 +95,17 @@ def fixed(raw: bytes, *, keep: bool = True) -> Answer:
 
 
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+
+
+async def until_none_idle(client: Client) -> None:
+    """Until the client keeps no connection for a next request (it saw it closed)."""
+
+    async def none_idle() -> bool:
+        return client.idle_connections() == 0
+
+    await poll(none_idle, timeout=10)
+
+
 HEADERS = [("content-type", "application/json"), ("webhook-id", "msg_1")]
 
 
@@ -149,11 +160,7 @@ async def test_chunked_and_close_delimited_answers() -> None:
 async def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None:
     async with serving(fixed(OK, keep=False)) as server, Client(timeout=5, user_agent="ua") as c:
         assert (await c.post(server.url(), b"{}", HEADERS)).status == 200
-
-        async def closed() -> bool:
-            return c.idle_connections() == 0
-
-        await poll(closed, timeout=10)
+        await until_none_idle(c)
         assert (await c.post(server.url(), b"{}", HEADERS)).status == 200
     assert server.connections == 2
 
@@ -316,10 +323,6 @@ async def test_a_connection_that_speaks_out_of_turn_is_not_reused() -> None:
 
     async with serving(answer_then_chatter) as server, Client(timeout=5, user_agent="u") as c:
         assert (await c.post(server.url(), b"{}", HEADERS)).status == 200
-
-        async def dropped() -> bool:
-            return c.idle_connections() == 0
-
-        await poll(dropped, timeout=10)
+        await until_none_idle(c)
         assert (await c.post(server.url(), b"{}", HEADERS)).status == 200
     assert server.connections == 2
