@@ -126,7 +126,7 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         if self._fields > MAX_HEADER_BYTES:
-            self._head = self._fields  # failed by data_received once the parser returns
+            self._fail(SendFailed("answer head too long"))
             return
         status = self.parser.get_status_code()
         if status < 200:
