@@ -293,9 +293,7 @@ async def _fan_out_loop(
             retry = min(retry * 2, poll)
             continue
         retry = HORIZON_RETRY_S
-        started = time.monotonic()
-        await ctx.sleep(poll, news)
-        if time.monotonic() - started < poll:
+        if await _sleep(ctx, poll, news):
             # Coalesce a burst of notifications (new events) into one fan-out.
             await asyncio.sleep(COALESCE_S)
 
@@ -337,6 +335,13 @@ async def _lease_loop(
             # The fan-out, the lanes and the recorder wake us when there is something to
             # lease; a retry this worker scheduled wakes us when due.
             await ctx.sleep(_idle_for(d, poll), wake)
+
+
+async def _sleep(ctx: WorkerContext, seconds: float, wake: asyncio.Event) -> bool:
+    """``ctx.sleep``; whether it ended early on a wake-up."""
+    started = time.monotonic()
+    await ctx.sleep(seconds, wake)
+    return time.monotonic() - started < seconds
 
 
 def _idle_for(d: Dispatcher, poll: float) -> float:
